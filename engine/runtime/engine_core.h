@@ -1,0 +1,102 @@
+// EngineCore: the single-threaded heart of the daemon — owns scheduler, KV blocks, backend and
+// detokenization; one call to Step() runs one iteration of continuous batching.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/backend/backend.h"
+#include "engine/runtime/sampling_params.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace moed {
+
+enum class FinishReason { kNone, kLength, kStop, kEos, kAborted, kDeadline, kError };
+std::string_view FinishReasonName(FinishReason r);  // "length", "stop", "eos", "aborted", "deadline", "error"
+
+struct EngineRequest {
+  std::string request_id;          // unique among live requests
+  std::vector<int32_t> prompt_ids; // already tokenized, non-empty, ids < vocab
+  SamplingParams sampling;
+  int32_t max_tokens = 16;         // ≥ 1; prompt + max_tokens ≤ context
+  std::vector<std::string> stop;   // stop strings: generation ends before them; they are not emitted
+  bool ignore_eos = false;
+  int32_t priority = 0;            // lower runs first (as vLLM); FIFO within a priority
+  bool include_routing = false;    // report this request's expert usage on its last output
+  absl::Time arrival_time = absl::InfinitePast();
+  absl::Time deadline = absl::InfiniteFuture();  // passed while queued → finished kDeadline, never prefilled
+};
+
+// What one Step() produced for one request. Text holds only whole UTF-8 characters; text that
+// could still become a stop string is held back until it cannot.
+struct RequestOutput {
+  std::string request_id;
+  std::vector<int32_t> new_token_ids;
+  std::vector<float> logprobs;                           // one per new token
+  std::vector<std::vector<TokenLogprob>> top_logprobs;   // one list per new token (when asked)
+  std::string new_text;
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kNone;
+  absl::Status status;          // non-OK for kDeadline / kError
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;  // total so far
+  std::vector<int32_t> routing;   // (layers * experts) this request's assignments; on the last output
+                                  // when include_routing
+};
+
+struct EngineConfig {
+  int max_running_seqs = 64;     // sequences in the running batch
+  int max_batch_tokens = 512;    // tokens per step (prefill chunks + decode tokens)
+  int max_queue = 256;           // waiting requests; more → RESOURCE_EXHAUSTED
+  int max_model_len = 0;         // context limit; 0 → the model's max_position_embeddings
+  int kv_block_size = 16;        // tokens per KV block
+  int64_t kv_cache_bytes = 0;    // KV memory; 0 → enough for max_running_seqs full contexts
+};
+
+// Counters and gauges the server turns into metrics. Cumulative unless said otherwise.
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int kv_blocks_used = 0;
+  int kv_blocks_total = 0;
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t prompt_tokens = 0;      // prefilled (recomputation after preemption counted again)
+  int64_t generated_tokens = 0;
+  std::vector<int64_t> routed;    // (layers * experts) since start
+  std::vector<int64_t> dropped;   // (layers * experts) since start
+  std::vector<int64_t> last_step_routed;  // (layers * experts) of the most recent step only
+  double last_step_seconds = 0.0;
+  int last_step_tokens = 0;
+};
+
+// Not thread-safe: the server's engine thread is the only caller (server/ owns the locking).
+class EngineCore {
+ public:
+  static absl::StatusOr<std::unique_ptr<EngineCore>> Create(std::unique_ptr<Backend> backend,
+                                                            std::shared_ptr<const Tokenizer> tokenizer,
+                                                            const EngineConfig& config);
+  virtual ~EngineCore() = default;
+
+  // Queues a request. INVALID_ARGUMENT naming the field and limit for lengths over the context;
+  // RESOURCE_EXHAUSTED when max_queue requests are waiting; ALREADY_EXISTS for a live request_id.
+  virtual absl::Status AddRequest(EngineRequest request) = 0;
+  // Marks a request aborted; its KV blocks are freed by the next Step(), which reports it finished
+  // with kAborted. Unknown ids are ignored.
+  virtual void AbortRequest(const std::string& request_id) = 0;
+  virtual bool HasUnfinished() const = 0;
+  // One iteration: expire deadlines, schedule, run the backend, sample, detokenize, check stops.
+  // A backend failure fails the requests of that step (kError), not the engine.
+  virtual std::vector<RequestOutput> Step() = 0;
+  virtual const EngineStats& stats() const = 0;
+  virtual const EngineConfig& config() const = 0;  // with defaults resolved
+  virtual const ModelSpec& spec() const = 0;
+  virtual std::string_view backend_name() const = 0;
+};
+
+}  // namespace moed

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# moed.sh — one entry point for users and CI: install what is missing, build, serve, test.
+#   ./moed.sh serve [moed flags…]   set up, build, and serve the built-in model (models/fortune-moe)
+#   ./moed.sh test                  set up, build, and run every test (what CI runs)
+#   ./moed.sh setup | build         the individual steps
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$(pwd)"
+BUILD_DIR="${MOED_BUILD_DIR:-$ROOT/build}"
+VENV="$ROOT/.venv"
+JOBS="${MOED_JOBS:-$(nproc)}"
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git python3 python3-venv python3-pip
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  prometheus-cpp-dev libgtest-dev libgmock-dev libsentencepiece-dev nlohmann-json3-dev libre2-dev
+  prometheus
+)
+PY_PACKAGES=(pytest grpcio grpcio-tools protobuf numpy)
+
+log() { printf '[moed.sh] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+setup_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+setup_python() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating the Python environment for tests in .venv"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c "import pytest, grpc, grpc_tools, numpy" 2>/dev/null; then
+    log "installing Python packages: ${PY_PACKAGES[*]}"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  fi
+}
+
+setup() { setup_apt; setup_python; }
+
+build() {
+  local cuda_flag=()
+  [ -n "${MOED_CUDA:-}" ] && cuda_flag=(-DMOED_CUDA="$MOED_CUDA")
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${MOED_BUILD_TYPE:-RelWithDebInfo}" "${cuda_flag[@]}" >/dev/null
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+}
+
+run_tests() {
+  log "C++ tests (ctest)"
+  (cd "$BUILD_DIR" && ctest --output-on-failure -j "$JOBS" --timeout 900)
+  if compgen -G "$ROOT/tests/**/test_*.py" >/dev/null || ls "$ROOT"/tests/*/test_*.py >/dev/null 2>&1; then
+    log "Python tests (pytest)"
+    MOED_BUILD_DIR="$BUILD_DIR" "$VENV/bin/python" -m pytest -q "$ROOT/tests"
+  fi
+}
+
+serve() {
+  if [ -x "$BUILD_DIR/moed" ]; then
+    exec "$BUILD_DIR/moed" --model "$ROOT/models/fortune-moe" "$@"
+  fi
+  # Until the daemon lands, serve runs the offline CLI on the built-in model.
+  exec "$BUILD_DIR/moe-run" --model "$ROOT/models/fortune-moe" --prompt "${MOED_PROMPT:-Never trust a computer}" \
+    --max-tokens 32 --temperature 0 "$@"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  build) setup; build ;;
+  serve) setup; build; serve "$@" ;;
+  test) setup; build; run_tests ;;
+  *) echo "usage: $0 {serve|test|setup|build} [args…]" >&2; exit 2 ;;
+esac
