@@ -14,9 +14,8 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 python3-venv python3-pip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libsentencepiece-dev nlohmann-json3-dev libre2-dev
-  prometheus
+  prometheus libicu-dev
 )
-PY_PACKAGES=(pytest grpcio grpcio-tools protobuf numpy)
 
 log() { printf '[moed.sh] %s\n' "$*" >&2; }
 
@@ -41,9 +40,14 @@ setup_python() {
     log "creating the Python environment for tests in .venv"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c "import pytest, grpc, grpc_tools, numpy" 2>/dev/null; then
-    log "installing Python packages: ${PY_PACKAGES[*]}"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  # Reinstall only when tests/requirements.txt changed since the last install.
+  local stamp="$VENV/.requirements.sha256"
+  local want
+  want="$(sha256sum "$ROOT/tests/requirements.txt" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "installing Python packages from tests/requirements.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/requirements.txt"
+    echo "$want" >"$stamp"
   fi
 }
 

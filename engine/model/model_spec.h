@@ -32,6 +32,7 @@ struct ModelSpec {
   int max_position_embeddings = 0;
   float rms_norm_eps = 1e-6f;
   float rope_theta = 10000.0f;    // rope_parameters.rope_theta (transformers 5) or top-level rope_theta
+  int sliding_window = 0;         // attend to the last `sliding_window` positions only; 0 = full causal
 
   // MoE block.
   int num_experts = 0;            // num_local_experts (mixtral, sometimes others) or num_experts
