@@ -48,12 +48,13 @@ struct SequenceResult {
   std::vector<TokenLogprob> top_logprobs; // SamplingParams::logprobs best alternatives, best first
   std::vector<float> logits;              // (vocab) when want_logits
   std::vector<int32_t> routing;           // (num_layers * num_experts) when want_routing: this step's
-                                          // assignments of this sequence's tokens, layer-major
+                                          // router assignments of this sequence's tokens, layer-major
 };
 
 struct StepOutput {
   std::vector<SequenceResult> results;  // one per batch.seqs entry, same order
-  std::vector<int64_t> routed;          // (num_layers * num_experts) assignments computed this step
+  std::vector<int64_t> routed;          // (num_layers * num_experts) assignments the router made this step
+                                        // (kept + dropped); one per (token, top-k slot)
   std::vector<int64_t> dropped;         // (num_layers * num_experts) assignments dropped by capacity
 };
 
