@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/cache/expert_cache_stats.h"
 #include "engine/model/model.h"
 #include "engine/runtime/sampling_params.h"
 
@@ -56,6 +57,9 @@ struct StepOutput {
   std::vector<int64_t> routed;          // (num_layers * num_experts) assignments the router made this step
                                         // (kept + dropped); one per (token, top-k slot)
   std::vector<int64_t> dropped;         // (num_layers * num_experts) assignments dropped by capacity
+  // The hot-expert cache's counters for this step (a delta) plus its resident/capacity after the step;
+  // capacity_experts == 0 when the cache is off.
+  cache::ExpertCacheStats expert_cache;
 };
 
 struct BackendOptions {
@@ -64,6 +68,11 @@ struct BackendOptions {
   // are dropped (the expert's contribution is omitted, the token keeps its residual).
   float moe_capacity_factor = 0.0f;
   int num_threads = 0;  // CPU worker threads; 0 = all hardware threads
+  // Hot-expert cache: routed experts resident in a bounded slot pool (the device tier), the rest in the host tier.
+  int expert_cache_slots = 0;                 // resident routed experts in total; 0 = cache off (all resident);
+                                              // more than the model's routed experts is clamped to that count
+  std::string expert_cache_policy = "lru";    // lru | lfu | load-aware
+  bool expert_cache_prefetch = true;          // predict layer l+1's experts after layer l and load them early
 };
 
 struct KvCacheConfig {

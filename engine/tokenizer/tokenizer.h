@@ -35,6 +35,11 @@ class Tokenizer {
   virtual std::vector<int32_t> eos_ids() const = 0;
   virtual bool IsSpecial(int32_t id) const = 0;
 
+  // True for byte-fallback pieces (<0xNN>). A run of consecutive byte-fallback tokens decodes to
+  // its bytes when they are valid UTF-8 as a whole, else to one U+FFFD per byte (tokenizers'
+  // ByteFallback decoder, which transformers' decode uses). Default: the tokenizer has none.
+  virtual bool IsByteFallback(int32_t /*id*/) const { return false; }
+
   // Whole-sequence decode, as transformers' tokenizer.decode(ids) (invalid UTF-8 → U+FFFD).
   std::string Decode(const std::vector<int32_t>& ids) const;
 };
@@ -58,6 +63,11 @@ class IncrementalDetokenizer {
   const Tokenizer& tokenizer_;
   std::string pending_;  // bytes not yet emitted (an incomplete UTF-8 sequence)
   bool emitted_any_ = false;
+  std::string byte_run_;           // current run of byte-fallback bytes, held until the run ends
+  bool byte_run_invalid_ = false;  // the current run can no longer be valid UTF-8
+
+  std::string EmitComplete(bool flush);  // drains pending_ (whole chars; all of it when flush)
+  void EndByteRun();                     // resolves byte_run_ into pending_
 };
 
 }  // namespace moed

@@ -1,0 +1,191 @@
+// The whole CUDA backend on full-size synthetic models (weights generated on the device): decode steps at
+// batch 1/16/64 and one prefill of 2048 tokens. Decode floor = bytes read per step (non-expert weights, experts
+// touched in the step, LM head, KV) / copy bandwidth; prefill floor = FLOPs / bf16 rate. Both measured here.
+// Usage: gpu-backend-step-bench [--models olmoe-1b-7b,qwen3-30b-a3b] [--batches 1,16,64] [--context 512]
+//        [--prefill 2048] [--skew 1.0] [--steps 20]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "bench/cuda/device_floor.h"
+#include "engine/backend/cuda/cuda_backend.h"
+#include "engine/common/status_macros.h"
+#include "engine/model/synthetic_model.h"
+
+namespace moed::bench {
+namespace {
+
+struct Args {
+  std::vector<std::string> models = {"olmoe-1b-7b", "qwen3-30b-a3b"};
+  std::vector<int> batches = {1, 16, 64};
+  int context = 512;  // tokens already in each sequence's KV cache when decoding
+  int prefill = 2048;
+  float skew = 1.0f;
+  int steps = 20;
+};
+
+absl::StatusOr<std::vector<int>> IntList(absl::string_view v) {
+  std::vector<int> out;
+  for (absl::string_view t : absl::StrSplit(v, ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(t, &n) || n < 1) return absl::InvalidArgumentError("bad count '" + std::string(t) + "'");
+    out.push_back(n);
+  }
+  return out;
+}
+
+absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], v = argv[i + 1];
+    if (flag == "--models") {
+      a.models = absl::StrSplit(v, ',');
+    } else if (flag == "--batches") {
+      MOED_ASSIGN_OR_RETURN(a.batches, IntList(v));
+    } else if (flag == "--context" && absl::SimpleAtoi(v, &a.context)) {
+    } else if (flag == "--prefill" && absl::SimpleAtoi(v, &a.prefill)) {
+    } else if (flag == "--steps" && absl::SimpleAtoi(v, &a.steps)) {
+    } else if (flag == "--skew" && absl::SimpleAtof(v, &a.skew)) {
+    } else {
+      return absl::InvalidArgumentError("bad flag or value: " + flag + " " + v);
+    }
+  }
+  return a;
+}
+
+double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor) {
+  SyntheticOptions so;
+  so.materialize = false;
+  so.router_skew = args.skew;
+  MOED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, CreateSyntheticModel(name, so));
+  const ModelSpec& s = model->spec;
+  const auto t0 = std::chrono::steady_clock::now();
+  MOED_ASSIGN_OR_RETURN(std::unique_ptr<Backend> b, CreateCudaBackend(model, {}));
+  std::printf("\n## %s: weights generated and resident in %.1f s\n", name.c_str(),
+              Seconds(t0, std::chrono::steady_clock::now()));
+  const int block = 16;
+  const int max_batch = *std::max_element(args.batches.begin(), args.batches.end());
+  const int per_seq_blocks = (args.context + args.steps + 8 + block - 1) / block;  // a decoding sequence
+  const int prefill_blocks = (args.prefill + block - 1) / block;
+  MOED_RETURN_IF_ERROR(b->InitKvCache({std::max(max_batch * per_seq_blocks, prefill_blocks), block}));
+
+  const int64_t H = s.hidden_size, F = s.moe_intermediate_size;
+  const double expert_bytes = 3.0 * H * F * 2;
+  const double dense_bytes_per_layer =
+      (static_cast<double>(s.q_dim() + 2 * s.kv_dim()) * H + static_cast<double>(H) * s.q_dim() +
+       static_cast<double>(s.num_experts) * H) * 2;
+  const double head_bytes = static_cast<double>(s.vocab_size) * H * 2;
+
+  // Prefill of `args.prefill` tokens in one step (one sequence).
+  {
+    StepBatch batch;
+    batch.token_ids.resize(args.prefill);
+    for (int i = 0; i < args.prefill; ++i) batch.token_ids[i] = (i * 7919) % s.vocab_size;
+    SequenceStep q;
+    q.num_tokens = args.prefill;
+    q.block_table.resize(prefill_blocks);
+    std::iota(q.block_table.begin(), q.block_table.end(), 0);
+    q.sample = true;
+    q.sampling.temperature = 0.0f;
+    batch.seqs.push_back(q);
+    StepOutput out;
+    MOED_RETURN_IF_ERROR(b->Step(batch, &out));  // warm-up
+    const auto a = std::chrono::steady_clock::now();
+    const int reps = 3;
+    for (int i = 0; i < reps; ++i) MOED_RETURN_IF_ERROR(b->Step(batch, &out));
+    const double t = Seconds(a, std::chrono::steady_clock::now()) / reps;
+    const double flops = 2.0 * args.prefill *
+                         (s.num_layers * (dense_bytes_per_layer / 2 + s.top_k * expert_bytes / 2)) +
+                         2.0 * s.num_layers * s.num_heads * s.head_dim * 2.0 * args.prefill * args.prefill / 2;
+    const double fl = flops / floor.bf16_flops_per_s;
+    std::printf("prefill %5d tokens: %8.2f ms   floor %7.2f ms (%5.1f%%)\n", args.prefill, t * 1e3, fl * 1e3,
+                100.0 * fl / t);
+  }
+
+  // Decode: `batch` sequences each holding `context` cached tokens (prefilled once), then `steps` decode steps.
+  for (int bs : args.batches) {
+    std::vector<SequenceStep> seqs(bs);
+    for (int i = 0; i < bs; ++i) {
+      seqs[i].seq_id = i;
+      seqs[i].block_table.resize(per_seq_blocks);
+      std::iota(seqs[i].block_table.begin(), seqs[i].block_table.end(), i * per_seq_blocks);
+    }
+    for (int i = 0; i < bs; ++i) {  // prefill each sequence's context
+      StepBatch p;
+      p.token_ids.resize(args.context);
+      for (int j = 0; j < args.context; ++j) p.token_ids[j] = (i * 131 + j * 17) % s.vocab_size;
+      SequenceStep q = seqs[i];
+      q.num_tokens = args.context;
+      p.seqs.push_back(q);
+      StepOutput out;
+      MOED_RETURN_IF_ERROR(b->Step(p, &out));
+    }
+    double total = 0.0, floor_s = 0.0;
+    for (int step = 0; step < args.steps + 1; ++step) {
+      StepBatch d;
+      for (int i = 0; i < bs; ++i) {
+        SequenceStep q = seqs[i];
+        q.token_offset = i;
+        q.num_tokens = 1;
+        q.start_pos = args.context + step;
+        q.sample = true;
+        q.sampling.temperature = 0.0f;
+        d.token_ids.push_back((i + step * 7) % s.vocab_size);
+        d.seqs.push_back(q);
+      }
+      StepOutput out;
+      const auto a = std::chrono::steady_clock::now();
+      MOED_RETURN_IF_ERROR(b->Step(d, &out));
+      const double t = Seconds(a, std::chrono::steady_clock::now());
+      if (step == 0) continue;  // warm-up
+      int64_t touched = 0;
+      for (int64_t r : out.routed) touched += r > 0;
+      const double kv_bytes = 2.0 * s.num_layers * bs * (args.context + step) * s.kv_dim() * 2;
+      const double bytes = s.num_layers * dense_bytes_per_layer + touched * expert_bytes + head_bytes + kv_bytes;
+      total += t;
+      floor_s += bytes / floor.bandwidth_bytes_per_s;
+    }
+    const double per = total / args.steps, fl = floor_s / args.steps;
+    std::printf("decode batch %3d (context %d): %8.3f ms/step  %8.1f tok/s   floor %7.3f ms (%5.1f%%)\n", bs,
+                args.context, per * 1e3, bs / per, fl * 1e3, 100.0 * fl / per);
+  }
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  auto args = ParseArgs(argc, argv);
+  if (!args.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());
+    return 2;
+  }
+  PrintDeviceHeader();
+  auto floor = MeasureDeviceFloor();
+  if (!floor.ok()) {
+    std::fprintf(stderr, "floor: %s\n", std::string(floor.status().message()).c_str());
+    return 1;
+  }
+  std::printf("# floor: D2D copy %.2f TB/s (read+write), bf16 GEMM 8192^3 %.1f TFLOP/s\n",
+              floor->bandwidth_bytes_per_s / 1e12, floor->bf16_flops_per_s / 1e12);
+  for (const std::string& m : args->models) {
+    const absl::Status st = BenchModel(m, *args, *floor);
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s: %s\n", m.c_str(), std::string(st.message()).c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace moed::bench
+
+int main(int argc, char** argv) { return moed::bench::Main(argc, argv); }

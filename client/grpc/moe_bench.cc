@@ -1,0 +1,256 @@
+// moe-bench: load generator for moed. Drives Generate streams at a fixed concurrency or a Poisson
+// request rate, always stops by itself (request count and/or duration), prints one JSON report.
+// Exit codes: 0 the run finished (failed requests are reported, not fatal), 1 setup call failed,
+// 2 usage error.
+#include <algorithm>
+#include <condition_variable>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/grpc/bench_call.h"
+#include "client/grpc/cli_args.h"
+#include "client/grpc/grpc_util.h"
+#include "client/grpc/latency_stats.h"
+#include "nlohmann/json.hpp"
+
+namespace moed::client {
+namespace {
+
+constexpr char kUsage[] = R"(usage: moe-bench [--addr HOST:PORT] (--concurrency N | --rate R [--concurrency MAX])
+    [--num-requests N] [--duration 60s] (--prompt-len L --output-len M [--seed S] | --prompts-file F [--output-len M])
+    [--ignore-eos] [--temperature T] [--timeout 120s]
+Sends Generate streams until N requests were sent or the duration passed (at least one bound; 64
+requests when neither is given), waits for those in flight, and prints one JSON report.
+--rate: requests per second with exponential gaps; --concurrency alone: closed loop of N streams.
+--prompt-len: synthetic prompts of L random token ids (seeded); --prompts-file: one prompt per line.
+)";
+
+const std::vector<FlagSpec> kFlags = {
+    {"addr"}, {"concurrency"}, {"rate"}, {"num-requests"}, {"duration"}, {"prompt-len"}, {"output-len"},
+    {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"help", false},
+};
+
+struct Options {
+  std::string addr = "127.0.0.1:50051";
+  int concurrency = 0;          // 0: unlimited (rate mode only)
+  double rate = 0.0;            // requests/s; 0: closed loop
+  int64_t num_requests = -1;    // -1: bounded by duration only
+  absl::Duration duration = absl::InfiniteDuration();
+  int prompt_len = 32;
+  int output_len = 32;
+  std::vector<std::string> prompts;  // from --prompts-file; empty: synthetic ids
+  bool ignore_eos = false;
+  float temperature = 0.0f;
+  uint64_t seed = 0;
+  absl::Duration timeout = absl::Seconds(120);
+};
+
+absl::Status ReadPromptsFile(const std::string& path, std::vector<std::string>& prompts) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("--prompts-file: cannot open '", path, "'"));
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) prompts.push_back(line);
+  }
+  if (prompts.empty()) return absl::InvalidArgumentError(absl::StrCat("--prompts-file: no prompts in '", path, "'"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Options> ParseOptions(const CliArgs& a) {
+  Options o;
+  o.addr = a.GetString("addr", o.addr);
+  absl::StatusOr<std::optional<int64_t>> conc = a.GetInt("concurrency");
+  absl::StatusOr<std::optional<int64_t>> num = a.GetInt("num-requests");
+  absl::StatusOr<std::optional<int64_t>> plen = a.GetInt("prompt-len");
+  absl::StatusOr<std::optional<int64_t>> olen = a.GetInt("output-len");
+  absl::StatusOr<std::optional<uint64_t>> seed = a.GetUint("seed");
+  absl::StatusOr<std::optional<double>> rate = a.GetDouble("rate");
+  absl::StatusOr<std::optional<double>> temp = a.GetDouble("temperature");
+  absl::StatusOr<std::optional<absl::Duration>> dur = a.GetDuration("duration");
+  absl::StatusOr<std::optional<absl::Duration>> timeout = a.GetDuration("timeout");
+  for (const absl::Status& st : {conc.status(), num.status(), plen.status(), olen.status(), seed.status(),
+                                 rate.status(), temp.status(), dur.status(), timeout.status()}) {
+    if (!st.ok()) return st;
+  }
+  if (!*conc && !*rate) return absl::InvalidArgumentError("give --concurrency N or --rate R");
+  if (*conc && **conc < 1) return absl::InvalidArgumentError("--concurrency must be >= 1");
+  if (*rate && !(**rate > 0)) return absl::InvalidArgumentError("--rate must be > 0 requests/s");
+  if (*num && **num < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
+  if (*dur && **dur <= absl::ZeroDuration()) return absl::InvalidArgumentError("--duration must be > 0");
+  if (*plen && **plen < 1) return absl::InvalidArgumentError("--prompt-len must be >= 1");
+  if (*olen && **olen < 1) return absl::InvalidArgumentError("--output-len must be >= 1");
+  if (*plen && a.Has("prompts-file")) return absl::InvalidArgumentError("--prompt-len and --prompts-file exclude each other");
+  o.concurrency = static_cast<int>(conc->value_or(0));
+  o.rate = rate->value_or(0.0);
+  o.num_requests = num->value_or(-1);
+  if (*dur) o.duration = **dur;
+  if (o.num_requests < 0 && !*dur) o.num_requests = 64;
+  o.prompt_len = static_cast<int>(plen->value_or(o.prompt_len));
+  o.output_len = static_cast<int>(olen->value_or(o.output_len));
+  o.ignore_eos = a.Has("ignore-eos");
+  o.temperature = static_cast<float>(temp->value_or(0.0));
+  o.seed = seed->value_or(0);
+  if (*timeout) o.timeout = **timeout;
+  if (a.Has("prompts-file")) {
+    if (absl::Status st = ReadPromptsFile(a.GetString("prompts-file", ""), o.prompts); !st.ok()) return st;
+  }
+  return o;
+}
+
+// Collects results from gRPC threads; the main thread waits on it.
+class Tally {
+ public:
+  void Started() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++in_flight_;
+  }
+  void Done(CallResult r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    results_.push_back(std::move(r));
+    --in_flight_;
+    cv_.notify_all();
+  }
+  // Waits until fewer than `limit` calls are in flight or `until` passes; true when below the limit.
+  bool WaitBelow(int limit, Clock::time_point until) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_until(lock, until, [&] { return in_flight_ < limit; });
+  }
+  std::vector<CallResult> TakeAll() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::move(results_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int in_flight_ = 0;
+  std::vector<CallResult> results_;
+};
+
+moed::v1::GenerateRequest MakeRequest(const Options& o, int64_t index, int vocab, std::mt19937_64& rng) {
+  moed::v1::GenerateRequest req;
+  req.set_request_id(absl::StrCat("bench-", index));
+  if (!o.prompts.empty()) {
+    req.set_prompt(o.prompts[index % o.prompts.size()]);
+  } else {
+    // Ids 0..2 are the usual unk/BOS/EOS specials; stay clear of them.
+    std::uniform_int_distribution<int> id(std::min(3, vocab - 1), vocab - 1);
+    for (int i = 0; i < o.prompt_len; ++i) req.add_prompt_ids(id(rng));
+  }
+  moed::v1::SamplingParams& s = *req.mutable_sampling();
+  s.set_max_tokens(o.output_len);
+  s.set_temperature(o.temperature);
+  s.set_ignore_eos(o.ignore_eos);
+  s.set_seed(o.seed + static_cast<uint64_t>(index));
+  return req;
+}
+
+nlohmann::json Report(const Options& o, const std::vector<CallResult>& results, double wall_s) {
+  int64_t ok = 0;
+  int64_t in_tokens = 0;
+  int64_t out_tokens = 0;
+  std::map<std::string, int64_t> errors;
+  std::map<std::string, std::string> first_error;
+  std::vector<double> ttft, itl, e2e, tpot;
+  for (const CallResult& r : results) {
+    out_tokens += r.output_tokens;
+    if (r.code != grpc::OK) {
+      const std::string name = StatusCodeName(r.code);
+      ++errors[name];
+      first_error.emplace(name, r.error);
+      continue;
+    }
+    ++ok;
+    in_tokens += r.prompt_tokens;
+    e2e.push_back(r.e2e_s * 1e3);
+    if (r.ttft_s >= 0) ttft.push_back(r.ttft_s * 1e3);
+    for (double g : r.itl_s) itl.push_back(g * 1e3);
+    if (r.output_tokens > 1) tpot.push_back((r.e2e_s - r.ttft_s) * 1e3 / (r.output_tokens - 1));
+  }
+  const double d = wall_s > 0 ? wall_s : 1e-9;
+  return {
+      {"config", {{"addr", o.addr}, {"concurrency", o.concurrency}, {"rate", o.rate},
+                  {"num_requests", o.num_requests}, {"prompt_len", o.prompts.empty() ? o.prompt_len : -1},
+                  {"output_len", o.output_len}, {"ignore_eos", o.ignore_eos}, {"temperature", o.temperature}}},
+      {"requests", {{"ok", ok}, {"failed", static_cast<int64_t>(results.size()) - ok}}},
+      {"errors", errors},
+      {"error_examples", first_error},
+      {"duration_s", wall_s},
+      {"request_throughput", ok / d},
+      {"input_tokens", in_tokens},
+      {"output_tokens", out_tokens},
+      {"output_tokens_per_s", out_tokens / d},
+      {"total_tokens_per_s", (in_tokens + out_tokens) / d},
+      {"ttft_ms", Summarize(ttft)},
+      {"itl_ms", Summarize(itl)},
+      {"tpot_ms", Summarize(tpot)},
+      {"e2e_ms", Summarize(e2e)},
+  };
+}
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, kFlags);
+  if (args.ok() && args->Has("help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  absl::StatusOr<Options> opts = args.ok() ? ParseOptions(*args) : absl::StatusOr<Options>(args.status());
+  if (opts.ok() && !args->positional().empty()) {
+    opts = absl::InvalidArgumentError(absl::StrCat("unexpected argument '", args->positional()[0], "'"));
+  }
+  if (!opts.ok()) {
+    std::cerr << "moe-bench: " << opts.status().message() << "\n" << kUsage;
+    return 2;
+  }
+  const Options& o = *opts;
+  std::shared_ptr<grpc::Channel> channel = MakeChannel(o.addr);
+  std::unique_ptr<moed::v1::Moed::Stub> stub = moed::v1::Moed::NewStub(channel);
+
+  moed::v1::ModelInfo info;
+  grpc::ClientContext info_ctx;
+  SetTimeout(info_ctx, absl::Seconds(10));
+  if (grpc::Status st = stub->GetModelInfo(&info_ctx, moed::v1::GetModelInfoRequest(), &info); !st.ok()) {
+    std::cerr << "moe-bench: GetModelInfo: " << StatusCodeName(st.error_code()) << ": " << st.error_message() << "\n";
+    return 1;
+  }
+
+  Tally tally;
+  std::mt19937_64 rng(o.seed);
+  std::exponential_distribution<double> gap(o.rate > 0 ? o.rate : 1.0);
+  const Clock::duration timeout = absl::ToChronoNanoseconds(o.timeout);
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point end = o.duration == absl::InfiniteDuration()
+                                    ? Clock::time_point::max()
+                                    : start + absl::ToChronoNanoseconds(o.duration);
+  const int limit = o.concurrency > 0 ? o.concurrency : std::numeric_limits<int>::max();
+  Clock::time_point next_arrival = start;
+  for (int64_t i = 0; o.num_requests < 0 || i < o.num_requests; ++i) {
+    if (o.rate > 0) {
+      if (i > 0) next_arrival += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
+      if (next_arrival >= end) break;
+      std::this_thread::sleep_until(next_arrival);
+    }
+    if (!tally.WaitBelow(limit, end)) break;
+    if (Clock::now() >= end) break;
+    tally.Started();
+    new BenchCall(*stub, MakeRequest(o, i, info.vocab_size(), rng), timeout,
+                  [&tally](CallResult r) { tally.Done(std::move(r)); });
+  }
+  tally.WaitBelow(1, Clock::time_point::max());
+  const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+  std::cout << Report(o, tally.TakeAll(), wall_s).dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+}  // namespace moed::client
+
+int main(int argc, char** argv) { return moed::client::Main(argc, argv); }

@@ -1,0 +1,289 @@
+// moectl: command-line client of the moed daemon (generate, tokenize, info, stats, health).
+// Exit codes: 0 success, 1 the call failed (gRPC code and message on stderr), 2 usage error.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/grpc/cli_args.h"
+#include "client/grpc/grpc_util.h"
+#include "moed/v1/moed.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace moed::client {
+namespace {
+
+constexpr char kUsage[] = R"(usage: moectl [--addr HOST:PORT] [--timeout 30s] COMMAND [ARGS]
+commands:
+  generate "PROMPT" | --prompt-ids 1,2,3
+      [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop S]...
+      [--logprobs N] [--ignore-eos] [--include-routing] [--priority N] [--request-id ID] [--json]
+      streams the completion to stdout (--json: one JSON object once finished)
+  tokenize "TEXT" [--json]      token ids of TEXT
+  info [--json]                 the served model and its limits
+  stats [--json]                the layer x expert matrix of routed (and dropped) tokens
+  health [--service NAME]       grpc.health.v1 status; exit 0 only when SERVING
+--addr defaults to $MOECTL_ADDR or 127.0.0.1:50051; --timeout 0 means no deadline.
+)";
+
+const std::vector<FlagSpec> kFlags = {
+    {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
+    {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
+    {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
+};
+
+constexpr int kExitCallFailed = 1;
+constexpr int kExitUsage = 2;
+
+int UsageError(const std::string& message) {
+  std::cerr << "moectl: " << message << "\n" << kUsage;
+  return kExitUsage;
+}
+
+int CallFailed(const grpc::Status& status) {
+  std::cerr << "moectl: " << StatusCodeName(status.error_code()) << ": " << status.error_message() << "\n";
+  return kExitCallFailed;
+}
+
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+struct Session {
+  const CliArgs& args;
+  std::unique_ptr<moed::v1::Moed::Stub> stub;
+  std::shared_ptr<grpc::Channel> channel;
+  absl::Duration timeout;
+  bool json = false;
+};
+
+// Fills `req` from the flags; a usage error message on bad values.
+absl::Status BuildGenerateRequest(const CliArgs& args, moed::v1::GenerateRequest& req) {
+  const bool has_text = args.positional().size() >= 2;
+  if (args.positional().size() > 2) return absl::InvalidArgumentError("generate takes one prompt argument");
+  if (has_text == args.Has("prompt-ids")) {
+    return absl::InvalidArgumentError("generate needs exactly one of \"PROMPT\" or --prompt-ids");
+  }
+  if (has_text) {
+    req.set_prompt(args.positional()[1]);
+  } else {
+    absl::StatusOr<std::vector<int32_t>> ids = ParseIdList(args.GetString("prompt-ids", ""), "--prompt-ids");
+    if (!ids.ok()) return ids.status();
+    for (int32_t id : *ids) req.add_prompt_ids(id);
+  }
+  req.set_request_id(args.GetString("request-id", ""));
+  req.set_include_routing(args.Has("include-routing"));
+  moed::v1::SamplingParams& s = *req.mutable_sampling();
+  s.set_ignore_eos(args.Has("ignore-eos"));
+  for (const std::string& stop : args.All("stop")) s.add_stop(stop);
+
+  absl::StatusOr<std::optional<int64_t>> max_tokens = args.GetInt("max-tokens");
+  absl::StatusOr<std::optional<int64_t>> top_k = args.GetInt("top-k");
+  absl::StatusOr<std::optional<int64_t>> logprobs = args.GetInt("logprobs");
+  absl::StatusOr<std::optional<int64_t>> priority = args.GetInt("priority");
+  absl::StatusOr<std::optional<uint64_t>> seed = args.GetUint("seed");
+  absl::StatusOr<std::optional<double>> temperature = args.GetDouble("temperature");
+  absl::StatusOr<std::optional<double>> top_p = args.GetDouble("top-p");
+  for (const absl::Status& st : {max_tokens.status(), top_k.status(), logprobs.status(), priority.status(),
+                                 seed.status(), temperature.status(), top_p.status()}) {
+    if (!st.ok()) return st;
+  }
+  // Range checks are the server's job: the values travel as given so that its errors are visible.
+  if (*max_tokens) s.set_max_tokens(static_cast<int32_t>(**max_tokens));
+  if (*top_k) s.set_top_k(static_cast<int32_t>(**top_k));
+  if (*logprobs) s.set_logprobs(static_cast<int32_t>(**logprobs));
+  if (*priority) req.set_priority(static_cast<int32_t>(**priority));
+  if (*seed) s.set_seed(**seed);
+  if (*temperature) s.set_temperature(static_cast<float>(**temperature));
+  if (*top_p) s.set_top_p(static_cast<float>(**top_p));
+  return absl::OkStatus();
+}
+
+nlohmann::json RoutingJson(const google::protobuf::RepeatedPtrField<moed::v1::LayerRouting>& routing) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const moed::v1::LayerRouting& l : routing) {
+    layers.push_back({{"layer", l.layer()},
+                      {"expert_ids", std::vector<int32_t>(l.expert_ids().begin(), l.expert_ids().end())},
+                      {"token_counts", std::vector<int32_t>(l.token_counts().begin(), l.token_counts().end())}});
+  }
+  return layers;
+}
+
+int RunGenerate(Session& s) {
+  moed::v1::GenerateRequest req;
+  if (absl::Status st = BuildGenerateRequest(s.args, req); !st.ok()) return UsageError(std::string(st.message()));
+
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, s.timeout);
+  std::unique_ptr<grpc::ClientReader<moed::v1::GenerateResponse>> reader = s.stub->Generate(&ctx, req);
+  moed::v1::GenerateResponse msg;
+  nlohmann::json out = {{"token_ids", nlohmann::json::array()}, {"text", ""}};
+  nlohmann::json logprobs = nlohmann::json::array();
+  std::string text;
+  while (reader->Read(&msg)) {
+    for (int32_t id : msg.token_ids()) out["token_ids"].push_back(id);
+    text += msg.text();
+    if (!msg.request_id().empty()) out["request_id"] = msg.request_id();
+    for (const moed::v1::TokenLogprob& lp : msg.logprobs()) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const moed::v1::TopLogprob& t : lp.top()) top.push_back({{"token_id", t.token_id()}, {"logprob", t.logprob()}});
+      logprobs.push_back({{"token_id", lp.token_id()}, {"logprob", lp.logprob()}, {"top", top}});
+    }
+    if (!s.json && !msg.text().empty()) {
+      std::fwrite(msg.text().data(), 1, msg.text().size(), stdout);
+      std::fflush(stdout);
+    }
+    if (!msg.finish_reason().empty()) out["finish_reason"] = msg.finish_reason();
+    if (msg.has_usage()) {
+      out["usage"] = {{"prompt_tokens", msg.usage().prompt_tokens()},
+                      {"completion_tokens", msg.usage().completion_tokens()}};
+    }
+    if (msg.routing_size() > 0) out["routing"] = RoutingJson(msg.routing());
+  }
+  const grpc::Status status = reader->Finish();
+  if (!s.json) std::fputs("\n", stdout);
+  if (!status.ok()) return CallFailed(status);
+  if (s.json) {
+    out["text"] = text;
+    if (!logprobs.empty()) out["logprobs"] = logprobs;
+    std::cout << Dump(out) << "\n";
+  }
+  return 0;
+}
+
+int RunTokenize(Session& s) {
+  if (s.args.positional().size() != 2) return UsageError("tokenize takes exactly one \"TEXT\" argument");
+  moed::v1::TokenizeRequest req;
+  req.set_text(s.args.positional()[1]);
+  moed::v1::TokenizeResponse resp;
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, s.timeout);
+  if (grpc::Status st = s.stub->Tokenize(&ctx, req, &resp); !st.ok()) return CallFailed(st);
+  std::vector<int32_t> ids(resp.token_ids().begin(), resp.token_ids().end());
+  if (s.json) {
+    std::cout << Dump({{"token_ids", ids}}) << "\n";
+    return 0;
+  }
+  for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+  std::cout << "\n";
+  return 0;
+}
+
+int RunInfo(Session& s) {
+  moed::v1::ModelInfo info;
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, s.timeout);
+  if (grpc::Status st = s.stub->GetModelInfo(&ctx, moed::v1::GetModelInfoRequest(), &info); !st.ok()) {
+    return CallFailed(st);
+  }
+  nlohmann::json j = {
+      {"model", info.model()}, {"family", info.family()}, {"backend", info.backend()},
+      {"num_layers", info.num_layers()}, {"num_experts", info.num_experts()}, {"top_k", info.top_k()},
+      {"context_length", info.context_length()}, {"hidden_size", info.hidden_size()},
+      {"vocab_size", info.vocab_size()}, {"num_heads", info.num_heads()}, {"num_kv_heads", info.num_kv_heads()},
+      {"head_dim", info.head_dim()}, {"moe_intermediate_size", info.moe_intermediate_size()},
+      {"shared_expert", info.shared_expert()}, {"moe_capacity_factor", info.moe_capacity_factor()},
+      {"max_tokens_limit", info.max_tokens_limit()},
+      {"eos_token_ids", std::vector<int32_t>(info.eos_token_ids().begin(), info.eos_token_ids().end())}};
+  if (s.json) {
+    std::cout << Dump(j) << "\n";
+    return 0;
+  }
+  for (const auto& [key, value] : j.items()) std::cout << absl::StrFormat("%-22s %s\n", key, Dump(value));
+  return 0;
+}
+
+void PrintMatrix(const char* title, const google::protobuf::RepeatedField<int64_t>& m, int layers, int experts) {
+  std::cout << title << " (rows: layers, columns: experts)\n" << absl::StrFormat("%6s", "layer");
+  for (int e = 0; e < experts; ++e) std::cout << absl::StrFormat(" %10d", e);
+  std::cout << absl::StrFormat(" %12s\n", "max/mean");
+  for (int l = 0; l < layers; ++l) {
+    std::cout << absl::StrFormat("%6d", l);
+    int64_t sum = 0;
+    int64_t max = 0;
+    for (int e = 0; e < experts; ++e) {
+      const int64_t v = m.Get(l * experts + e);
+      sum += v;
+      max = std::max(max, v);
+      std::cout << absl::StrFormat(" %10d", v);
+    }
+    const double mean = static_cast<double>(sum) / experts;
+    std::cout << (mean > 0 ? absl::StrFormat(" %12.2f\n", max / mean) : absl::StrFormat(" %12s\n", "-"));
+  }
+}
+
+int RunStats(Session& s) {
+  moed::v1::ExpertStats st;
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, s.timeout);
+  if (grpc::Status call = s.stub->GetExpertStats(&ctx, moed::v1::GetExpertStatsRequest(), &st); !call.ok()) {
+    return CallFailed(call);
+  }
+  const int layers = st.num_layers();
+  const int experts = st.num_experts();
+  const int cells = layers * experts;
+  if (st.routed_tokens_size() != cells || (st.dropped_tokens_size() != 0 && st.dropped_tokens_size() != cells)) {
+    return CallFailed(grpc::Status(grpc::INTERNAL, absl::StrCat("GetExpertStats: matrix sizes ", st.routed_tokens_size(),
+                                                                 "/", st.dropped_tokens_size(), " do not match ",
+                                                                 layers, " layers x ", experts, " experts")));
+  }
+  if (s.json) {
+    nlohmann::json j = {{"num_layers", layers}, {"num_experts", experts}, {"top_k", st.top_k()},
+                        {"steps", st.steps()},
+                        {"routed_tokens", std::vector<int64_t>(st.routed_tokens().begin(), st.routed_tokens().end())},
+                        {"dropped_tokens", std::vector<int64_t>(st.dropped_tokens().begin(), st.dropped_tokens().end())},
+                        {"resident", std::vector<bool>(st.resident().begin(), st.resident().end())}};
+    std::cout << Dump(j) << "\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("%d layers x %d experts, top-%d, %d engine steps\n", layers, experts, st.top_k(),
+                               st.steps());
+  PrintMatrix("routed tokens", st.routed_tokens(), layers, experts);
+  int64_t dropped = 0;
+  for (int64_t v : st.dropped_tokens()) dropped += v;
+  if (dropped > 0) PrintMatrix("dropped tokens", st.dropped_tokens(), layers, experts);
+  return 0;
+}
+
+int RunHealth(Session& s) {
+  std::string serving;
+  grpc::Status st = CheckHealth(*s.channel, s.args.GetString("service", ""), s.timeout, &serving);
+  if (!st.ok()) return CallFailed(st);
+  std::cout << serving << "\n";
+  return serving == "SERVING" ? 0 : kExitCallFailed;
+}
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, kFlags);
+  if (!args.ok()) return UsageError(std::string(args.status().message()));
+  if (args->Has("help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (args->positional().empty()) return UsageError("missing COMMAND");
+  absl::StatusOr<std::optional<absl::Duration>> timeout = args->GetDuration("timeout");
+  if (!timeout.ok()) return UsageError(std::string(timeout.status().message()));
+
+  const char* env_addr = std::getenv("MOECTL_ADDR");
+  const std::string addr = args->GetString("addr", env_addr != nullptr ? env_addr : "127.0.0.1:50051");
+  Session s{*args, nullptr, MakeChannel(addr), timeout->value_or(absl::Seconds(30)), args->Has("json")};
+  s.stub = moed::v1::Moed::NewStub(s.channel);
+
+  const std::string& cmd = args->positional()[0];
+  const bool takes_no_args = cmd == "info" || cmd == "stats" || cmd == "health";
+  if (takes_no_args && args->positional().size() > 1) return UsageError(cmd + " takes no arguments");
+  if (cmd == "generate") return RunGenerate(s);
+  if (cmd == "tokenize") return RunTokenize(s);
+  if (cmd == "info") return RunInfo(s);
+  if (cmd == "stats") return RunStats(s);
+  if (cmd == "health") return RunHealth(s);
+  return UsageError("unknown command '" + cmd + "'");
+}
+
+}  // namespace
+}  // namespace moed::client
+
+int main(int argc, char** argv) { return moed::client::Main(argc, argv); }

@@ -1,0 +1,345 @@
+// moe-run: offline generation — loads a model directory, tokenizes, generates, prints text or JSON.
+//   moe-run --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
+//           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--logits-out FILE]
+//           [--backend auto|cpu|cuda] [--threads N] [--moe-capacity-factor F]
+//           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch on|off]
+//           [--stats-out FILE]
+// --prompts-file runs each non-empty line as its own generation, one after another on one backend (the expert
+// cache stays warm across them), printing one output line (or JSON object) per prompt.
+// --stats-out writes JSON: per layer the expert cache's hits, misses, evictions, prefetches issued/used/wasted and
+// the routed-token count of every expert, plus totals.
+// Bad arguments or a bad model directory: one line on stderr and exit code 2; other failures exit 1.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "engine/backend/backend.h"
+#include "engine/model/model.h"
+#include "engine/runtime/generate.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+
+namespace moed {
+namespace {
+
+constexpr int kUsageError = 2;
+constexpr int kRuntimeError = 1;
+
+struct Args {
+  std::string model;
+  std::optional<std::string> prompt;
+  std::optional<std::string> prompt_ids;
+  int max_tokens = 64;
+  SamplingParams sampling;
+  bool json = false;
+  std::string logits_out;
+  std::string backend = "auto";
+  int threads = 0;
+  float capacity_factor = 0.0f;
+  std::optional<std::string> prompts_file;
+  int cache_slots = 0;
+  std::string cache_policy = "lru";
+  bool cache_prefetch = true;
+  std::string stats_out;
+};
+
+// Thrown-free error channel: the message of the first problem found.
+struct ArgError {
+  std::string message;
+};
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "moe-run: %s\n", message.c_str());
+  return code;
+}
+
+std::optional<ArgError> ParseInt(const std::string& flag, const std::string& v, int lo, int* out) {
+  if (!absl::SimpleAtoi(v, out) || *out < lo) {
+    return ArgError{absl::StrFormat("%s must be an integer ≥ %d, got '%s'", flag, lo, v)};
+  }
+  return std::nullopt;
+}
+
+std::optional<ArgError> ParseFloat(const std::string& flag, const std::string& v, float* out) {
+  if (!absl::SimpleAtof(v, out) || !std::isfinite(*out)) {
+    return ArgError{absl::StrFormat("%s must be a number, got '%s'", flag, v)};
+  }
+  return std::nullopt;
+}
+
+// Applies one "--flag value" pair.
+std::optional<ArgError> ApplyFlag(const std::string& flag, const std::string& v, Args& a) {
+  if (flag == "--model") a.model = v;
+  else if (flag == "--prompt") a.prompt = v;
+  else if (flag == "--prompt-ids") a.prompt_ids = v;
+  else if (flag == "--logits-out") a.logits_out = v;
+  else if (flag == "--backend") a.backend = v;
+  else if (flag == "--prompts-file") a.prompts_file = v;
+  else if (flag == "--stats-out") a.stats_out = v;
+  else if (flag == "--expert-cache-slots") return ParseInt(flag, v, 0, &a.cache_slots);
+  else if (flag == "--expert-cache-policy") {
+    if (v != "lru" && v != "lfu" && v != "load-aware") {
+      return ArgError{absl::StrFormat("--expert-cache-policy must be lru, lfu or load-aware, got '%s'", v)};
+    }
+    a.cache_policy = v;
+  } else if (flag == "--expert-cache-prefetch") {
+    if (v != "on" && v != "off") return ArgError{absl::StrFormat("--expert-cache-prefetch must be on or off, got '%s'", v)};
+    a.cache_prefetch = v == "on";
+  }
+  else if (flag == "--max-tokens") return ParseInt(flag, v, 0, &a.max_tokens);
+  else if (flag == "--top-k") return ParseInt(flag, v, 0, &a.sampling.top_k);
+  else if (flag == "--threads") return ParseInt(flag, v, 0, &a.threads);
+  else if (flag == "--temperature") return ParseFloat(flag, v, &a.sampling.temperature);
+  else if (flag == "--top-p") return ParseFloat(flag, v, &a.sampling.top_p);
+  else if (flag == "--moe-capacity-factor") return ParseFloat(flag, v, &a.capacity_factor);
+  else if (flag == "--seed") {
+    if (!absl::SimpleAtoi(v, &a.sampling.seed)) {
+      return ArgError{absl::StrFormat("--seed must be a non-negative integer, got '%s'", v)};
+    }
+  } else {
+    return ArgError{absl::StrFormat("unknown flag '%s'", flag)};
+  }
+  return std::nullopt;
+}
+
+std::optional<ArgError> ParseArgs(int argc, char** argv, Args& a) {
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--json") {
+      a.json = true;
+      continue;
+    }
+    if (flag.rfind("--", 0) != 0) return ArgError{absl::StrFormat("unexpected argument '%s'", flag)};
+    std::string value;
+    const size_t eq = flag.find('=');
+    if (eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) return ArgError{absl::StrFormat("%s needs a value", flag)};
+      value = argv[++i];
+    }
+    if (auto err = ApplyFlag(flag, value, a)) return err;
+  }
+  if (a.model.empty()) return ArgError{"--model DIR is required"};
+  if (a.prompt.has_value() + a.prompt_ids.has_value() + a.prompts_file.has_value() != 1) {
+    return ArgError{"exactly one of --prompt, --prompt-ids and --prompts-file is required"};
+  }
+  if (a.prompts_file.has_value() && !a.logits_out.empty()) {
+    return ArgError{"--logits-out takes a single prompt, not --prompts-file"};
+  }
+  if (a.sampling.temperature < 0) {
+    return ArgError{absl::StrFormat("--temperature must be ≥ 0, got %g", a.sampling.temperature)};
+  }
+  if (!(a.sampling.top_p > 0 && a.sampling.top_p <= 1)) {
+    return ArgError{absl::StrFormat("--top-p must be in (0, 1], got %g", a.sampling.top_p)};
+  }
+  if (a.capacity_factor < 0) {
+    return ArgError{absl::StrFormat("--moe-capacity-factor must be ≥ 0, got %g", a.capacity_factor)};
+  }
+  if (a.backend != "auto" && a.backend != "cpu" && a.backend != "cuda") {
+    return ArgError{absl::StrFormat("--backend must be auto, cpu or cuda, got '%s'", a.backend)};
+  }
+  return std::nullopt;
+}
+
+std::optional<ArgError> ParseIds(const std::string& text, int vocab, std::vector<int32_t>& ids) {
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int32_t id;
+    if (!absl::SimpleAtoi(part, &id) || id < 0 || id >= vocab) {
+      return ArgError{absl::StrFormat("--prompt-ids: '%s' is not a token id in [0, %d)", std::string(part), vocab)};
+    }
+    ids.push_back(id);
+  }
+  return std::nullopt;
+}
+
+// Forwards to a backend and sums what each Step reports: routed assignments and the expert cache's deltas.
+class StatsBackend : public Backend {
+ public:
+  explicit StatsBackend(Backend& inner)
+      : inner_(inner), routed_(static_cast<size_t>(inner.spec().num_layers) * inner.spec().num_experts, 0) {}
+  std::string_view name() const override { return inner_.name(); }
+  const ModelSpec& spec() const override { return inner_.spec(); }
+  int64_t KvBytesPerBlock(int block_size) const override { return inner_.KvBytesPerBlock(block_size); }
+  absl::Status InitKvCache(const KvCacheConfig& config) override { return inner_.InitKvCache(config); }
+  absl::Status Step(const StepBatch& batch, StepOutput* out) override {
+    absl::Status s = inner_.Step(batch, out);
+    if (!s.ok()) return s;
+    ++steps_;
+    for (size_t i = 0; i < out->routed.size() && i < routed_.size(); ++i) routed_[i] += out->routed[i];
+    cache_.Add(out->expert_cache);
+    return s;
+  }
+
+  int64_t steps() const { return steps_; }
+  const std::vector<int64_t>& routed() const { return routed_; }  // (num_layers * num_experts)
+  const cache::ExpertCacheStats& cache() const { return cache_; }
+
+ private:
+  Backend& inner_;
+  int64_t steps_ = 0;
+  std::vector<int64_t> routed_;
+  cache::ExpertCacheStats cache_;
+};
+
+int64_t At(const std::vector<int64_t>& v, int i) { return i < static_cast<int>(v.size()) ? v[i] : 0; }
+
+nlohmann::json StatsJson(const Args& a, const StatsBackend& b) {
+  const ModelSpec& spec = b.spec();
+  const cache::ExpertCacheStats& c = b.cache();
+  nlohmann::json j;
+  j["backend"] = std::string(b.name());
+  j["steps"] = b.steps();
+  j["expert_cache"] = {{"slots", c.capacity_experts}, {"requested_slots", a.cache_slots},
+                       {"policy", a.cache_policy}, {"prefetch", a.cache_prefetch}};
+  nlohmann::json layers = nlohmann::json::array();
+  for (int l = 0; l < spec.num_layers; ++l) {
+    const bool moe = l < static_cast<int>(spec.layer_is_moe.size()) && spec.layer_is_moe[l];
+    std::vector<int64_t> routed(b.routed().begin() + static_cast<int64_t>(l) * spec.num_experts,
+                                b.routed().begin() + static_cast<int64_t>(l + 1) * spec.num_experts);
+    layers.push_back({{"layer", l}, {"moe", moe}, {"hits", At(c.hits, l)}, {"misses", At(c.misses, l)},
+                      {"evictions", At(c.evictions, l)}, {"prefetch_issued", At(c.prefetch_issued, l)},
+                      {"prefetch_used", At(c.prefetch_used, l)}, {"prefetch_wasted", At(c.prefetch_wasted, l)},
+                      {"routed", routed}});
+  }
+  j["layers"] = layers;
+  const int64_t accesses = c.TotalHits() + c.TotalMisses();
+  j["totals"] = {{"hits", c.TotalHits()},
+                 {"misses", c.TotalMisses()},
+                 {"evictions", c.TotalEvictions()},
+                 {"prefetch_issued", c.TotalPrefetchIssued()},
+                 {"prefetch_used", c.TotalPrefetchUsed()},
+                 {"prefetch_wasted", c.TotalPrefetchWasted()},
+                 {"hit_rate", accesses > 0 ? static_cast<double>(c.TotalHits()) / accesses : 0.0},
+                 {"bytes_transferred", c.bytes_transferred},
+                 {"load_seconds", c.load_seconds},
+                 {"stall_seconds", c.stall_seconds},
+                 {"resident_experts", c.resident_experts},
+                 {"capacity_experts", c.capacity_experts}};
+  return j;
+}
+
+// The prompts of one run as token ids: the one prompt, or every non-empty line of --prompts-file.
+std::optional<ArgError> ReadPrompts(const Args& a, const Tokenizer& tokenizer, int vocab,
+                                    std::vector<std::vector<int32_t>>& prompts) {
+  std::vector<std::string> texts;
+  if (a.prompt_ids) {
+    prompts.emplace_back();
+    if (auto err = ParseIds(*a.prompt_ids, vocab, prompts.back())) return err;
+  } else if (a.prompt) {
+    texts.push_back(*a.prompt);
+  } else {
+    std::ifstream in(*a.prompts_file);
+    if (!in) return ArgError{"--prompts-file: cannot read " + *a.prompts_file};
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) texts.push_back(line);
+    }
+    if (texts.empty()) return ArgError{"--prompts-file: no prompts in " + *a.prompts_file};
+  }
+  for (const std::string& text : texts) {
+    auto ids = tokenizer.Encode(text);
+    if (!ids.ok()) return ArgError{"--prompt: " + std::string(ids.status().message())};
+    prompts.push_back(*std::move(ids));
+  }
+  for (const auto& p : prompts) {
+    if (p.empty()) return ArgError{"the prompt has no tokens"};
+  }
+  return std::nullopt;
+}
+
+int Run(int argc, char** argv) {
+  Args a;
+  if (auto err = ParseArgs(argc, argv, a)) return Fail(kUsageError, err->message);
+  auto model = LoadModel(a.model);
+  if (!model.ok()) return Fail(kUsageError, std::string(model.status().message()));
+  auto tokenizer = LoadTokenizer(a.model);
+  if (!tokenizer.ok()) return Fail(kUsageError, std::string(tokenizer.status().message()));
+  const ModelSpec& spec = (*model)->spec;
+
+  std::vector<std::vector<int32_t>> prompts;
+  if (auto err = ReadPrompts(a, **tokenizer, spec.vocab_size, prompts)) return Fail(kUsageError, err->message);
+  for (const auto& prompt : prompts) {
+    const int64_t context = static_cast<int64_t>(prompt.size()) + a.max_tokens;
+    if (spec.max_position_embeddings > 0 && context > spec.max_position_embeddings) {
+      return Fail(kUsageError, absl::StrFormat("prompt (%d tokens) + --max-tokens %d exceeds the context of %d",
+                                               prompt.size(), a.max_tokens, spec.max_position_embeddings));
+    }
+  }
+  if (!a.stats_out.empty()) {
+    std::ofstream probe(a.stats_out);
+    if (!probe) return Fail(kUsageError, "--stats-out: cannot write " + a.stats_out);
+  }
+
+  BackendOptions bo;
+  bo.num_threads = a.threads;
+  bo.moe_capacity_factor = a.capacity_factor;
+  bo.expert_cache_slots = a.cache_slots;
+  bo.expert_cache_policy = a.cache_policy;
+  bo.expert_cache_prefetch = a.cache_prefetch;
+  auto backend = CreateBackend(a.backend, *model, bo);
+  if (!backend.ok()) {
+    return Fail(kUsageError, "--backend " + a.backend + ": " + std::string(backend.status().message()));
+  }
+  StatsBackend stats(**backend);
+
+  GenerateOptions go;
+  go.max_tokens = a.max_tokens;
+  go.sampling = a.sampling;
+  go.eos_ids = (*tokenizer)->eos_ids();
+  go.eos_ids.insert(go.eos_ids.end(), spec.eos_token_ids.begin(), spec.eos_token_ids.end());
+  go.want_prompt_logits = !a.logits_out.empty();
+  for (const auto& prompt : prompts) {
+    IncrementalDetokenizer detok(**tokenizer);
+    go.on_token = nullptr;
+    if (!a.json) {
+      go.on_token = [&](int32_t id) {
+        std::fputs(detok.Push(id).c_str(), stdout);
+        std::fflush(stdout);
+        return true;
+      };
+    }
+    auto result = Generate(stats, prompt, go);
+    if (!result.ok()) return Fail(kRuntimeError, std::string(result.status().message()));
+
+    if (!a.logits_out.empty()) {
+      std::ofstream out(a.logits_out);
+      if (!out) return Fail(kUsageError, "--logits-out: cannot write " + a.logits_out);
+      out << '[';
+      for (size_t i = 0; i < result->prompt_logits.size(); ++i) {
+        out << (i ? "," : "") << absl::StrFormat("%.9g", result->prompt_logits[i]);
+      }
+      out << "]\n";
+      if (!out) return Fail(kRuntimeError, "--logits-out: write failed for " + a.logits_out);
+    }
+    if (a.json) {
+      nlohmann::json j;
+      j["prompt_ids"] = prompt;
+      j["output_ids"] = result->output_ids;
+      j["text"] = (*tokenizer)->Decode(result->output_ids);
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else {
+      std::cout << detok.Finish() << "\n";
+    }
+  }
+  if (!a.stats_out.empty()) {
+    std::ofstream out(a.stats_out);
+    out << StatsJson(a, stats).dump(1) << "\n";
+    if (!out) return Fail(kRuntimeError, "--stats-out: write failed for " + a.stats_out);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace moed
+
+int main(int argc, char** argv) { return moed::Run(argc, argv); }

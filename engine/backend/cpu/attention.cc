@@ -1,0 +1,66 @@
+// Paged attention: one (row, head) pair per work item, scores in fp32, softmax max-subtracted.
+#include "engine/backend/cpu/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/backend/cpu/ops.h"
+
+namespace moed::cpu {
+
+void WriteKv(const KvLayerView& kv, const std::vector<QueryRow>& rows, const float* k, const float* v) {
+  const int64_t stride = kv.row_stride();
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t off = kv.Offset(rows[r].block_table, rows[r].pos);
+    std::copy_n(k + r * stride, stride, kv.k + off);
+    std::copy_n(v + r * stride, stride, kv.v + off);
+  }
+}
+
+void PagedAttention(const KvLayerView& kv, const std::vector<QueryRow>& rows, const float* q, int num_heads,
+                    int sliding_window, float* out, ThreadPool* pool) {
+  const int hd = kv.head_dim;
+  const int group = num_heads / kv.num_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t q_stride = static_cast<int64_t>(num_heads) * hd;
+  const int64_t items = static_cast<int64_t>(rows.size()) * num_heads;
+
+  auto run = [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    std::vector<float> acc(hd);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t r = item / num_heads;
+      const int h = static_cast<int>(item % num_heads);
+      const QueryRow& row = rows[r];
+      const int32_t lo = sliding_window > 0 ? std::max(0, row.pos - sliding_window + 1) : 0;
+      const int32_t len = row.pos - lo + 1;
+      const float* qh = q + r * q_stride + static_cast<int64_t>(h) * hd;
+      const int64_t head_off = static_cast<int64_t>(h / group) * hd;
+      scores.resize(len);
+      for (int32_t j = 0; j < len; ++j) {
+        scores[j] = Dot(qh, kv.k + kv.Offset(row.block_table, lo + j) + head_off, hd) * scale;
+      }
+      Softmax(scores.data(), len);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int32_t j = 0; j < len; ++j) {
+        const float* vj = kv.v + kv.Offset(row.block_table, lo + j) + head_off;
+        const float p = scores[j];
+        for (int d = 0; d < hd; ++d) acc[d] += p * vj[d];
+      }
+      std::copy(acc.begin(), acc.end(), out + r * q_stride + static_cast<int64_t>(h) * hd);
+    }
+  };
+  // Short contexts: a thread hand-off costs more than the work.
+  int64_t work = 0;
+  for (const QueryRow& row : rows) {
+    work += sliding_window > 0 ? std::min<int64_t>(row.pos + 1, sliding_window) : row.pos + 1;
+  }
+  work *= q_stride;
+  if (pool == nullptr || work < (1 << 15)) {
+    run(0, items);
+    return;
+  }
+  pool->ParallelFor(items, run, /*min_per_task=*/4);
+}
+
+}  // namespace moed::cpu

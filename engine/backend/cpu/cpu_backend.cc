@@ -1,0 +1,276 @@
+// CpuBackend::Step: embedding → layers (attention over the paged cache, MoE or dense MLP) → final norm →
+// lm_head for the rows that need logits → sampling.
+#include "engine/backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+
+#include "absl/strings/str_format.h"
+#include "engine/backend/cpu/experts.h"
+#include "engine/backend/cpu/ops.h"
+#include "engine/common/status_macros.h"
+#include "engine/moe/router.h"
+#include "engine/runtime/sampler.h"
+
+namespace moed::cpu {
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<const Model> model,
+                                                               const BackendOptions& options) {
+  if (model == nullptr) return absl::InvalidArgumentError("cpu backend: no model");
+  if (options.num_threads < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("cpu backend: num_threads must be ≥ 0, got %d",
+                                                      options.num_threads));
+  }
+  if (!(options.moe_capacity_factor >= 0.0f) || !std::isfinite(options.moe_capacity_factor)) {
+    return absl::InvalidArgumentError(absl::StrFormat("cpu backend: moe_capacity_factor must be ≥ 0, got %g",
+                                                      options.moe_capacity_factor));
+  }
+  if (options.expert_cache_slots < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("cpu backend: expert_cache_slots must be ≥ 0, got %d",
+                                                      options.expert_cache_slots));
+  }
+  MOED_ASSIGN_OR_RETURN(CpuWeights weights, ConvertWeights(*model));
+  std::unique_ptr<CpuBackend> backend(new CpuBackend(std::move(model), std::move(weights), options));
+  MOED_RETURN_IF_ERROR(backend->InitExpertCache());
+  return backend;
+}
+
+CpuBackend::CpuBackend(std::shared_ptr<const Model> model, CpuWeights weights, const BackendOptions& options)
+    : model_(std::move(model)), w_(std::move(weights)), options_(options), pool_(options.num_threads) {
+  inv_freq_.resize(model_->spec.head_dim / 2);
+  RopeInvFreq(model_->spec.rope_theta, model_->spec.head_dim, inv_freq_.data());
+}
+
+int64_t CpuBackend::KvBytesPerBlock(int block_size) const {
+  const ModelSpec& s = model_->spec;
+  return 2 * static_cast<int64_t>(s.num_layers) * block_size * s.kv_dim() * static_cast<int64_t>(sizeof(float));
+}
+
+absl::Status CpuBackend::InitKvCache(const KvCacheConfig& config) {
+  if (config.num_blocks <= 0 || config.block_size <= 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "InitKvCache: num_blocks and block_size must be > 0, got %d and %d", config.num_blocks, config.block_size));
+  }
+  const ModelSpec& s = model_->spec;
+  const int64_t floats = static_cast<int64_t>(config.num_blocks) * config.block_size * s.kv_dim();
+  k_cache_.clear();
+  v_cache_.clear();
+  try {
+    k_cache_.assign(s.num_layers, std::vector<float>(floats, 0.0f));
+    v_cache_.assign(s.num_layers, std::vector<float>(floats, 0.0f));
+  } catch (const std::bad_alloc&) {
+    k_cache_.clear();
+    v_cache_.clear();
+    return absl::ResourceExhaustedError(absl::StrFormat("InitKvCache: cannot allocate %d blocks (%d bytes)",
+                                                        config.num_blocks, KvBytesPerBlock(config.block_size) *
+                                                                               static_cast<int64_t>(config.num_blocks)));
+  }
+  kv_config_ = config;
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ValidateBatch(const StepBatch& batch) const {
+  if (k_cache_.empty()) return absl::FailedPreconditionError("Step: InitKvCache was not called");
+  const ModelSpec& s = model_->spec;
+  const int64_t num_ids = static_cast<int64_t>(batch.token_ids.size());
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SequenceStep& q = batch.seqs[i];
+    if (q.num_tokens < 1) {
+      return absl::InvalidArgumentError(absl::StrFormat("seq %d (id %d): num_tokens must be ≥ 1, got %d", i,
+                                                        q.seq_id, q.num_tokens));
+    }
+    if (q.token_offset < 0 || q.token_offset + static_cast<int64_t>(q.num_tokens) > num_ids) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "seq %d (id %d): tokens [%d, %d) outside the batch's %d token ids", i, q.seq_id, q.token_offset,
+          static_cast<int64_t>(q.token_offset) + q.num_tokens, num_ids));
+    }
+    if (q.start_pos < 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("seq %d (id %d): start_pos %d < 0", i, q.seq_id,
+                                                        q.start_pos));
+    }
+    for (int32_t t = 0; t < q.num_tokens; ++t) {
+      const int32_t id = batch.token_ids[q.token_offset + t];
+      if (id < 0 || id >= s.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "seq %d (id %d): token id %d outside the vocabulary [0, %d)", i, q.seq_id, id, s.vocab_size));
+      }
+    }
+    const int64_t end_pos = static_cast<int64_t>(q.start_pos) + q.num_tokens;
+    const int64_t blocks_needed = (end_pos + kv_config_.block_size - 1) / kv_config_.block_size;
+    if (static_cast<int64_t>(q.block_table.size()) < blocks_needed) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "seq %d (id %d): block table has %d blocks, positions [0, %d) need %d", i, q.seq_id,
+          q.block_table.size(), end_pos, blocks_needed));
+    }
+    for (int64_t b = 0; b < blocks_needed; ++b) {
+      if (q.block_table[b] < 0 || q.block_table[b] >= kv_config_.num_blocks) {
+        return absl::InvalidArgumentError(absl::StrFormat("seq %d (id %d): block id %d outside [0, %d)", i,
+                                                          q.seq_id, q.block_table[b], kv_config_.num_blocks));
+      }
+    }
+    if (q.sample) MOED_RETURN_IF_ERROR(ValidateSamplingParams(q.sampling, s.vocab_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, StepOutput* out,
+                                std::vector<int32_t>& row_experts) {
+  const ModelSpec& s = model_->spec;
+  const CpuLayer& L = w_.layers[l];
+  const int hidden = s.hidden_size;
+  std::vector<float> y(rows * hidden, 0.0f);
+  if (!L.is_moe) {
+    RunFfn(L.dense_mlp, h, rows, hidden, y.data(), &pool_);
+  } else {
+    const int E = s.num_experts, k = s.top_k;
+    std::vector<float> logits(rows * E), weights(rows * k);
+    row_experts.resize(rows * k);
+    std::vector<uint8_t> kept(rows * k);
+    MatMul(h, rows, hidden, L.router.data(), E, nullptr, logits.data(), &pool_);
+    RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.norm_topk_prob, row_experts.data(), weights.data());
+    const int64_t capacity = ExpertCapacity(options_.moe_capacity_factor, rows * k, E);
+    ApplyCapacity(row_experts.data(), rows * k, E, capacity, kept.data(), out->routed.data() + l * E,
+                  out->dropped.data() + l * E);
+    if (cache_ != nullptr) {
+      cache_->RecordRouting(l, absl::MakeConstSpan(out->routed.data() + static_cast<int64_t>(l) * E, E));
+      MOED_RETURN_IF_ERROR(RunCachedExperts(l, rows, h, row_experts.data(), weights.data(), kept.data(), y.data()));
+    } else {
+      RunRoutedExperts(L.experts, h, static_cast<int>(rows), hidden, row_experts.data(), weights.data(),
+                       kept.data(), k, y.data(), &pool_);
+    }
+    if (L.shared_expert.width > 0) {
+      std::vector<float> shared(rows * hidden);
+      RunFfn(L.shared_expert, h, rows, hidden, shared.data(), &pool_);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float g = Dot(h + r * hidden, L.shared_expert_gate.data(), hidden);
+        const float gate = 1.0f / (1.0f + std::exp(-g));
+        for (int j = 0; j < hidden; ++j) y[r * hidden + j] += gate * shared[r * hidden + j];
+      }
+    }
+  }
+  for (int64_t i = 0; i < rows * hidden; ++i) x[i] += y[i];
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::RunLayer(int l, const std::vector<QueryRow>& rows, std::vector<float>& x, StepOutput* out,
+                                  std::vector<int32_t>& row_experts) {
+  const ModelSpec& s = model_->spec;
+  const CpuLayer& L = w_.layers[l];
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int hidden = s.hidden_size, qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
+  const float eps = s.rms_norm_eps;
+
+  std::vector<float> h(n * hidden), q(n * qd), k(n * kvd), v(n * kvd), attn(n * qd);
+  RmsNormTo(x.data(), n, hidden, L.input_norm.data(), eps, h.data());
+  MatMul(h.data(), n, hidden, L.q_proj.data(), qd, L.q_bias.empty() ? nullptr : L.q_bias.data(), q.data(), &pool_);
+  MatMul(h.data(), n, hidden, L.k_proj.data(), kvd, L.k_bias.empty() ? nullptr : L.k_bias.data(), k.data(), &pool_);
+  MatMul(h.data(), n, hidden, L.v_proj.data(), kvd, L.v_bias.empty() ? nullptr : L.v_bias.data(), v.data(), &pool_);
+  if (s.qk_norm == QkNorm::kPerHead) {
+    RmsNorm(q.data(), n * s.num_heads, hd, L.q_norm.data(), eps);
+    RmsNorm(k.data(), n * s.num_kv_heads, hd, L.k_norm.data(), eps);
+  } else if (s.qk_norm == QkNorm::kFull) {
+    RmsNorm(q.data(), n, qd, L.q_norm.data(), eps);
+    RmsNorm(k.data(), n, kvd, L.k_norm.data(), eps);
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    for (int hh = 0; hh < s.num_heads; ++hh) ApplyRope(q.data() + r * qd + hh * hd, hd, inv_freq_.data(), rows[r].pos);
+    for (int hh = 0; hh < s.num_kv_heads; ++hh) {
+      ApplyRope(k.data() + r * kvd + hh * hd, hd, inv_freq_.data(), rows[r].pos);
+    }
+  }
+  const KvLayerView kv{k_cache_[l].data(), v_cache_[l].data(), kv_config_.block_size, s.num_kv_heads, hd};
+  WriteKv(kv, rows, k.data(), v.data());
+  PagedAttention(kv, rows, q.data(), s.num_heads, s.sliding_window, attn.data(), &pool_);
+  std::vector<float> o(n * hidden);
+  MatMul(attn.data(), n, qd, L.o_proj.data(), hidden, nullptr, o.data(), &pool_);
+  for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
+
+  RmsNormTo(x.data(), n, hidden, L.post_attn_norm.data(), eps, h.data());
+  return RunMlp(l, n, h.data(), x.data(), out, row_experts);
+}
+
+absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
+  MOED_RETURN_IF_ERROR(ValidateBatch(batch));
+  const ModelSpec& s = model_->spec;
+  const int hidden = s.hidden_size;
+  const int E = std::max(0, s.num_experts);
+
+  // Rows of the step in sequence order; row_seq maps a row back to its batch.seqs index.
+  std::vector<QueryRow> rows;
+  std::vector<int32_t> row_seq;
+  std::vector<float> x;
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SequenceStep& q = batch.seqs[i];
+    for (int32_t t = 0; t < q.num_tokens; ++t) {
+      rows.push_back({q.start_pos + t, q.block_table.data()});
+      row_seq.push_back(static_cast<int32_t>(i));
+      const float* e = w_.embed.data() + static_cast<int64_t>(batch.token_ids[q.token_offset + t]) * hidden;
+      x.insert(x.end(), e, e + hidden);
+    }
+  }
+  out->results.assign(batch.seqs.size(), SequenceResult{});
+  out->routed.assign(static_cast<size_t>(s.num_layers) * E, 0);
+  out->dropped.assign(static_cast<size_t>(s.num_layers) * E, 0);
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    out->results[i].seq_id = batch.seqs[i].seq_id;
+    if (batch.seqs[i].want_routing) out->results[i].routing.assign(static_cast<size_t>(s.num_layers) * E, 0);
+  }
+  out->expert_cache = cache::ExpertCacheStats{};
+  if (cache_ != nullptr) cache_->BeginStep();
+  // The cache's per-step delta goes out on every return below.
+  struct TakeCacheStats {
+    cache::ExpertCache* cache;
+    StepOutput* out;
+    ~TakeCacheStats() {
+      if (cache != nullptr) out->expert_cache = cache->TakeStepStats();
+    }
+  } take_cache_stats{cache_.get(), out};
+  if (rows.empty()) return absl::OkStatus();
+
+  std::vector<int32_t> row_experts;
+  for (int l = 0; l < s.num_layers; ++l) {
+    row_experts.clear();
+    MOED_RETURN_IF_ERROR(RunLayer(l, rows, x, out, row_experts));
+    const bool prefetch_next = cache_ != nullptr && options_.expert_cache_prefetch && l + 1 < s.num_layers &&
+                               w_.layers[l + 1].is_moe;
+    if (prefetch_next) MOED_RETURN_IF_ERROR(PrefetchLayer(l + 1, x, static_cast<int64_t>(rows.size())));
+    if (row_experts.empty()) continue;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::vector<int32_t>& routing = out->results[row_seq[r]].routing;
+      if (routing.empty()) continue;
+      for (int j = 0; j < s.top_k; ++j) ++routing[static_cast<size_t>(l) * E + row_experts[r * s.top_k + j]];
+    }
+  }
+
+  // Logits only for the last row of sequences that sample or want them.
+  std::vector<int32_t> logit_seqs;
+  std::vector<float> last;
+  int64_t row_end = 0;
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SequenceStep& q = batch.seqs[i];
+    row_end += q.num_tokens;
+    if (!q.sample && !q.want_logits) continue;
+    logit_seqs.push_back(static_cast<int32_t>(i));
+    last.insert(last.end(), x.begin() + (row_end - 1) * hidden, x.begin() + row_end * hidden);
+  }
+  if (logit_seqs.empty()) return absl::OkStatus();
+  const int64_t m = static_cast<int64_t>(logit_seqs.size());
+  RmsNorm(last.data(), m, hidden, w_.final_norm.data(), s.rms_norm_eps);
+  std::vector<float> logits(m * s.vocab_size);
+  MatMul(last.data(), m, hidden, w_.lm_head.data(), s.vocab_size, nullptr, logits.data(), &pool_);
+  for (int64_t j = 0; j < m; ++j) {
+    const SequenceStep& q = batch.seqs[logit_seqs[j]];
+    SequenceResult& res = out->results[logit_seqs[j]];
+    const absl::Span<const float> row(logits.data() + j * s.vocab_size, s.vocab_size);
+    if (q.want_logits) res.logits.assign(row.begin(), row.end());
+    if (!q.sample) continue;
+    SampledToken t = SampleToken(row, q.sampling, q.sample_index);
+    res.token = t.token;
+    res.logprob = t.logprob;
+    res.top_logprobs = std::move(t.top_logprobs);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace moed::cpu

@@ -1,0 +1,70 @@
+// CpuBackend: the fp32 reference implementation of Backend (all four families), with an fp32 paged KV cache.
+#pragma once
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend/backend.h"
+#include "engine/backend/cpu/attention.h"
+#include "engine/backend/cpu/cpu_weights.h"
+#include "engine/backend/cpu/experts.h"
+#include "engine/cache/expert_cache.h"
+#include "engine/cache/memcpy_transfer.h"
+#include "engine/common/thread_pool.h"
+
+namespace moed::cpu {
+
+// Not thread-safe (as Backend): one caller thread; it uses its own worker pool internally.
+// InitKvCache may be called again to re-allocate (the old cache contents are discarded).
+// With BackendOptions::expert_cache_slots > 0 every routed-expert weight read goes through a slot of the expert
+// cache (a bounded fp32 slot pool filled by memcpy from the host-tier weights); outputs are bitwise identical
+// to the cache-off path.
+class CpuBackend : public Backend {
+ public:
+  // Converts the weights to fp32 once; errors name a missing or mis-sized tensor.
+  static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(std::shared_ptr<const Model> model,
+                                                            const BackendOptions& options);
+
+  std::string_view name() const override { return "cpu"; }
+  const ModelSpec& spec() const override { return model_->spec; }
+  int64_t KvBytesPerBlock(int block_size) const override;
+  absl::Status InitKvCache(const KvCacheConfig& config) override;
+  absl::Status Step(const StepBatch& batch, StepOutput* out) override;
+
+ private:
+  CpuBackend(std::shared_ptr<const Model> model, CpuWeights weights, const BackendOptions& options);
+
+  // Builds the slot pool and cache when options_.expert_cache_slots > 0 (clamped to the routed experts).
+  absl::Status InitExpertCache();
+  absl::Status ValidateBatch(const StepBatch& batch) const;
+  // Runs layer `l` on x (rows, hidden) in place; adds routing counts to out and per-row expert ids to
+  // row_experts (rows, top_k) when the layer is MoE.
+  absl::Status RunLayer(int l, const std::vector<QueryRow>& rows, std::vector<float>& x, StepOutput* out,
+                        std::vector<int32_t>& row_experts);
+  // x += MoE(h) (or the dense MLP) for layer l; h (rows, hidden) is the post-attention-normed input.
+  absl::Status RunMlp(int l, int64_t rows, const float* h, float* x, StepOutput* out,
+                      std::vector<int32_t>& row_experts);
+  // The routed experts of MoE layer l through the expert cache; same contract as RunRoutedExperts.
+  absl::Status RunCachedExperts(int l, int64_t rows, const float* h, const int32_t* experts, const float* weights,
+                                const uint8_t* kept, float* y);
+  // Predicts MoE layer l's experts from x (rows, hidden) — before l's attention — with l's post-attention norm
+  // and router, and prefetches them.
+  absl::Status PrefetchLayer(int l, const std::vector<float>& x, int64_t rows);
+  // The weights of the layer-l expert held in cache slot `slot`.
+  FfnView SlotView(int l, int slot) const;
+
+  std::shared_ptr<const Model> model_;
+  CpuWeights w_;
+  BackendOptions options_;
+  ThreadPool pool_;
+  std::vector<float> inv_freq_;  // (head_dim / 2)
+  KvCacheConfig kv_config_;
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer (num_blocks, block_size, kv_heads, head_dim)
+  // Expert cache (null when off). cache_ refers to slot_pool_, declared first so it is destroyed last.
+  std::unique_ptr<cache::MemcpyTransfer> slot_pool_;
+  std::unique_ptr<cache::ExpertCache> cache_;
+};
+
+}  // namespace moed::cpu

@@ -1,0 +1,34 @@
+// fp32 op kernels of the CPU backend: matmul against row-major weights, RMSNorm, SiLU, RoPE, softmax.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/common/thread_pool.h"
+
+namespace moed::cpu {
+
+// Σ a[i]·b[i] over n contiguous floats (vectorised; fixed summation order).
+float Dot(const float* a, const float* b, int64_t n);
+
+// y (n, out) = x (n, in) · Wᵀ, W (out, in) row-major, optional bias (out). y may not alias x.
+// Parallel over output rows when `pool` is given and the work is large enough.
+void MatMul(const float* x, int64_t n, int64_t in, const float* w, int64_t out, const float* bias, float* y,
+            ThreadPool* pool);
+
+// In place over `rows` rows of width `dim`: x ← x · rsqrt(mean(x²) + eps) · weight (weight: (dim)).
+void RmsNorm(float* x, int64_t rows, int64_t dim, const float* weight, float eps);
+// out (rows, dim) = RmsNorm(x) without modifying x.
+void RmsNormTo(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* out);
+
+// silu(g) · u elementwise over n values, into g.
+void SiluMul(float* g, const float* u, int64_t n);
+
+// RoPE inverse frequencies, HF convention: inv_freq[i] = 1 / theta^(2i / head_dim), i < head_dim/2 (float32 as torch).
+void RopeInvFreq(float theta, int head_dim, float* inv_freq);
+// Rotates one head vector (head_dim) at `pos`, rotate_half convention: pairs (i, i + head_dim/2).
+void ApplyRope(float* v, int head_dim, const float* inv_freq, int32_t pos);
+
+// Softmax in place over n values (max-subtracted, fp32).
+void Softmax(float* x, int64_t n);
+
+}  // namespace moed::cpu

@@ -1,0 +1,350 @@
+// CudaBackend: one forward step over a mixed prefill/decode batch, layer by layer on one stream.
+#include "engine/backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+#include "engine/backend/cuda/attention.h"
+#include "engine/backend/cuda/cublas_gemm.h"
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/cuda_weights.h"
+#include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/embedding.h"
+#include "engine/backend/cuda/moe_layer.h"
+#include "engine/backend/cuda/permute.h"
+#include "engine/backend/cuda/qk_rope.h"
+#include "engine/backend/cuda/rmsnorm.h"
+#include "engine/backend/cuda/router.h"
+#include "engine/backend/cuda/sampling.h"
+#include "engine/backend/cuda/step_plan.h"
+#include "engine/common/status_macros.h"
+#include "engine/moe/router.h"
+
+namespace moed {
+namespace {
+
+using cuda::bf16;
+using cuda::DeviceBuffer;
+
+// Host→device copy of a vector into a grow-only device buffer (asynchronous on `stream`; `v` must outlive it —
+// the step synchronises before returning).
+template <typename T>
+absl::Status Upload(const std::vector<T>& v, DeviceBuffer* dst, cudaStream_t stream, const char* what) {
+  MOED_RETURN_IF_ERROR(dst->Reserve(std::max<size_t>(v.size(), 1) * sizeof(T), what));
+  if (v.empty()) return absl::OkStatus();
+  return cuda::CudaStatus(cudaMemcpyAsync(dst->get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, stream),
+                          what);
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(std::shared_ptr<const Model> model, const BackendOptions& options)
+      : model_(std::move(model)), options_(options) {}
+
+  absl::Status Init() {
+    const ModelSpec& s = model_->spec;
+    if (s.head_dim > 256 || s.head_dim % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("cuda backend: head_dim %d unsupported (even, ≤ 256)", s.head_dim));
+    }
+    if (s.num_experts > cuda::kMaxExperts) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("cuda backend: %d experts unsupported (≤ %d)", s.num_experts, cuda::kMaxExperts));
+    }
+    MOED_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
+    MOED_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_holder_.stream, cudaStreamNonBlocking));
+    stream_ = stream_holder_.stream;
+    MOED_ASSIGN_OR_RETURN(cublas_, cuda::CublasHandle::Create(stream_));
+    MOED_ASSIGN_OR_RETURN(weights_, cuda::UploadWeights(*model_, stream_));
+    return absl::OkStatus();
+  }
+
+  std::string_view name() const override { return "cuda"; }
+  const ModelSpec& spec() const override { return model_->spec; }
+
+  int64_t KvBytesPerBlock(int block_size) const override {
+    const ModelSpec& s = model_->spec;
+    return 2 * static_cast<int64_t>(s.num_layers) * block_size * s.kv_dim() * static_cast<int64_t>(sizeof(bf16));
+  }
+
+  absl::Status InitKvCache(const KvCacheConfig& config) override {
+    if (config.num_blocks <= 0 || config.block_size <= 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("KV cache: num_blocks %d and block_size %d must be > 0",
+                                                        config.num_blocks, config.block_size));
+    }
+    kv_config_ = config;
+    const size_t bytes = static_cast<size_t>(KvBytesPerBlock(config.block_size)) * config.num_blocks;
+    return kv_.Reserve(bytes, "paged KV cache");
+  }
+
+  absl::Status Step(const StepBatch& batch, StepOutput* out) override;
+
+ private:
+  // K (or V when `v`) cache of `layer`: (num_blocks*block_size, kv_dim) bf16.
+  bf16* KvLayer(int layer, bool v) const {
+    const int64_t per = static_cast<int64_t>(kv_config_.num_blocks) * kv_config_.block_size * model_->spec.kv_dim();
+    return kv_.as<bf16>() + (2 * static_cast<int64_t>(layer) + (v ? 1 : 0)) * per;
+  }
+  absl::Status ReserveActivations(int tokens);
+  absl::Status RunLayer(int l, const cuda::StepPlan& plan, const StepBatch& batch, int64_t capacity, StepOutput* out);
+  absl::Status SampleAndCollect(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out);
+
+  // Destroyed last (declared first): every buffer and the cuBLAS handle are released before the stream.
+  struct StreamHolder {
+    cudaStream_t stream = nullptr;
+    ~StreamHolder() {
+      if (stream != nullptr) (void)cudaStreamDestroy(stream);
+    }
+  } stream_holder_;
+  std::shared_ptr<const Model> model_;
+  BackendOptions options_;
+  cudaStream_t stream_ = nullptr;
+  cuda::CublasHandle cublas_;
+  std::unique_ptr<cuda::DeviceWeights> weights_;
+  KvCacheConfig kv_config_;
+  DeviceBuffer kv_;
+  // Per-step index arrays.
+  DeviceBuffer d_ids_, d_positions_, d_kv_rows_, d_table_offsets_, d_block_tables_, d_out_rows_;
+  // Activations: residual/delta (tokens, hidden) fp32; xn (tokens, hidden) bf16; qkv (tokens, q+2kv) fp32;
+  // q (tokens, q_dim) fp32; attn (tokens, q_dim) bf16; dense FFN scratch.
+  DeviceBuffer residual_, delta_, xn_, qkv_, q_, attn_, ffn_gate_up_, ffn_h_;
+  // Output rows: xr (rows, hidden) bf16; logits (rows, vocab) fp32; sampling params and results.
+  DeviceBuffer xr_, logits_, d_params_, d_tokens_, d_logprobs_, d_top_ids_, d_top_lp_;
+  cuda::MoeWorkspace moe_ws_;
+  cuda::MoeCounts moe_counts_;
+  std::vector<int32_t> experts_host_;
+  bool delta_pending_ = false;  // delta_ holds a block output not yet added to residual_
+};
+
+absl::Status CudaBackend::ReserveActivations(int tokens) {
+  const ModelSpec& s = model_->spec;
+  const size_t T = std::max(tokens, 1), H = s.hidden_size, QKV = s.q_dim() + 2 * s.kv_dim();
+  MOED_RETURN_IF_ERROR(residual_.Reserve(T * H * sizeof(float), "residual stream"));
+  MOED_RETURN_IF_ERROR(delta_.Reserve(T * H * sizeof(float), "block outputs"));
+  MOED_RETURN_IF_ERROR(xn_.Reserve(T * H * sizeof(bf16), "normalised activations"));
+  MOED_RETURN_IF_ERROR(qkv_.Reserve(T * QKV * sizeof(float), "qkv projections"));
+  MOED_RETURN_IF_ERROR(q_.Reserve(T * s.q_dim() * sizeof(float), "rotated queries"));
+  MOED_RETURN_IF_ERROR(attn_.Reserve(T * s.q_dim() * sizeof(bf16), "attention outputs"));
+  if (s.dense_intermediate_size > 0) {
+    MOED_RETURN_IF_ERROR(ffn_gate_up_.Reserve(T * 2 * s.dense_intermediate_size * sizeof(bf16), "dense FFN"));
+    MOED_RETURN_IF_ERROR(ffn_h_.Reserve(T * s.dense_intermediate_size * sizeof(bf16), "dense FFN"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const StepBatch& batch, int64_t capacity,
+                                   StepOutput* out) {
+  const ModelSpec& s = model_->spec;
+  const cuda::DeviceLayer& w = weights_->layers[l];
+  const int T = plan.tokens, H = s.hidden_size;
+  float* residual = residual_.as<float>();
+  float* delta = delta_.as<float>();
+  bf16* xn = xn_.as<bf16>();
+
+  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchAddRmsNorm(residual, delta_pending_ ? delta : nullptr, T, H, w.input_norm,
+                                                   s.rms_norm_eps, xn, stream_));
+  MOED_RETURN_IF_ERROR(
+      cuda::GemmXWt(cublas_, xn, T, H, w.qkv, s.q_dim() + 2 * s.kv_dim(), qkv_.get(), cuda::OutType::kF32));
+  cuda::QkRopeArgs r;
+  r.qkv = qkv_.as<float>();
+  r.q_bias = w.q_bias;
+  r.k_bias = w.k_bias;
+  r.v_bias = w.v_bias;
+  r.norm = static_cast<cuda::QkNormKind>(static_cast<int>(s.qk_norm));
+  r.q_norm = w.q_norm;
+  r.k_norm = w.k_norm;
+  r.eps = s.rms_norm_eps;
+  r.rope_theta = s.rope_theta;
+  r.positions = d_positions_.as<int32_t>();
+  r.kv_rows = d_kv_rows_.as<int64_t>();
+  r.tokens = T;
+  r.num_heads = s.num_heads;
+  r.num_kv_heads = s.num_kv_heads;
+  r.head_dim = s.head_dim;
+  r.q_out = q_.as<float>();
+  r.k_cache = KvLayer(l, false);
+  r.v_cache = KvLayer(l, true);
+  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchQkNormRope(r, stream_));
+
+  cuda::PagedAttentionArgs a;
+  a.q = q_.as<float>();
+  a.k_cache = r.k_cache;
+  a.v_cache = r.v_cache;
+  a.positions = r.positions;
+  a.block_tables = d_block_tables_.as<int32_t>();
+  a.table_offsets = d_table_offsets_.as<int32_t>();
+  a.tokens = T;
+  a.num_heads = s.num_heads;
+  a.num_kv_heads = s.num_kv_heads;
+  a.head_dim = s.head_dim;
+  a.block_size = kv_config_.block_size;
+  a.sliding_window = s.sliding_window;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  a.out = attn_.as<bf16>();
+  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchPagedAttention(a, stream_));
+  MOED_RETURN_IF_ERROR(cuda::GemmXWt(cublas_, a.out, T, s.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32));
+  MOED_CUDA_RETURN_IF_ERROR(
+      cuda::LaunchAddRmsNorm(residual, delta, T, H, w.post_attn_norm, s.rms_norm_eps, xn, stream_));
+  delta_pending_ = true;
+
+  if (!s.layer_is_moe[l]) {
+    return cuda::RunFfn(cublas_, stream_, w.dense, H, xn, T, ffn_gate_up_.as<bf16>(), ffn_h_.as<bf16>(), delta);
+  }
+  cuda::MoeShape ms;
+  ms.hidden = H;
+  ms.num_experts = s.num_experts;
+  ms.top_k = s.top_k;
+  ms.ffn = s.moe_intermediate_size;
+  ms.normalize = s.norm_topk_prob;
+  ms.shared_ffn = s.shared_expert_intermediate_size;
+  MOED_RETURN_IF_ERROR(cuda::RunMoe(cublas_, stream_, ms, w, xn, T, capacity, delta, &moe_ws_, &moe_counts_,
+                                    plan.any_routing ? &experts_host_ : nullptr));
+  const int E = s.num_experts;
+  for (int e = 0; e < E; ++e) {
+    out->routed[static_cast<int64_t>(l) * E + e] += moe_counts_.routed[e];
+    out->dropped[static_cast<int64_t>(l) * E + e] += moe_counts_.routed[e] - moe_counts_.kept[e];
+  }
+  if (!plan.any_routing) return absl::OkStatus();
+  for (int t = 0; t < T; ++t) {
+    const int si = plan.token_seq[t];
+    if (!batch.seqs[si].want_routing) continue;
+    std::vector<int32_t>& routing = out->results[si].routing;
+    for (int k = 0; k < s.top_k; ++k) ++routing[static_cast<int64_t>(l) * E + experts_host_[t * s.top_k + k]];
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::SampleAndCollect(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out) {
+  const ModelSpec& s = model_->spec;
+  const int R = static_cast<int>(plan.out_rows.size()), H = s.hidden_size, V = s.vocab_size;
+  if (R == 0) return absl::OkStatus();
+  MOED_RETURN_IF_ERROR(Upload(plan.out_rows, &d_out_rows_, stream_, "output rows"));
+  MOED_RETURN_IF_ERROR(xr_.Reserve(static_cast<size_t>(R) * H * sizeof(bf16), "output row activations"));
+  MOED_RETURN_IF_ERROR(logits_.Reserve(static_cast<size_t>(R) * V * sizeof(float), "logits"));
+  MOED_CUDA_RETURN_IF_ERROR(
+      cuda::LaunchGatherRows(xn_.as<bf16>(), d_out_rows_.as<int32_t>(), R, H, xr_.as<bf16>(), stream_));
+  float* logits = logits_.as<float>();
+  MOED_RETURN_IF_ERROR(cuda::GemmXWt(cublas_, xr_.as<bf16>(), R, H, weights_->lm_head, V, logits, cuda::OutType::kF32));
+
+  std::vector<cuda::DeviceSamplingParams> params(R);
+  int max_lp = 0;
+  for (int r = 0; r < R; ++r) {
+    const SequenceStep& q = batch.seqs[plan.out_row_seq[r]];
+    cuda::DeviceSamplingParams& p = params[r];
+    if (!q.sample) continue;  // logits only: a greedy pick nobody reads
+    p.temperature = q.sampling.temperature;
+    p.top_p = q.sampling.top_p;
+    p.top_k = q.sampling.top_k;
+    p.logprobs = q.sampling.logprobs;
+    p.seed = q.sampling.seed;
+    p.sample_index = q.sample_index;
+    max_lp = std::max(max_lp, p.logprobs);
+  }
+  MOED_RETURN_IF_ERROR(Upload(params, &d_params_, stream_, "sampling params"));
+  MOED_RETURN_IF_ERROR(d_tokens_.Reserve(R * sizeof(int32_t), "sampled tokens"));
+  MOED_RETURN_IF_ERROR(d_logprobs_.Reserve(R * sizeof(float), "sampled logprobs"));
+  const size_t top_n = static_cast<size_t>(R) * std::max(max_lp, 1);
+  MOED_RETURN_IF_ERROR(d_top_ids_.Reserve(top_n * sizeof(int32_t), "top logprob ids"));
+  MOED_RETURN_IF_ERROR(d_top_lp_.Reserve(top_n * sizeof(float), "top logprobs"));
+  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchSample(logits, R, V, d_params_.as<cuda::DeviceSamplingParams>(), max_lp,
+                                               d_tokens_.as<int32_t>(), d_logprobs_.as<float>(),
+                                               d_top_ids_.as<int32_t>(), d_top_lp_.as<float>(), stream_));
+  std::vector<int32_t> tokens(R), top_ids(top_n);
+  std::vector<float> logprobs(R), top_lp(top_n);
+  MOED_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(tokens.data(), d_tokens_.get(), R * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  MOED_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(logprobs.data(), d_logprobs_.get(), R * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  if (max_lp > 0) {
+    MOED_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(top_ids.data(), d_top_ids_.get(), top_n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    MOED_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(top_lp.data(), d_top_lp_.get(), top_n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  }
+  for (int r = 0; r < R; ++r) {
+    const int si = plan.out_row_seq[r];
+    if (!batch.seqs[si].want_logits) continue;
+    out->results[si].logits.resize(V);
+    MOED_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out->results[si].logits.data(), logits + static_cast<int64_t>(r) * V,
+                                              V * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  }
+  MOED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  for (int r = 0; r < R; ++r) {
+    const int si = plan.out_row_seq[r];
+    if (!batch.seqs[si].sample) continue;
+    SequenceResult& res = out->results[si];
+    res.token = tokens[r];
+    res.logprob = logprobs[r];
+    const int n = std::min(params[r].logprobs, V);
+    for (int i = 0; i < n; ++i) {
+      res.top_logprobs.push_back({top_ids[static_cast<size_t>(r) * max_lp + i], top_lp[static_cast<size_t>(r) * max_lp + i]});
+    }
+    std::sort(res.top_logprobs.begin(), res.top_logprobs.end(), [](const TokenLogprob& a, const TokenLogprob& b) {
+      return a.logprob > b.logprob || (a.logprob == b.logprob && a.token < b.token);
+    });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
+  if (kv_.get() == nullptr) return absl::FailedPreconditionError("cuda backend: Step before InitKvCache");
+  const ModelSpec& s = model_->spec;
+  cuda::StepPlan plan;
+  MOED_RETURN_IF_ERROR(cuda::BuildStepPlan(batch, s, kv_config_.num_blocks, kv_config_.block_size, &plan));
+  const int E = s.num_experts;
+  const int64_t LE = static_cast<int64_t>(s.num_layers) * E;
+  out->results.assign(batch.seqs.size(), SequenceResult());
+  out->routed.assign(LE, 0);
+  out->dropped.assign(LE, 0);
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    out->results[i].seq_id = batch.seqs[i].seq_id;
+    if (batch.seqs[i].want_routing) out->results[i].routing.assign(LE, 0);
+  }
+  const int T = plan.tokens;
+  if (T == 0) return absl::OkStatus();
+
+  MOED_RETURN_IF_ERROR(ReserveActivations(T));
+  MOED_RETURN_IF_ERROR(Upload(batch.token_ids, &d_ids_, stream_, "token ids"));
+  MOED_RETURN_IF_ERROR(Upload(plan.positions, &d_positions_, stream_, "positions"));
+  MOED_RETURN_IF_ERROR(Upload(plan.kv_rows, &d_kv_rows_, stream_, "KV slots"));
+  MOED_RETURN_IF_ERROR(Upload(plan.table_offsets, &d_table_offsets_, stream_, "block table offsets"));
+  MOED_RETURN_IF_ERROR(Upload(plan.block_tables, &d_block_tables_, stream_, "block tables"));
+  MOED_CUDA_RETURN_IF_ERROR(
+      cuda::LaunchEmbedding(d_ids_.as<int32_t>(), T, weights_->embed, s.hidden_size, residual_.as<float>(), stream_));
+  delta_pending_ = false;
+  const int64_t capacity =
+      s.top_k > 0 ? ExpertCapacity(options_.moe_capacity_factor, static_cast<int64_t>(T) * s.top_k, E) : 0;
+  for (int l = 0; l < s.num_layers; ++l) MOED_RETURN_IF_ERROR(RunLayer(l, plan, batch, capacity, out));
+  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchAddRmsNorm(residual_.as<float>(), delta_pending_ ? delta_.as<float>() : nullptr,
+                                                   T, s.hidden_size, weights_->final_norm, s.rms_norm_eps,
+                                                   xn_.as<bf16>(), stream_));
+  delta_pending_ = false;
+  MOED_RETURN_IF_ERROR(SampleAndCollect(plan, batch, out));
+  return cuda::CudaStatus(cudaStreamSynchronize(stream_), "end of step");
+}
+
+}  // namespace
+
+bool CudaDeviceUsable() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return false;
+  return prop.major >= 9;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const Model> model,
+                                                           const BackendOptions& options) {
+  if (model == nullptr) return absl::InvalidArgumentError("cuda backend: null model");
+  if (!CudaDeviceUsable()) {
+    return absl::UnavailableError("backend 'cuda': no CUDA device of compute capability ≥ 9.0 is usable");
+  }
+  auto backend = std::make_unique<CudaBackend>(std::move(model), options);
+  MOED_RETURN_IF_ERROR(backend->Init());
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+}  // namespace moed

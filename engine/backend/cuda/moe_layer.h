@@ -1,0 +1,54 @@
+// One MoE block on the device: router GEMM → softmax/top-k kernel → permutation by expert (with capacity) →
+// per-expert gate_up GEMM → SwiGLU → down GEMM → weighted un-permutation (+ shared expert).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "absl/status/status.h"
+#include "engine/backend/cuda/cublas_gemm.h"
+#include "engine/backend/cuda/cuda_weights.h"
+#include "engine/backend/cuda/device_buffer.h"
+
+namespace moed::cuda {
+
+struct MoeShape {
+  int hidden = 0;
+  int num_experts = 0;
+  int top_k = 0;
+  int ffn = 0;              // per-expert width
+  bool normalize = true;    // norm_topk_prob
+  int shared_ffn = 0;       // shared expert width, 0 = none
+};
+
+// What the host learns about one call (filled by RunMoe).
+struct MoeCounts {
+  std::vector<int32_t> routed;  // (num_experts) assignments per expert, kept + dropped
+  std::vector<int32_t> kept;    // (num_experts)
+};
+
+// Scratch buffers of the MoE path; grow-only, reused across layers and steps. One per stream.
+class MoeWorkspace {
+ public:
+  absl::Status Reserve(const MoeShape& s, int tokens);
+
+  DeviceBuffer logits, experts, weights, meta, row_token, assign_row, xs, gate_up, h, ys;
+  DeviceBuffer shared_gate_up, shared_h, shared_out, shared_gate;
+  PinnedBuffer host_meta;
+};
+
+// out (tokens, hidden) fp32 = MoE(x), x (tokens, hidden) bf16 (the post-attention normalised rows).
+// capacity: per-expert limit on kept assignments (≥ tokens*top_k = dropless). Synchronises the stream once (the
+// per-expert row counts size the GEMMs). When `experts_out` is non-null it receives the (tokens, top_k) expert ids.
+absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
+                    const bf16* x, int tokens, int64_t capacity, float* out, MoeWorkspace* ws, MoeCounts* counts,
+                    std::vector<int32_t>* experts_out);
+
+// out (tokens, hidden) fp32 = down(silu(gate(x)) · up(x)) for one dense FFN. gate_up / h are scratch of at least
+// tokens*2*ffn and tokens*ffn bf16 elements.
+absl::Status RunFfn(const CublasHandle& cublas, cudaStream_t stream, const DeviceFfn& f, int hidden, const bf16* x,
+                    int tokens, bf16* gate_up, bf16* h, float* out);
+
+}  // namespace moed::cuda

@@ -1,0 +1,68 @@
+// ExpertCache: the hot-expert cache a backend drives — residency map + policy + transfer, with load timing.
+// Demand loads (misses) count as stall time; prefetch loads only as load time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/cache/cache_policy.h"
+#include "engine/cache/expert_cache_stats.h"
+#include "engine/cache/expert_transfer.h"
+#include "engine/cache/residency_map.h"
+
+namespace moed::cache {
+
+struct ExpertCacheConfig {
+  int num_layers = 0;
+  int num_experts = 0;
+  int num_slots = 0;           // resident experts in total, ≥ 1 (callers clamp to the number of routed experts)
+  std::string policy = "lru";  // lru | lfu | load-aware
+  PolicyParams params;
+};
+
+// Single-threaded: the backend's engine thread. `transfer` is not owned and must outlive the cache; it must
+// have at least num_slots slots.
+class ExpertCache {
+ public:
+  static absl::StatusOr<std::unique_ptr<ExpertCache>> Create(const ExpertCacheConfig& config,
+                                                             ExpertTransfer* transfer);
+
+  int capacity() const { return map_.capacity(); }
+  int resident() const { return map_.resident(); }
+  int pinned() const { return map_.pinned(); }
+  ResidencyMap& map() { return map_; }
+
+  // Start of a backend step.
+  void BeginStep() { map_.BeginStep(); }
+  // routed (num_experts): this step's router assignments in `layer` (feeds load-aware).
+  void RecordRouting(int layer, absl::Span<const int64_t> routed) { map_.RecordRouting(layer, routed); }
+  bool CanAdmit(const ExpertKey& key) const { return map_.CanAdmit(key); }
+
+  // A compute access: pins `key` and returns its slot with the weights in place (a miss is loaded and waited
+  // for, counted as stall). RESOURCE_EXHAUSTED when every slot is pinned (check CanAdmit).
+  absl::StatusOr<int> Acquire(const ExpertKey& key);
+  void Unpin(const ExpertKey& key) { map_.Unpin(key); }
+  // Loads `key` early when it is not resident and pins it until EndPrefetch. Returns false (nothing done) when it
+  // is already resident or every slot is pinned.
+  absl::StatusOr<bool> Prefetch(const ExpertKey& key);
+  // Unpins everything Prefetch pinned since the last EndPrefetch.
+  void EndPrefetch();
+
+  // Counters since the last call (per-step delta), with current resident/capacity.
+  ExpertCacheStats TakeStepStats() { return map_.TakeCounters(); }
+
+ private:
+  ExpertCache(ResidencyMap map, ExpertTransfer* transfer) : map_(std::move(map)), transfer_(transfer) {}
+  // Copies `key` into `slot` and waits; books bytes, load time and (when `stall`) stall time.
+  absl::Status Load(const ExpertKey& key, int slot, bool stall);
+
+  ResidencyMap map_;
+  ExpertTransfer* transfer_;
+  std::vector<ExpertKey> prefetch_pins_;
+};
+
+}  // namespace moed::cache

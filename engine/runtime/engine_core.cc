@@ -1,0 +1,372 @@
+// EngineCore: validation, KV sizing, and the step loop — schedule, build the StepBatch, run the
+// backend, append sampled tokens, detokenize and finish requests (EOS, length, stop, abort, deadline, error).
+#include "engine/runtime/engine_core.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+#include "engine/common/status_macros.h"
+#include "engine/kv/kv_block_manager.h"
+#include "engine/kv/kv_sizing.h"
+#include "engine/runtime/request_state.h"
+#include "engine/scheduler/scheduler.h"
+
+namespace moed {
+
+std::string_view FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kAborted: return "aborted";
+    case FinishReason::kDeadline: return "deadline";
+    case FinishReason::kError: return "error";
+  }
+  return "";
+}
+
+namespace {
+
+absl::Status ValidateConfig(const EngineConfig& c, const ModelSpec& spec) {
+  auto positive = [](const char* name, int64_t v) {
+    return v > 0 ? absl::OkStatus()
+                 : absl::InvalidArgumentError(absl::StrFormat("%s must be positive, got %d", name, v));
+  };
+  MOED_RETURN_IF_ERROR(positive("max_running_seqs", c.max_running_seqs));
+  MOED_RETURN_IF_ERROR(positive("max_batch_tokens", c.max_batch_tokens));
+  MOED_RETURN_IF_ERROR(positive("max_queue", c.max_queue));
+  MOED_RETURN_IF_ERROR(positive("max_model_len", c.max_model_len));
+  MOED_RETURN_IF_ERROR(positive("kv_block_size", c.kv_block_size));
+  if (c.max_model_len > spec.max_position_embeddings) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("max_model_len (%d) exceeds the model's max_position_embeddings (%d)", c.max_model_len,
+                        spec.max_position_embeddings));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSampling(const SamplingParams& s) {
+  if (!(s.temperature >= 0.0f)) {
+    return absl::InvalidArgumentError(absl::StrFormat("temperature (%g) must be ≥ 0", s.temperature));
+  }
+  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrFormat("top_p (%g) must be in (0, 1]", s.top_p));
+  }
+  if (s.top_k < 0) return absl::InvalidArgumentError(absl::StrFormat("top_k (%d) must be ≥ 0", s.top_k));
+  if (s.logprobs < 0) return absl::InvalidArgumentError(absl::StrFormat("logprobs (%d) must be ≥ 0", s.logprobs));
+  return absl::OkStatus();
+}
+
+class EngineCoreImpl final : public EngineCore {
+ public:
+  EngineCoreImpl(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
+                 const EngineConfig& config, int num_blocks)
+      : backend_(std::move(backend)),
+        tokenizer_(std::move(tokenizer)),
+        config_(config),
+        kv_(num_blocks, config.kv_block_size),
+        scheduler_({.max_running_seqs = config.max_running_seqs, .max_batch_tokens = config.max_batch_tokens},
+                   &kv_) {
+    const ModelSpec& spec = backend_->spec();
+    for (int32_t id : tokenizer_->eos_ids()) eos_ids_.insert(id);
+    for (int id : spec.eos_token_ids) eos_ids_.insert(id);
+    const size_t cells = static_cast<size_t>(spec.num_layers) * spec.num_experts;
+    stats_.routed.assign(cells, 0);
+    stats_.dropped.assign(cells, 0);
+    stats_.last_step_routed.assign(cells, 0);
+    stats_.kv_blocks_total = kv_.num_total();
+  }
+
+  absl::Status AddRequest(EngineRequest request) override;
+  void AbortRequest(const std::string& request_id) override;
+  bool HasUnfinished() const override { return !requests_.empty(); }
+  std::vector<RequestOutput> Step() override;
+  const EngineStats& stats() const override { return stats_; }
+  const EngineConfig& config() const override { return config_; }
+  const ModelSpec& spec() const override { return backend_->spec(); }
+  std::string_view backend_name() const override { return backend_->name(); }
+
+ private:
+  // Collects this step's outputs, one per request touched, in first-touch order.
+  class Outputs {
+   public:
+    RequestOutput& For(const RequestState& r) {
+      auto [it, inserted] = index_.try_emplace(r.seq_id, list_.size());
+      if (inserted) {
+        list_.emplace_back();
+        list_.back().request_id = r.request.request_id;
+        list_.back().prompt_tokens = static_cast<int32_t>(r.request.prompt_ids.size());
+      }
+      return list_[it->second];
+    }
+    std::vector<RequestOutput> Take() { return std::move(list_); }
+
+   private:
+    absl::flat_hash_map<int64_t, size_t> index_;
+    std::vector<RequestOutput> list_;
+  };
+
+  absl::Status ValidateRequest(const EngineRequest& r) const;
+  // Expires deadlines and applies aborts, before scheduling.
+  void FinishAbortedAndExpired(absl::Time now, Outputs& outputs);
+  // Ends a request: final text, output fields, frees its blocks and forgets it.
+  void Finish(int64_t seq_id, FinishReason reason, absl::Status status, Outputs& outputs);
+  StepBatch BuildBatch(const SchedulePlan& plan) const;
+  // Appends a sampled token and finishes the request on EOS, stop string or max_tokens.
+  void AcceptToken(RequestState& r, const SequenceResult& result, Outputs& outputs);
+  void AccumulateStepCounters(const StepOutput& out);
+  void UpdateGauges(const SchedulePlan& plan, absl::Time start);
+
+  std::unique_ptr<Backend> backend_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  EngineConfig config_;
+  KvBlockManager kv_;
+  Scheduler scheduler_;
+  absl::flat_hash_set<int32_t> eos_ids_;
+  std::map<int64_t, RequestState> requests_;  // live requests by seq id, in arrival order
+  absl::flat_hash_map<std::string, int64_t> seq_of_;  // request_id → seq id
+  int64_t next_seq_id_ = 1;
+  EngineStats stats_;
+};
+
+absl::Status EngineCoreImpl::ValidateRequest(const EngineRequest& r) const {
+  if (r.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
+  if (r.prompt_ids.empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat("request %s: prompt is empty", r.request_id));
+  }
+  const int vocab = spec().vocab_size;
+  for (size_t i = 0; i < r.prompt_ids.size(); ++i) {
+    if (r.prompt_ids[i] < 0 || r.prompt_ids[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "request %s: prompt_ids[%d] = %d is outside the vocabulary of %d tokens", r.request_id, i,
+          r.prompt_ids[i], vocab));
+    }
+  }
+  if (r.max_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("request %s: max_tokens (%d) must be at least 1", r.request_id, r.max_tokens));
+  }
+  const int64_t total = static_cast<int64_t>(r.prompt_ids.size()) + r.max_tokens;
+  if (total > config_.max_model_len) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("request %s: prompt (%d tokens) + max_tokens (%d) exceeds the context of %d tokens",
+                        r.request_id, r.prompt_ids.size(), r.max_tokens, config_.max_model_len));
+  }
+  absl::Status sampling = ValidateSampling(r.sampling);
+  if (!sampling.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat("request %s: %s", r.request_id, sampling.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineCoreImpl::AddRequest(EngineRequest request) {
+  MOED_RETURN_IF_ERROR(ValidateRequest(request));
+  if (seq_of_.contains(request.request_id)) {
+    return absl::AlreadyExistsError(absl::StrFormat("request %s is already live", request.request_id));
+  }
+  if (scheduler_.num_waiting() >= config_.max_queue) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "request %s: the waiting queue is full (%d requests, max_queue)", request.request_id, config_.max_queue));
+  }
+  const int64_t seq_id = next_seq_id_++;
+  MOED_RETURN_IF_ERROR(scheduler_.Add(seq_id, request.priority, request.arrival_time,
+                                      static_cast<int32_t>(request.prompt_ids.size())));
+  RequestState& r = requests_[seq_id];
+  r.seq_id = seq_id;
+  r.tokens = request.prompt_ids;
+  r.output = std::make_unique<OutputProcessor>(*tokenizer_, request.stop);
+  if (request.include_routing) r.routing.assign(stats_.routed.size(), 0);
+  r.request = std::move(request);
+  seq_of_[r.request.request_id] = seq_id;
+  stats_.waiting = scheduler_.num_waiting();
+  return absl::OkStatus();
+}
+
+void EngineCoreImpl::AbortRequest(const std::string& request_id) {
+  auto it = seq_of_.find(request_id);
+  if (it != seq_of_.end()) requests_.at(it->second).abort_requested = true;
+}
+
+void EngineCoreImpl::Finish(int64_t seq_id, FinishReason reason, absl::Status status, Outputs& outputs) {
+  RequestState& r = requests_.at(seq_id);
+  RequestOutput& out = outputs.For(r);
+  if (reason == FinishReason::kLength || reason == FinishReason::kEos) out.new_text += r.output->Finish();
+  out.finished = true;
+  out.finish_reason = reason;
+  out.status = std::move(status);
+  out.completion_tokens = r.generated;
+  if (r.request.include_routing) out.routing = std::move(r.routing);
+  scheduler_.Remove(seq_id);
+  seq_of_.erase(r.request.request_id);
+  requests_.erase(seq_id);
+}
+
+void EngineCoreImpl::FinishAbortedAndExpired(absl::Time now, Outputs& outputs) {
+  std::vector<std::pair<int64_t, FinishReason>> ended;
+  for (const auto& [seq_id, r] : requests_) {
+    if (r.abort_requested) {
+      ended.push_back({seq_id, FinishReason::kAborted});
+    } else if (r.request.deadline <= now) {
+      ended.push_back({seq_id, FinishReason::kDeadline});
+    }
+  }
+  for (const auto& [seq_id, reason] : ended) {
+    absl::Status status;
+    if (reason == FinishReason::kDeadline) {
+      const SchedSequence* seq = scheduler_.Find(seq_id);
+      status = absl::DeadlineExceededError(absl::StrFormat(
+          "request %s passed its deadline while %s", requests_.at(seq_id).request.request_id,
+          seq != nullptr && seq->running ? "running" : "queued"));
+    }
+    Finish(seq_id, reason, std::move(status), outputs);
+  }
+}
+
+StepBatch EngineCoreImpl::BuildBatch(const SchedulePlan& plan) const {
+  StepBatch batch;
+  batch.token_ids.reserve(plan.num_tokens);
+  batch.seqs.reserve(plan.chunks.size());
+  for (const ScheduledChunk& c : plan.chunks) {
+    const RequestState& r = requests_.at(c.seq_id);
+    SequenceStep s;
+    s.seq_id = c.seq_id;
+    s.token_offset = static_cast<int32_t>(batch.token_ids.size());
+    s.num_tokens = c.num_tokens;
+    s.start_pos = c.start_pos;
+    s.block_table = kv_.Table(c.seq_id);
+    s.sample = c.reaches_end;
+    s.sampling = r.request.sampling;
+    s.sample_index = r.generated;
+    s.want_routing = r.request.include_routing;
+    batch.token_ids.insert(batch.token_ids.end(), r.tokens.begin() + c.start_pos,
+                           r.tokens.begin() + c.start_pos + c.num_tokens);
+    batch.seqs.push_back(std::move(s));
+  }
+  return batch;
+}
+
+void EngineCoreImpl::AcceptToken(RequestState& r, const SequenceResult& result, Outputs& outputs) {
+  const int32_t token = result.token;
+  r.tokens.push_back(token);
+  ++r.generated;
+  ++stats_.generated_tokens;
+  scheduler_.AppendToken(r.seq_id);
+
+  RequestOutput& out = outputs.For(r);
+  out.new_token_ids.push_back(token);
+  out.logprobs.push_back(result.logprob);
+  if (r.request.sampling.logprobs > 0) out.top_logprobs.push_back(result.top_logprobs);
+  out.completion_tokens = r.generated;
+
+  if (!r.request.ignore_eos && eos_ids_.contains(token)) {
+    Finish(r.seq_id, FinishReason::kEos, absl::OkStatus(), outputs);
+    return;
+  }
+  OutputProcessor::Delta delta = r.output->Push(token);
+  out.new_text += delta.text;
+  if (delta.stopped) {
+    Finish(r.seq_id, FinishReason::kStop, absl::OkStatus(), outputs);
+    return;
+  }
+  if (r.generated >= r.request.max_tokens) Finish(r.seq_id, FinishReason::kLength, absl::OkStatus(), outputs);
+}
+
+void EngineCoreImpl::AccumulateStepCounters(const StepOutput& out) {
+  const size_t cells = stats_.routed.size();
+  std::fill(stats_.last_step_routed.begin(), stats_.last_step_routed.end(), 0);
+  for (size_t i = 0; i < cells && i < out.routed.size(); ++i) {
+    stats_.routed[i] += out.routed[i];
+    stats_.last_step_routed[i] = out.routed[i];
+  }
+  for (size_t i = 0; i < cells && i < out.dropped.size(); ++i) stats_.dropped[i] += out.dropped[i];
+}
+
+void EngineCoreImpl::UpdateGauges(const SchedulePlan& plan, absl::Time start) {
+  stats_.running = scheduler_.num_running();
+  stats_.waiting = scheduler_.num_waiting();
+  stats_.kv_blocks_used = kv_.num_used();
+  stats_.kv_blocks_total = kv_.num_total();
+  ++stats_.steps;
+  stats_.last_step_tokens = plan.num_tokens;
+  stats_.last_step_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+std::vector<RequestOutput> EngineCoreImpl::Step() {
+  const absl::Time start = absl::Now();
+  Outputs outputs;
+  FinishAbortedAndExpired(start, outputs);
+
+  const SchedulePlan plan = scheduler_.Schedule();
+  stats_.preemptions += static_cast<int64_t>(plan.preempted.size());
+  for (int64_t seq_id : plan.preempted) {
+    RequestState& r = requests_.at(seq_id);
+    std::fill(r.routing.begin(), r.routing.end(), 0);  // recomputation routes every position again
+  }
+  if (plan.chunks.empty()) {
+    std::fill(stats_.last_step_routed.begin(), stats_.last_step_routed.end(), 0);
+    UpdateGauges(plan, start);
+    return outputs.Take();
+  }
+
+  const StepBatch batch = BuildBatch(plan);
+  StepOutput out;
+  absl::Status status = backend_->Step(batch, &out);
+  if (status.ok() && out.results.size() != batch.seqs.size()) {
+    status = absl::InternalError(absl::StrFormat("backend returned %d results for %d sequences",
+                                                 out.results.size(), batch.seqs.size()));
+  }
+  if (!status.ok()) {
+    absl::Status failed(status.code(), absl::StrFormat("%s backend step failed: %s", backend_->name(),
+                                                       status.message()));
+    for (const ScheduledChunk& c : plan.chunks) Finish(c.seq_id, FinishReason::kError, failed, outputs);
+    std::fill(stats_.last_step_routed.begin(), stats_.last_step_routed.end(), 0);
+    UpdateGauges(plan, start);
+    return outputs.Take();
+  }
+
+  AccumulateStepCounters(out);
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    const SequenceResult& result = out.results[i];
+    RequestState& r = requests_.at(c.seq_id);
+    stats_.prompt_tokens += c.num_prefill_tokens;
+    if (r.request.include_routing) {
+      for (size_t j = 0; j < r.routing.size() && j < result.routing.size(); ++j) r.routing[j] += result.routing[j];
+    }
+    if (c.reaches_end) AcceptToken(r, result, outputs);
+  }
+  UpdateGauges(plan, start);
+  return outputs.Take();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(std::unique_ptr<Backend> backend,
+                                                              std::shared_ptr<const Tokenizer> tokenizer,
+                                                              const EngineConfig& config) {
+  if (backend == nullptr) return absl::InvalidArgumentError("EngineCore::Create: backend is null");
+  if (tokenizer == nullptr) return absl::InvalidArgumentError("EngineCore::Create: tokenizer is null");
+  const ModelSpec& spec = backend->spec();
+  EngineConfig resolved = config;
+  if (resolved.max_model_len == 0) resolved.max_model_len = spec.max_position_embeddings;
+  MOED_RETURN_IF_ERROR(ValidateConfig(resolved, spec));
+
+  const int64_t bytes_per_block = backend->KvBytesPerBlock(resolved.kv_block_size);
+  MOED_ASSIGN_OR_RETURN(int num_blocks, ComputeNumKvBlocks({.kv_cache_bytes = resolved.kv_cache_bytes,
+                                                            .bytes_per_block = bytes_per_block,
+                                                            .block_size = resolved.kv_block_size,
+                                                            .max_model_len = resolved.max_model_len,
+                                                            .max_running_seqs = resolved.max_running_seqs}));
+  resolved.kv_cache_bytes = bytes_per_block * num_blocks;
+  MOED_RETURN_IF_ERROR(
+      backend->InitKvCache({.num_blocks = num_blocks, .block_size = resolved.kv_block_size}));
+  return std::unique_ptr<EngineCore>(
+      new EngineCoreImpl(std::move(backend), std::move(tokenizer), resolved, num_blocks));
+}
+
+}  // namespace moed

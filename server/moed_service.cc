@@ -1,0 +1,84 @@
+// The unary RPCs answer from immutable start-up facts or the engine's latest stats snapshot.
+#include "server/moed_service.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "server/generate_reactor.h"
+#include "server/status_convert.h"
+
+namespace moed::server {
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* MoedService::Generate(grpc::CallbackServerContext* context,
+                                                                      const v1::GenerateRequest* request) {
+  return new GenerateReactor(context, request, service_);
+}
+
+grpc::ServerUnaryReactor* MoedService::Tokenize(grpc::CallbackServerContext* context,
+                                                const v1::TokenizeRequest* request, v1::TokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const int64_t limit = service_->limits.max_prompt_bytes;
+  if (static_cast<int64_t>(request->text().size()) > limit) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("text is ", request->text().size(), " bytes, over the limit of ", limit, " bytes"))));
+    return reactor;
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = service_->tokenizer->Encode(request->text());
+  if (!ids.ok()) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("text could not be tokenized: ", ids.status().message()))));
+    return reactor;
+  }
+  response->mutable_token_ids()->Add(ids->begin(), ids->end());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MoedService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                    const v1::GetModelInfoRequest* /*request*/,
+                                                    v1::ModelInfo* response) {
+  const EngineInfo& info = service_->queue->info();
+  const ModelSpec& spec = info.spec;
+  response->set_model(service_->config.model);
+  response->set_family(std::string(FamilyName(spec.family)));
+  response->set_num_layers(spec.num_layers);
+  response->set_num_experts(spec.num_experts);
+  response->set_top_k(spec.top_k);
+  response->set_context_length(service_->limits.context_length);
+  response->set_backend(info.backend_name);
+  response->set_hidden_size(spec.hidden_size);
+  response->set_vocab_size(spec.vocab_size);
+  response->set_num_heads(spec.num_heads);
+  response->set_num_kv_heads(spec.num_kv_heads);
+  response->set_head_dim(spec.head_dim);
+  response->set_moe_intermediate_size(spec.moe_intermediate_size);
+  response->set_shared_expert(spec.shared_expert_intermediate_size > 0);
+  response->set_moe_capacity_factor(service_->config.moe_capacity_factor);
+  response->set_max_tokens_limit(service_->limits.max_tokens_limit);
+  for (int32_t id : service_->tokenizer->eos_ids()) response->add_eos_token_ids(id);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContext* context,
+                                                      const v1::GetExpertStatsRequest* /*request*/,
+                                                      v1::ExpertStats* response) {
+  const EngineStats stats = service_->queue->StatsSnapshot();
+  const ModelSpec& spec = service_->queue->info().spec;
+  const size_t cells = static_cast<size_t>(spec.num_layers) * spec.num_experts;
+  response->set_num_layers(spec.num_layers);
+  response->set_num_experts(spec.num_experts);
+  response->set_top_k(spec.top_k);
+  response->set_steps(stats.steps);
+  for (size_t i = 0; i < cells; ++i) {
+    response->add_routed_tokens(i < stats.routed.size() ? stats.routed[i] : 0);
+    response->add_dropped_tokens(i < stats.dropped.size() ? stats.dropped[i] : 0);
+    response->add_resident(true);  // every expert is in memory until the hot-expert cache lands
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace moed::server

@@ -1,0 +1,287 @@
+// The engine loop and the hand-off of outputs to streams; every mutex between gRPC and engine lives here.
+#include "server/request_queue.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace moed::server {
+namespace {
+
+// Output that ends a request with `status` without going through the engine.
+RequestOutput FailedOutput(const std::string& id, absl::Status status) {
+  RequestOutput out;
+  out.request_id = id;
+  out.finished = true;
+  out.finish_reason = FinishReason::kError;
+  out.status = std::move(status);
+  return out;
+}
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+}  // namespace
+
+// ---- Outbox ----
+
+OutboxAction Outbox::Push(RequestOutput output) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_ || cancelled_) return {};
+  queue_.push_back(std::move(output));
+  if (token_taken_) return {};
+  token_taken_ = true;
+  return TakeNextLocked();
+}
+
+OutboxAction Outbox::WriteDone(bool ok) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ok) cancelled_ = true;
+  return TakeNextLocked();
+}
+
+OutboxAction Outbox::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  if (token_taken_) return {};
+  token_taken_ = true;
+  return TakeNextLocked();
+}
+
+OutboxAction Outbox::TakeNextLocked() {
+  OutboxAction action;
+  if (finished_) return action;
+  if (cancelled_) {
+    finished_ = true;
+    action.kind = OutboxAction::Kind::kFinish;
+    action.status = absl::CancelledError("the client cancelled the stream");
+    return action;
+  }
+  if (queue_.empty()) {
+    if (final_written_) {
+      finished_ = true;
+      action.kind = OutboxAction::Kind::kFinish;
+      return action;  // OK
+    }
+    token_taken_ = false;
+    return action;
+  }
+  RequestOutput out = std::move(queue_.front());
+  queue_.pop_front();
+  if (out.finished && !out.status.ok()) {
+    finished_ = true;
+    action.kind = OutboxAction::Kind::kFinish;
+    action.status = std::move(out.status);
+    return action;
+  }
+  if (out.finished) final_written_ = true;
+  action.kind = OutboxAction::Kind::kWrite;
+  action.output = std::move(out);
+  return action;
+}
+
+// ---- RequestQueue ----
+
+RequestQueue::RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics)
+    : engine_(std::move(engine)),
+      metrics_(metrics),
+      info_{engine_->spec(), engine_->config(), std::string(engine_->backend_name())},
+      snapshot_(engine_->stats()) {}
+
+RequestQueue::~RequestQueue() { Stop(); }
+
+void RequestQueue::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+absl::Status RequestQueue::Submit(EngineRequest request, std::shared_ptr<Outbox> outbox) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!accepting_) {
+    metrics_->Rejected(RejectReason::kShuttingDown);
+    metrics_->RequestFinished(RequestResult::kUnavailable);
+    return absl::UnavailableError("the server is shutting down; retry on another replica");
+  }
+  const int max_queue = info_.config.max_queue;
+  const int queued = engine_waiting_ + static_cast<int>(pending_.size());
+  if (queued >= max_queue) {
+    metrics_->Rejected(RejectReason::kQueueFull);
+    metrics_->RequestFinished(RequestResult::kResourceExhausted);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("request queue is full: ", queued, " requests waiting (--max-queue=", max_queue, ")"));
+  }
+  pending_.push_back(Pending{std::move(request), std::move(outbox)});
+  ++live_count_;
+  work_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+void RequestQueue::Cancel(const std::string& request_id, absl::Status why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancels_.emplace_back(request_id, std::move(why));
+  work_cv_.notify_one();
+}
+
+void RequestQueue::StopAccepting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  accepting_ = false;
+}
+
+bool RequestQueue::WaitIdle(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return idle_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [this] { return live_count_ == 0; });
+}
+
+void RequestQueue::AbortAll(const absl::Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  abort_all_ = why;
+  work_cv_.notify_one();
+}
+
+void RequestQueue::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    accepting_ = false;
+    stop_ = true;
+    work_cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats RequestQueue::StatsSnapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_;
+}
+
+int RequestQueue::live_requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_count_;
+}
+
+void RequestQueue::ReleaseLive(int n) {
+  if (n == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  live_count_ -= n;
+  if (live_count_ == 0) idle_cv_.notify_all();
+}
+
+void RequestQueue::Hand(Outbox& outbox, RequestOutput output) {
+  OutboxAction action = outbox.Push(std::move(output));
+  if (action.kind != OutboxAction::Kind::kNone) outbox.writer()->Act(std::move(action));
+}
+
+void RequestQueue::Loop() {
+  bool busy = false;
+  while (true) {
+    std::vector<Pending> pending;
+    std::vector<std::pair<std::string, absl::Status>> cancels;
+    absl::Status abort_all;
+    bool stop = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stop_ || busy || !pending_.empty() || !cancels_.empty() || !abort_all_.ok(); });
+      pending.swap(pending_);
+      cancels.swap(cancels_);
+      abort_all = std::exchange(abort_all_, absl::OkStatus());
+      stop = stop_;
+    }
+    if (stop && abort_all.ok()) abort_all = absl::UnavailableError("the server stopped before the request finished");
+    Admit(std::move(pending));
+    for (auto& [id, why] : cancels) {
+      auto it = live_.find(id);
+      if (it == live_.end()) continue;
+      it->second.abort_status = std::move(why);
+      engine_->AbortRequest(id);
+    }
+    if (!abort_all.ok()) {
+      for (auto& [id, live] : live_) {
+        live.abort_status = abort_all;
+        engine_->AbortRequest(id);
+      }
+    }
+    busy = engine_->HasUnfinished();
+    if (busy) {
+      const absl::Time step_start = absl::Now();
+      Deliver(engine_->Step(), step_start);
+      busy = engine_->HasUnfinished();
+    }
+    const EngineStats& stats = engine_->stats();
+    int pending_now = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      snapshot_ = stats;
+      engine_waiting_ = stats.waiting;
+      pending_now = static_cast<int>(pending_.size());
+    }
+    metrics_->OnEngineStep(stats, pending_now);
+    // On stop, keep stepping until the aborted requests have been reported, then leave.
+    if (stop && !busy) break;
+  }
+  // Whatever is still live (the engine never reported it) ends here.
+  for (auto& [id, live] : live_) Hand(*live.outbox, FailedOutput(id, absl::UnavailableError("the server stopped")));
+  ReleaseLive(static_cast<int>(live_.size()));
+  live_.clear();
+}
+
+void RequestQueue::Admit(std::vector<Pending> pending) {
+  int failed = 0;
+  const absl::Time now = absl::Now();
+  for (Pending& p : pending) {
+    const std::string id = p.request.request_id;
+    const absl::Time arrival = p.request.arrival_time == absl::InfinitePast() ? now : p.request.arrival_time;
+    absl::Status status = engine_->AddRequest(std::move(p.request));
+    if (!status.ok()) {
+      if (absl::IsResourceExhausted(status)) metrics_->Rejected(RejectReason::kQueueFull);
+      metrics_->RequestFinished(RequestResultFromStatus(status));
+      Hand(*p.outbox, FailedOutput(id, std::move(status)));
+      ++failed;
+      continue;
+    }
+    live_.emplace(id, Live{std::move(p.outbox), arrival});
+  }
+  ReleaseLive(failed);
+}
+
+void RequestQueue::Deliver(std::vector<RequestOutput> outputs, absl::Time step_start) {
+  const absl::Time now = absl::Now();
+  int finished = 0;
+  for (RequestOutput& out : outputs) {
+    auto it = live_.find(out.request_id);
+    if (it == live_.end()) continue;  // not ours (cannot happen) — nothing to deliver to
+    Live& live = it->second;
+    if (!live.any_output) metrics_->ObserveQueueTime(Seconds(step_start - live.arrival));
+    live.any_output = true;
+    const size_t n = out.new_token_ids.size();
+    if (n > 0) {
+      if (live.last_token == absl::InfinitePast()) {
+        metrics_->ObserveTimeToFirstToken(Seconds(now - live.arrival));
+      } else {
+        const double per_token = Seconds(now - live.last_token) / static_cast<double>(n);
+        for (size_t i = 0; i < n; ++i) metrics_->ObserveInterTokenLatency(per_token);
+      }
+      live.last_token = now;
+    }
+    if (!out.finished) {
+      if (n > 0 || !out.new_text.empty()) Hand(*live.outbox, std::move(out));
+      continue;
+    }
+    Finalize(live, out, now);
+    Hand(*live.outbox, std::move(out));
+    live_.erase(it);
+    ++finished;
+  }
+  ReleaseLive(finished);
+}
+
+// Gives a finished output its final status and counts it.
+void RequestQueue::Finalize(Live& live, RequestOutput& out, absl::Time now) {
+  if (out.finish_reason == FinishReason::kAborted && out.status.ok()) {
+    out.status = live.abort_status.ok() ? absl::CancelledError("the request was cancelled") : live.abort_status;
+  }
+  if (out.finish_reason == FinishReason::kDeadline && out.status.ok()) {
+    out.status = absl::DeadlineExceededError("the request's deadline passed");
+  }
+  if (out.finish_reason == FinishReason::kError && out.status.ok()) {
+    out.status = absl::InternalError("the engine failed the request");
+  }
+  metrics_->RequestFinished(RequestResultFromStatus(out.status));
+  metrics_->ObserveRequestDuration(Seconds(now - live.arrival));
+}
+
+}  // namespace moed::server

@@ -1,0 +1,145 @@
+// RequestQueue: the one place that owns the locking between gRPC threads and the engine thread.
+// gRPC threads Submit / Cancel; the engine thread drains them into EngineCore, runs Step() outside
+// the lock, and hands each RequestOutput to its stream's Outbox. Outbox serialises one stream's
+// writes with a single "writer token" so StartWrite/Finish are never called concurrently.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "engine/runtime/engine_core.h"
+#include "server/metrics.h"
+
+namespace moed::server {
+
+// What the holder of a stream's writer token must do next.
+struct OutboxAction {
+  enum class Kind { kNone, kWrite, kFinish };
+  Kind kind = Kind::kNone;
+  RequestOutput output;  // kWrite: the output to write (output.finished: the last message)
+  absl::Status status;   // kFinish: how the call ends
+};
+
+// The stream side: a Generate reactor. Act() receives only kWrite/kFinish actions and only while
+// the caller holds the writer token, so calls never overlap and the reactor is alive during them.
+class StreamWriter {
+ public:
+  virtual ~StreamWriter() = default;
+  virtual void Act(OutboxAction action) = 0;
+};
+
+// One stream's mailbox. Thread-safe. After a kFinish action nothing more is handed out.
+class Outbox {
+ public:
+  explicit Outbox(StreamWriter* writer) : writer_(writer) {}
+  StreamWriter* writer() const { return writer_; }
+
+  // Engine thread: queue an output. Returns the action the caller must pass to writer() (it then
+  // holds the token), or kNone when a write is already in flight or the stream has ended.
+  OutboxAction Push(RequestOutput output);
+  // Writer thread, after a write completed; ok = false means the stream is broken (client gone).
+  OutboxAction WriteDone(bool ok);
+  // gRPC thread, the client cancelled: kFinish(CANCELLED) when no write is in flight, else kNone
+  // (the write in flight ends in kFinish).
+  OutboxAction Cancel();
+
+ private:
+  OutboxAction TakeNextLocked();
+
+  StreamWriter* const writer_;
+  std::mutex mu_;
+  std::deque<RequestOutput> queue_;
+  bool token_taken_ = false;    // a write is in flight, or the stream has finished
+  bool final_written_ = false;  // the finished output went out for writing
+  bool cancelled_ = false;
+  bool finished_ = false;
+};
+
+// Immutable facts about the engine, copied at start so any thread may read them.
+struct EngineInfo {
+  ModelSpec spec;
+  EngineConfig config;       // defaults resolved (max_model_len = the context)
+  std::string backend_name;  // cpu | cuda
+};
+
+class RequestQueue {
+ public:
+  // `metrics` must outlive the queue.
+  RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics);
+  ~RequestQueue();  // Stop()
+
+  const EngineInfo& info() const { return info_; }
+
+  // Starts the engine thread. Call once, before Submit.
+  void Start();
+
+  // gRPC threads. `request.request_id` must be unique among live requests (the server makes it).
+  // RESOURCE_EXHAUSTED when waiting + pending ≥ max_queue; UNAVAILABLE after StopAccepting().
+  // On OK every later output goes to `outbox`, ending with a finished one.
+  absl::Status Submit(EngineRequest request, std::shared_ptr<Outbox> outbox);
+  // Aborts the request within one engine step; unknown ids are ignored. `why` is how it is counted
+  // (CANCELLED for a client cancel, DEADLINE_EXCEEDED when its deadline passed).
+  void Cancel(const std::string& request_id, absl::Status why = absl::CancelledError("the client cancelled"));
+
+  // Shutdown, from the main thread: refuse new submissions; wait for live requests to end;
+  // abort what remains (their streams end with `why`); stop the engine thread.
+  void StopAccepting();
+  bool WaitIdle(absl::Duration timeout);  // true when no request is live
+  void AbortAll(const absl::Status& why);
+  void Stop();
+
+  // The engine's stats after its latest step (a copy; any thread).
+  EngineStats StatsSnapshot() const;
+  int live_requests() const;
+
+ private:
+  struct Pending {
+    EngineRequest request;
+    std::shared_ptr<Outbox> outbox;
+  };
+  // A request the engine knows; engine thread only.
+  struct Live {
+    std::shared_ptr<Outbox> outbox;
+    absl::Time arrival;
+    absl::Time last_token = absl::InfinitePast();
+    bool any_output = false;
+    absl::Status abort_status;  // why it was aborted (client cancel, deadline, shutdown)
+  };
+
+  void Loop();
+  void Admit(std::vector<Pending> pending);
+  void Deliver(std::vector<RequestOutput> outputs, absl::Time step_start);
+  void Finalize(Live& live, RequestOutput& out, absl::Time now);
+  void ReleaseLive(int n);
+  static void Hand(Outbox& outbox, RequestOutput output);
+
+  std::unique_ptr<EngineCore> engine_;  // engine thread only (after Start)
+  ServerMetrics* const metrics_;
+  const EngineInfo info_;
+  std::unordered_map<std::string, Live> live_;  // engine thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  // engine thread waits for submissions / cancellations / stop
+  std::condition_variable idle_cv_;  // WaitIdle waits for live_count_ == 0
+  std::vector<Pending> pending_;
+  std::vector<std::pair<std::string, absl::Status>> cancels_;
+  absl::Status abort_all_;           // non-OK: abort every live request with this status
+  bool accepting_ = true;
+  bool stop_ = false;
+  int live_count_ = 0;               // submitted and not yet finished
+  int engine_waiting_ = 0;           // the engine's waiting count after its latest step
+  EngineStats snapshot_;
+  std::thread thread_;
+};
+
+}  // namespace moed::server

@@ -1,0 +1,62 @@
+// MoedServer: assembles model, backend, engine, request queue, metrics endpoint and the gRPC server,
+// and takes them down in order. Used by main.cc and by in-process tests.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/config.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
+#include "server/moed_service.h"
+#include "server/request_queue.h"
+#include "server/service_context.h"
+
+namespace moed::server {
+
+// The names health reports on: the whole server ("") and the Moed service.
+inline constexpr const char* kHealthServiceName = "moed.v1.Moed";
+
+class MoedServer {
+ public:
+  // Loads everything and starts serving. Errors name the flag or file that is wrong.
+  static absl::StatusOr<std::unique_ptr<MoedServer>> Start(const ServerConfig& config);
+  ~MoedServer();  // Shutdown(0) unless done
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  // "moed: serving fortune-moe (mixtral, cpu) on 127.0.0.1:50051, metrics on 127.0.0.1:9400"
+  std::string StartupLine() const;
+
+  // Health NOT_SERVING; new Generate calls get UNAVAILABLE; in-flight streams get up to `timeout`
+  // to finish, then are aborted (UNAVAILABLE); then gRPC, the engine thread and the metrics endpoint stop.
+  // Call from one thread (main); idempotent.
+  void Shutdown(absl::Duration timeout);
+
+ private:
+  MoedServer() = default;
+
+  ServerConfig config_;
+  std::string model_name_;
+  std::string family_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+  bool shut_down_ = false;
+
+  // Destruction order matters: gRPC server first, then the service, queue, metrics.
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
+  std::unique_ptr<RequestQueue> queue_;
+  std::unique_ptr<ServiceContext> context_;
+  std::unique_ptr<MoedService> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// "host:port", bracketing IPv6 literals.
+std::string JoinHostPort(const std::string& host, int port);
+
+}  // namespace moed::server

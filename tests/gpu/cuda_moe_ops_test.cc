@@ -1,0 +1,279 @@
+// CUDA MoE kernels against the CPU router (engine/moe/router.h) and fp32 references: softmax/top-k/renormalisation,
+// permutation with capacity, gather, weighted un-permutation, and the whole MoE block (RunMoe).
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "engine/backend/cpu/ops.h"
+#include "engine/backend/cuda/cublas_gemm.h"
+#include "engine/backend/cuda/moe_layer.h"
+#include "engine/backend/cuda/permute.h"
+#include "engine/backend/cuda/router.h"
+#include "engine/moe/router.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace moed {
+namespace {
+
+using gpu_test::bf16;
+using gpu_test::DevVec;
+using gpu_test::FromBf16;
+using gpu_test::MaxRelErr;
+using gpu_test::RandomBf16Values;
+using gpu_test::ToBf16;
+
+constexpr int kTokenCounts[] = {1, 7, 64, 1000};
+struct RouteCase {
+  int experts, top_k;
+  bool normalize;
+};
+constexpr RouteCase kRouteCases[] = {{8, 1, true}, {8, 2, true}, {16, 4, false}, {64, 8, false},
+                                     {128, 8, true}, {32, 4, true}, {128, 2, false}};
+
+TEST(CudaMoeOpsTest, RouterMatchesCpu) {
+  MOED_REQUIRE_GPU();
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (const RouteCase& c : kRouteCases) {
+    for (int n : kTokenCounts) {
+      std::vector<float> logits(static_cast<size_t>(n) * c.experts);
+      for (float& v : logits) v = nd(rng);
+      DevVec<float> d_logits(logits), d_w(static_cast<size_t>(n) * c.top_k);
+      DevVec<int32_t> d_e(static_cast<size_t>(n) * c.top_k);
+      MOED_CUDA_ASSERT(cuda::LaunchRouterTopK(d_logits.get(), n, c.experts, c.top_k, c.normalize, d_e.get(), d_w.get(),
+                                              nullptr));
+      std::vector<int32_t> ref_e(d_e.size());
+      std::vector<float> ref_w(d_w.size());
+      RouteTopK(logits.data(), n, c.experts, c.top_k, c.normalize, ref_e.data(), ref_w.data());
+      const std::vector<int32_t> got_e = d_e.Download();
+      const std::vector<float> got_w = d_w.Download();
+      for (size_t i = 0; i < ref_e.size(); ++i) {
+        if (got_e[i] != ref_e[i]) {
+          // Only a near-tie may order differently (fp32 sums in another order).
+          EXPECT_NEAR(got_w[i], ref_w[i], 1e-6) << "E " << c.experts << " token " << i / c.top_k;
+        }
+      }
+      EXPECT_LT(MaxRelErr(got_w, ref_w), 1e-5) << "E " << c.experts << " k " << c.top_k << " n " << n;
+    }
+  }
+}
+
+// Reference permutation: ApplyCapacity, then kept assignments grouped by expert in token order.
+TEST(CudaMoeOpsTest, PermuteIsAStableCountingSortWithCapacity) {
+  MOED_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  for (const RouteCase& c : kRouteCases) {
+    for (int n : kTokenCounts) {
+      for (float factor : {0.0f, 1.0f, 0.5f}) {
+        const int A = n * c.top_k;
+        std::vector<int32_t> experts(A);
+        // Skewed choices so some experts overflow their capacity.
+        for (int32_t& e : experts) e = std::min<int>(c.experts - 1, static_cast<int>(std::abs(std::normal_distribution<float>(0, c.experts / 4.0f)(rng))));
+        const int64_t cap = ExpertCapacity(factor, A, c.experts);
+        DevVec<int32_t> d_experts(experts), d_counts(2 * c.experts), d_off(c.experts + 1), d_row_token(A),
+            d_assign(A);
+        cuda::PermuteArgs a;
+        a.experts = d_experts.get();
+        a.assignments = A;
+        a.top_k = c.top_k;
+        a.num_experts = c.experts;
+        a.capacity = cap;
+        a.counts = d_counts.get();
+        a.offsets = d_off.get();
+        a.row_token = d_row_token.get();
+        a.assign_row = d_assign.get();
+        MOED_CUDA_ASSERT(cuda::LaunchPermute(a, nullptr));
+
+        std::vector<uint8_t> kept(A);
+        std::vector<int64_t> routed(c.experts, 0), dropped(c.experts, 0);
+        ApplyCapacity(experts.data(), A, c.experts, cap, kept.data(), routed.data(), dropped.data());
+        std::vector<int32_t> offsets(c.experts + 1, 0);
+        for (int e = 0; e < c.experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(routed[e] - dropped[e]);
+        std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
+        std::vector<int32_t> ref_assign(A, -1), ref_row_token(offsets.back());
+        for (int i = 0; i < A; ++i) {
+          if (!kept[i]) continue;
+          ref_assign[i] = fill[experts[i]]++;
+          ref_row_token[ref_assign[i]] = i / c.top_k;
+        }
+        const std::vector<int32_t> counts = d_counts.Download();
+        for (int e = 0; e < c.experts; ++e) {
+          ASSERT_EQ(counts[e], routed[e]) << "expert " << e;
+          ASSERT_EQ(counts[c.experts + e], routed[e] - dropped[e]) << "expert " << e;
+        }
+        ASSERT_EQ(d_off.Download(), offsets);
+        ASSERT_EQ(d_assign.Download(), ref_assign) << "E " << c.experts << " n " << n << " factor " << factor;
+        std::vector<int32_t> got_rows = d_row_token.Download();
+        got_rows.resize(offsets.back());
+        ASSERT_EQ(got_rows, ref_row_token);
+      }
+    }
+  }
+}
+
+TEST(CudaMoeOpsTest, GatherAndUnpermuteMatchCpu) {
+  MOED_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  const int dim = 96, top_k = 4;
+  for (int n : kTokenCounts) {
+    for (bool shared : {false, true}) {
+      const int A = n * top_k;
+      const std::vector<float> x = RandomBf16Values(static_cast<size_t>(n) * dim, 1.0f, rng);
+      std::vector<int32_t> index(A);
+      for (int32_t& i : index) i = rng() % n;
+      DevVec<bf16> d_x(ToBf16(x)), d_g(static_cast<size_t>(A) * dim);
+      DevVec<int32_t> d_index(index);
+      MOED_CUDA_ASSERT(cuda::LaunchGatherRows(d_x.get(), d_index.get(), A, dim, d_g.get(), nullptr));
+      const std::vector<float> g = FromBf16(d_g.Download());
+      for (int r = 0; r < A; ++r) {
+        for (int i = 0; i < dim; ++i) ASSERT_EQ(g[r * dim + i], x[index[r] * dim + i]);
+      }
+
+      const std::vector<float> ys = RandomBf16Values(static_cast<size_t>(A) * dim, 1.0f, rng);
+      const std::vector<float> w = RandomBf16Values(A, 1.0f, rng);
+      const std::vector<float> so = RandomBf16Values(static_cast<size_t>(n) * dim, 1.0f, rng);
+      const std::vector<float> sg = RandomBf16Values(n, 3.0f, rng);
+      std::vector<int32_t> assign(A);
+      for (int i = 0; i < A; ++i) assign[i] = rng() % 5 == 0 ? -1 : static_cast<int32_t>(rng() % A);
+      DevVec<float> d_ys(ys), d_w(w), d_so(so), d_sg(sg), d_out(static_cast<size_t>(n) * dim);
+      DevVec<int32_t> d_assign(assign);
+      MOED_CUDA_ASSERT(cuda::LaunchUnpermute(d_ys.get(), d_assign.get(), d_w.get(), n, top_k, dim,
+                                             shared ? d_so.get() : nullptr, shared ? d_sg.get() : nullptr,
+                                             d_out.get(), nullptr));
+      std::vector<float> ref(static_cast<size_t>(n) * dim, 0.0f);
+      for (int t = 0; t < n; ++t) {
+        for (int i = 0; i < dim; ++i) {
+          float v = shared ? so[t * dim + i] / (1.0f + std::exp(-sg[t])) : 0.0f;
+          for (int k = 0; k < top_k; ++k) {
+            const int r = assign[t * top_k + k];
+            if (r >= 0) v += w[t * top_k + k] * ys[static_cast<size_t>(r) * dim + i];
+          }
+          ref[t * dim + i] = v;
+        }
+      }
+      EXPECT_LT(MaxRelErr(d_out.Download(), ref), 1e-5) << "n " << n << " shared " << shared;
+    }
+  }
+}
+
+// Owns one random MoE layer on the device and its fp32 copy on the host.
+struct RandomMoe {
+  cuda::MoeShape shape;
+  std::vector<float> router;                   // (E, H)
+  std::vector<std::vector<float>> gate_up, down;  // per expert (2F, H) / (H, F)
+  std::vector<float> shared_gate_up, shared_down, shared_gate;
+  std::vector<std::unique_ptr<DevVec<bf16>>> owned;
+  cuda::DeviceLayer layer;
+
+  const bf16* Dev(const std::vector<float>& v) {
+    owned.push_back(std::make_unique<DevVec<bf16>>(ToBf16(v)));
+    return owned.back()->get();
+  }
+
+  RandomMoe(const cuda::MoeShape& s, std::mt19937& rng) : shape(s) {
+    const int E = s.num_experts, H = s.hidden, F = s.ffn;
+    router = RandomBf16Values(static_cast<size_t>(E) * H, 0.2f, rng);
+    layer.router = Dev(router);
+    for (int e = 0; e < E; ++e) {
+      gate_up.push_back(RandomBf16Values(static_cast<size_t>(2) * F * H, std::sqrt(3.0f / H), rng));
+      down.push_back(RandomBf16Values(static_cast<size_t>(H) * F, std::sqrt(3.0f / F), rng));
+      layer.experts.push_back({Dev(gate_up.back()), Dev(down.back()), F});
+    }
+    if (s.shared_ffn > 0) {
+      shared_gate_up = RandomBf16Values(static_cast<size_t>(2) * s.shared_ffn * H, std::sqrt(3.0f / H), rng);
+      shared_down = RandomBf16Values(static_cast<size_t>(H) * s.shared_ffn, std::sqrt(3.0f / s.shared_ffn), rng);
+      shared_gate = RandomBf16Values(H, 0.2f, rng);
+      layer.shared_expert = {Dev(shared_gate_up), Dev(shared_down), s.shared_ffn};
+      layer.shared_expert_gate = Dev(shared_gate);
+    }
+  }
+
+  // fp32 FFN of one row.
+  static std::vector<float> Ffn(const float* x, const std::vector<float>& gu, const std::vector<float>& dn, int H,
+                                int F) {
+    std::vector<float> g(2 * F), y(H);
+    cpu::MatMul(x, 1, H, gu.data(), 2 * F, nullptr, g.data(), nullptr);
+    cpu::SiluMul(g.data(), g.data() + F, F);
+    cpu::MatMul(g.data(), 1, F, dn.data(), H, nullptr, y.data(), nullptr);
+    return y;
+  }
+
+  // CPU reference given the router's choice (experts/weights from RouteTopK on `logits`).
+  std::vector<float> Reference(const std::vector<float>& x, const std::vector<float>& logits, int n, int64_t cap,
+                               std::vector<int64_t>* routed, std::vector<int64_t>* dropped) const {
+    const int E = shape.num_experts, K = shape.top_k, H = shape.hidden;
+    std::vector<int32_t> ex(static_cast<size_t>(n) * K);
+    std::vector<float> w(ex.size());
+    RouteTopK(logits.data(), n, E, K, shape.normalize, ex.data(), w.data());
+    std::vector<uint8_t> kept(ex.size());
+    routed->assign(E, 0);
+    dropped->assign(E, 0);
+    ApplyCapacity(ex.data(), ex.size(), E, cap, kept.data(), routed->data(), dropped->data());
+    std::vector<float> out(static_cast<size_t>(n) * H, 0.0f);
+    for (int t = 0; t < n; ++t) {
+      const float* xt = x.data() + static_cast<size_t>(t) * H;
+      for (int k = 0; k < K; ++k) {
+        if (!kept[t * K + k]) continue;
+        const int e = ex[t * K + k];
+        const std::vector<float> y = Ffn(xt, gate_up[e], down[e], H, shape.ffn);
+        for (int i = 0; i < H; ++i) out[t * H + i] += w[t * K + k] * y[i];
+      }
+      if (shape.shared_ffn == 0) continue;
+      const std::vector<float> y = Ffn(xt, shared_gate_up, shared_down, H, shape.shared_ffn);
+      const float g = 1.0f / (1.0f + std::exp(-cpu::Dot(xt, shared_gate.data(), H)));
+      for (int i = 0; i < H; ++i) out[t * H + i] += g * y[i];
+    }
+    return out;
+  }
+};
+
+TEST(CudaMoeOpsTest, MoeBlockMatchesCpuReference) {
+  MOED_REQUIRE_GPU();
+  std::mt19937 rng(14);
+  auto handle = cuda::CublasHandle::Create(nullptr);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  const cuda::MoeShape shapes[] = {{128, 8, 2, 64, true, 0}, {128, 16, 4, 32, false, 96}, {256, 64, 8, 64, false, 0},
+                                   {128, 128, 8, 48, true, 0}, {64, 8, 1, 32, true, 0}};
+  for (const cuda::MoeShape& s : shapes) {
+    RandomMoe moe(s, rng);
+    cuda::MoeWorkspace ws;
+    for (int n : kTokenCounts) {
+      for (float factor : {0.0f, 0.75f}) {
+        const std::vector<float> x = RandomBf16Values(static_cast<size_t>(n) * s.hidden, 1.0f, rng);
+        DevVec<bf16> d_x(ToBf16(x));
+        DevVec<float> d_out(static_cast<size_t>(n) * s.hidden);
+        const int64_t cap = ExpertCapacity(factor, static_cast<int64_t>(n) * s.top_k, s.num_experts);
+        cuda::MoeCounts counts;
+        std::vector<int32_t> chosen;
+        const absl::Status st =
+            cuda::RunMoe(*handle, nullptr, s, moe.layer, d_x.get(), n, cap, d_out.get(), &ws, &counts, &chosen);
+        ASSERT_TRUE(st.ok()) << st;
+        // Route the reference on the device's router logits so a near-tie cannot flip an expert between the two.
+        std::vector<float> logits(static_cast<size_t>(n) * s.num_experts);
+        ASSERT_EQ(cudaMemcpy(logits.data(), ws.logits.get(), logits.size() * sizeof(float), cudaMemcpyDeviceToHost),
+                  cudaSuccess);
+        std::vector<float> ref_logits(logits.size());
+        cpu::MatMul(x.data(), n, s.hidden, moe.router.data(), s.num_experts, nullptr, ref_logits.data(), nullptr);
+        EXPECT_LT(MaxRelErr(logits, ref_logits), 1e-3);
+        std::vector<int64_t> routed, dropped;
+        const std::vector<float> ref = moe.Reference(x, logits, n, cap, &routed, &dropped);
+        const std::vector<float> got = d_out.Download();
+        float scale = 0.0f;
+        for (float v : ref) scale = std::max(scale, std::abs(v));
+        double worst = 0.0;
+        for (size_t i = 0; i < ref.size(); ++i) worst = std::max<double>(worst, std::abs(got[i] - ref[i]));
+        EXPECT_LE(worst, 2e-2 * std::max(scale, 1e-3f)) << "E " << s.num_experts << " n " << n << " factor " << factor;
+        for (int e = 0; e < s.num_experts; ++e) {
+          EXPECT_EQ(counts.routed[e], routed[e]) << "expert " << e;
+          EXPECT_EQ(counts.routed[e] - counts.kept[e], dropped[e]) << "expert " << e;
+        }
+        EXPECT_EQ(chosen.size(), static_cast<size_t>(n) * s.top_k);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moed

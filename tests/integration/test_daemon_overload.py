@@ -1,0 +1,82 @@
+"""Admission and deadlines on a daemon with one running sequence and a queue of two: overflow gets
+RESOURCE_EXHAUSTED (counted as queue_full), deadlines give DEADLINE_EXCEEDED, and a request whose
+deadline passes while queued is never prefilled."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from moed_client import collect, make_request
+
+FLAGS = ("--max-queue", "2", "--max-running-seqs", "1")
+LONG = 1000  # tokens (context 1024): one such stream holds the single running slot ≥ 0.5 s, far past the deadlines below
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    from moed_harness import Daemon
+
+    d = Daemon(tmp_path_factory.mktemp("moed-small"), *FLAGS).start()
+    yield d
+    assert d.stop() == 0, d.log_tail()
+
+
+def long_request(i: int):
+    return make_request(f"Long request {i}", temperature=0, max_tokens=LONG, ignore_eos=True)
+
+
+def test_queue_overflow_is_resource_exhausted_and_counted(small):
+    before = small.metrics().get("moed_requests_rejected_total", reason="queue_full")
+
+    def one(i):
+        try:
+            return collect(small.client.generate_stream(long_request(i), timeout=120))
+        except grpc.RpcError as e:
+            return e
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(one, range(10)))
+    rejected = [r for r in results if isinstance(r, grpc.RpcError)]
+    done = [r for r in results if not isinstance(r, grpc.RpcError)]
+    assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in rejected), [e.code() for e in rejected]
+    assert len(rejected) >= 1 and len(done) >= 3
+    assert all(c.finish_reason == "length" and c.completion_tokens == LONG for c in done)
+    after = small.metrics().get("moed_requests_rejected_total", reason="queue_full")
+    assert after - before == len(rejected)
+
+
+def test_tiny_deadline_is_deadline_exceeded(small):
+    call = small.client.generate_stream(long_request(99), timeout=0.05)
+    with pytest.raises(grpc.RpcError) as info:
+        collect(call)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert small.wait_metric("moed_requests_running", 0) == 0
+
+
+def test_request_expiring_in_the_queue_is_never_prefilled(small):
+    prompt_before = small.metrics().get("moed_prompt_tokens_total")
+    result = {}
+
+    def run_long():
+        result["c"] = collect(small.client.generate_stream(long_request(7), timeout=120))
+
+    t = threading.Thread(target=run_long)
+    t.start()
+    deadline = time.monotonic() + 10
+    while small.metrics().get("moed_requests_running") < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # 97 ids: a length nothing else in this test has. It waits behind the long stream and expires.
+    queued = make_request(prompt_ids=[1] + [100 + i for i in range(96)], temperature=0, max_tokens=4)
+    with pytest.raises(grpc.RpcError) as info:
+        collect(small.client.generate_stream(queued, timeout=0.1))
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    t.join(timeout=120)
+    assert result["c"].completion_tokens == LONG
+    assert small.wait_metric("moed_requests_running", 0) == 0
+    prompt_after = small.metrics().get("moed_prompt_tokens_total")
+    assert prompt_after - prompt_before == result["c"].prompt_tokens, "the expired request was prefilled"

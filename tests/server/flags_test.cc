@@ -1,0 +1,134 @@
+// Flags and MOED_* environment: defaults, env fallback, command line precedence, errors naming the flag.
+#include "server/flags.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "absl/flags/reflection.h"
+
+namespace moed::server {
+namespace {
+
+using Env = std::map<std::string, std::string>;
+
+EnvLookup FakeEnv(Env env) {
+  return [env = std::move(env)](absl::string_view name) -> std::optional<std::string> {
+    auto it = env.find(std::string(name));
+    if (it == env.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+absl::StatusOr<ServerConfig> Parse(std::vector<std::string> args, Env env = {}) {
+  absl::FlagSaver restore;  // each parse starts from the compiled-in defaults
+  std::vector<char*> argv;
+  static std::string prog = "moed";
+  argv.push_back(prog.data());
+  for (std::string& a : args) argv.push_back(a.data());
+  return ParseServerFlags(static_cast<int>(argv.size()), argv.data(), FakeEnv(std::move(env)));
+}
+
+TEST(Flags, EnvVarNames) {
+  EXPECT_EQ(EnvVarForFlag("metrics-port"), "MOED_METRICS_PORT");
+  EXPECT_EQ(EnvVarForFlag("max_running_seqs"), "MOED_MAX_RUNNING_SEQS");
+}
+
+TEST(Flags, Defaults) {
+  absl::StatusOr<ServerConfig> c = Parse({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model, "models/fortune-moe");
+  EXPECT_EQ(c->host, "0.0.0.0");
+  EXPECT_EQ(c->port, 50051);
+  EXPECT_EQ(c->metrics_port, 9400);
+  EXPECT_EQ(c->backend, "auto");
+  EXPECT_EQ(c->max_running_seqs, 64);
+  EXPECT_EQ(c->max_batch_tokens, 512);
+  EXPECT_EQ(c->max_queue, 256);
+  EXPECT_EQ(c->kv_block_size, 16);
+  EXPECT_EQ(c->metrics_per_expert, PerExpertMetrics::kAuto);
+  EXPECT_EQ(c->shutdown_timeout, absl::Seconds(30));
+  EXPECT_EQ(c->default_max_tokens, 16);
+  EXPECT_EQ(c->max_stop_strings, 8);
+  EXPECT_EQ(c->max_stop_length, 64);
+  EXPECT_EQ(c->max_logprobs, 20);
+  EXPECT_EQ(c->max_prompt_bytes, 1 << 20);
+  EXPECT_EQ(c->max_receive_message_bytes, 4 << 20);
+}
+
+TEST(Flags, DashesUnderscoresAndSeparateValues) {
+  absl::StatusOr<ServerConfig> c = Parse({"--metrics-port=0", "--max_queue", "7", "--shutdown-timeout=2s",
+                                          "--metrics-per-expert", "off", "--moe-capacity-factor=1.25"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics_port, 0);
+  EXPECT_EQ(c->max_queue, 7);
+  EXPECT_EQ(c->shutdown_timeout, absl::Seconds(2));
+  EXPECT_EQ(c->metrics_per_expert, PerExpertMetrics::kOff);
+  EXPECT_FLOAT_EQ(c->moe_capacity_factor, 1.25f);
+}
+
+TEST(Flags, EnvironmentIsTheFallbackAndTheCommandLineWins) {
+  absl::StatusOr<ServerConfig> c =
+      Parse({"--port=123"}, {{"MOED_METRICS_PORT", "9500"}, {"MOED_PORT", "999"}, {"MOED_BACKEND", "cpu"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics_port, 9500);
+  EXPECT_EQ(c->port, 123);
+  EXPECT_EQ(c->backend, "cpu");
+  // The saver restored the defaults: a parse without env sees them again.
+  EXPECT_EQ(Parse({})->metrics_port, 9400);
+}
+
+TEST(Flags, ErrorsNameTheFlagOrVariable) {
+  auto message = [](const absl::StatusOr<ServerConfig>& c) { return std::string(c.status().message()); };
+  absl::StatusOr<ServerConfig> c = Parse({"--port=abc"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(message(c).find("--port"), std::string::npos) << message(c);
+
+  c = Parse({}, {{"MOED_MAX_QUEUE", "lots"}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("MOED_MAX_QUEUE"), std::string::npos) << message(c);
+
+  c = Parse({"--no-such-flag=1"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("unknown flag --no-such-flag"), std::string::npos) << message(c);
+
+  c = Parse({"--port=70000"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("--port must be in [0, 65535]"), std::string::npos) << message(c);
+
+  c = Parse({"--backend=tpu"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("--backend"), std::string::npos) << message(c);
+
+  c = Parse({"--metrics-per-expert=sometimes"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("--metrics-per-expert"), std::string::npos) << message(c);
+
+  c = Parse({"--max-running-seqs=0"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("--max-running-seqs must be >= 1"), std::string::npos) << message(c);
+
+  c = Parse({"--moe-capacity-factor=-1"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("--moe-capacity-factor"), std::string::npos) << message(c);
+
+  c = Parse({"positional"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("unexpected argument 'positional'"), std::string::npos) << message(c);
+
+  c = Parse({"--port"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("needs a value"), std::string::npos) << message(c);
+}
+
+TEST(Flags, UsageListsEveryFlagWithItsVariable) {
+  const std::string usage = UsageText();
+  EXPECT_NE(usage.find("--metrics-port (MOED_METRICS_PORT, default 9400)"), std::string::npos) << usage;
+  EXPECT_NE(usage.find("--max-receive-message-bytes"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moed::server

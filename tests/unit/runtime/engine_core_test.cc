@@ -1,0 +1,325 @@
+// EngineCore on the real CPU backend with fortune-moe: continuous batching gives the same greedy
+// outputs as transformers (golden) and as a single sequence, also under preemption; seeded sampling
+// is batch-independent; aborts, deadlines, stop strings, max_tokens, EOS, routing and drop counters.
+#include "engine/runtime/engine_core.h"
+
+#include <algorithm>
+#include <numeric>
+#include <thread>
+
+#include "engine/runtime/generate.h"
+#include "gtest/gtest.h"
+#include "tests/unit/runtime/engine_test_util.h"
+
+namespace moed {
+namespace {
+
+using testing::Collected;
+using testing::Greedy;
+using testing::Load;
+using testing::LoadedModel;
+using testing::MakeBackend;
+using testing::MakeEngine;
+using testing::RunAll;
+
+constexpr char kFortune[] = "fortune-moe";
+
+struct GoldenRequest {
+  EngineRequest request;
+  std::vector<int32_t> expected;
+};
+
+// Ten requests of different prompt lengths: each golden prompt, and each golden prompt extended by
+// the first 9 greedy tokens (its greedy continuation is the rest of the golden sequence).
+std::vector<GoldenRequest> FortuneGoldenRequests() {
+  nlohmann::json golden = testing::LoadGolden(kFortune);
+  std::vector<GoldenRequest> out;
+  int i = 0;
+  for (const nlohmann::json& c : golden["cases"]) {
+    std::vector<int32_t> prompt = c["input_ids"].get<std::vector<int32_t>>();
+    std::vector<int32_t> greedy = c["greedy_ids"].get<std::vector<int32_t>>();
+    for (int k : {0, 9}) {
+      std::vector<int32_t> p = prompt;
+      p.insert(p.end(), greedy.begin(), greedy.begin() + k);
+      std::vector<int32_t> expected(greedy.begin() + k, greedy.end());
+      out.push_back({Greedy("g" + std::to_string(i++), p, static_cast<int>(expected.size())), expected});
+    }
+  }
+  return out;
+}
+
+void ExpectGoldenOutputs(EngineCore& engine, int stagger) {
+  std::vector<GoldenRequest> golden = FortuneGoldenRequests();
+  std::vector<EngineRequest> requests;
+  std::vector<int> at_step;
+  for (size_t i = 0; i < golden.size(); ++i) {
+    requests.push_back(golden[i].request);
+    at_step.push_back(static_cast<int>(i) * stagger);
+  }
+  std::map<std::string, Collected> got = RunAll(engine, requests, at_step);
+  const Tokenizer& tok = *Load(kFortune).tokenizer;
+  for (const GoldenRequest& g : golden) {
+    const Collected& c = got[g.request.request_id];
+    EXPECT_TRUE(c.finished);
+    EXPECT_EQ(c.reason, FinishReason::kLength);
+    EXPECT_EQ(c.tokens, g.expected) << g.request.request_id;
+    EXPECT_EQ(c.text, tok.Decode(c.tokens)) << g.request.request_id;
+    EXPECT_EQ(c.completion_tokens, static_cast<int>(g.expected.size()));
+    EXPECT_EQ(c.prompt_tokens, static_cast<int>(g.request.prompt_ids.size()));
+  }
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+  EXPECT_EQ(engine.stats().running, 0);
+  EXPECT_EQ(engine.stats().waiting, 0);
+}
+
+TEST(EngineCoreTest, ConcurrentGreedyMatchesGolden) {
+  // A small token budget forces chunked prefill next to the decodes of earlier requests.
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 16, .max_batch_tokens = 24});
+  ASSERT_NE(engine, nullptr);
+  ExpectGoldenOutputs(*engine, /*stagger=*/2);
+  EXPECT_EQ(engine->stats().preemptions, 0);
+  EXPECT_EQ(engine->stats().generated_tokens, 5 * 32 + 5 * 23);
+}
+
+TEST(EngineCoreTest, GreedyUnderPreemptionStillMatchesGolden) {
+  const int bytes_per_block = static_cast<int>(MakeBackend(kFortune)->KvBytesPerBlock(16));
+  // Room for 5 blocks of 16 tokens: one 64-token sequence, never all ten at once.
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 16, .max_batch_tokens = 48, .max_model_len = 64,
+                                      .kv_block_size = 16, .kv_cache_bytes = int64_t{5} * bytes_per_block});
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->stats().kv_blocks_total, 5);
+  ExpectGoldenOutputs(*engine, /*stagger=*/1);
+  EXPECT_GT(engine->stats().preemptions, 0);
+}
+
+TEST(EngineCoreTest, SeededSamplingIsTheSameAloneAndInABatch) {
+  nlohmann::json golden = testing::LoadGolden(kFortune);
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < 6; ++i) {
+    EngineRequest r;
+    r.request_id = "s" + std::to_string(i);
+    r.prompt_ids = golden["cases"][i % 5]["input_ids"].get<std::vector<int32_t>>();
+    r.max_tokens = 20;
+    r.ignore_eos = true;
+    r.sampling = {.temperature = 0.9f, .top_p = 0.95f, .top_k = 40, .seed = 1000u + i};
+    requests.push_back(r);
+  }
+  // Alone: single-sequence generation, one fresh backend per request.
+  std::vector<std::vector<int32_t>> alone;
+  for (const EngineRequest& r : requests) {
+    std::unique_ptr<Backend> backend = MakeBackend(kFortune);
+    absl::StatusOr<GenerateResult> g = Generate(
+        *backend, r.prompt_ids, {.max_tokens = r.max_tokens, .sampling = r.sampling, .ignore_eos = true});
+    ASSERT_TRUE(g.ok()) << g.status();
+    alone.push_back(g->output_ids);
+  }
+  EXPECT_NE(alone[0], alone[5]) << "different seeds on the same prompt should differ";
+  // Batched, staggered, with a cache small enough to preempt.
+  const int bytes_per_block = static_cast<int>(MakeBackend(kFortune)->KvBytesPerBlock(8));
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8, .max_batch_tokens = 20, .max_model_len = 40,
+                                      .kv_block_size = 8, .kv_cache_bytes = int64_t{8} * bytes_per_block});
+  ASSERT_NE(engine, nullptr);
+  std::map<std::string, Collected> got = RunAll(*engine, requests, {0, 0, 1, 2, 3, 5});
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(got[requests[i].request_id].tokens, alone[i]) << requests[i].request_id;
+  }
+  EXPECT_GT(engine->stats().preemptions, 0);
+}
+
+TEST(EngineCoreTest, AbortFreesAllBlocks) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8, .max_batch_tokens = 64});
+  ASSERT_NE(engine, nullptr);
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(engine->AddRequest(Greedy(id, {1, 370, 998, 695, 286}, 100)).ok());
+  }
+  std::map<std::string, Collected> got;
+  for (int i = 0; i < 4; ++i) testing::Absorb(got, engine->Step());
+  EXPECT_GT(engine->stats().kv_blocks_used, 0);
+  engine->AbortRequest("b");
+  engine->AbortRequest("no-such-request");
+  testing::Absorb(got, engine->Step());
+  EXPECT_TRUE(got["b"].finished);
+  EXPECT_EQ(got["b"].reason, FinishReason::kAborted);
+  EXPECT_EQ(got["b"].completion_tokens, 4);
+  EXPECT_FALSE(got["a"].finished);
+  engine->AbortRequest("a");
+  engine->AbortRequest("c");
+  testing::Absorb(got, engine->Step());
+  EXPECT_EQ(got["a"].reason, FinishReason::kAborted);
+  EXPECT_EQ(got["c"].reason, FinishReason::kAborted);
+  EXPECT_FALSE(engine->HasUnfinished());
+  EXPECT_EQ(engine->stats().kv_blocks_used, 0);
+  EXPECT_EQ(engine->stats().running, 0);
+  // The id is free again once finished.
+  EXPECT_TRUE(engine->AddRequest(Greedy("a", {1, 370}, 2)).ok());
+}
+
+TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 1, .max_batch_tokens = 64});
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(engine->AddRequest(Greedy("first", {1, 370, 998, 695}, 30)).ok());
+  EngineRequest late = Greedy("late", {1, 370, 998, 695, 286, 710}, 5);
+  late.deadline = absl::Now() + absl::Milliseconds(200);
+  ASSERT_TRUE(engine->AddRequest(late).ok());
+  std::map<std::string, Collected> got;
+  testing::Absorb(got, engine->Step());
+  EXPECT_EQ(engine->stats().waiting, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  testing::Absorb(got, engine->Step());
+  ASSERT_TRUE(got["late"].finished);
+  EXPECT_EQ(got["late"].reason, FinishReason::kDeadline);
+  EXPECT_EQ(got["late"].status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(got["late"].tokens.empty());
+  EXPECT_EQ(engine->stats().prompt_tokens, 4);  // only "first" was prefilled
+  EXPECT_EQ(engine->stats().waiting, 0);
+
+  // A running request past its deadline is finished too, and its blocks are freed.
+  EngineRequest running = Greedy("running", {1, 370}, 50);
+  running.deadline = absl::Now() + absl::Milliseconds(200);
+  ASSERT_TRUE(engine->AddRequest(running).ok());
+  engine->AbortRequest("first");
+  testing::Absorb(got, engine->Step());  // "first" aborted, "running" admitted
+  testing::Absorb(got, engine->Step());
+  EXPECT_FALSE(got["running"].finished);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  testing::Absorb(got, engine->Step());
+  EXPECT_EQ(got["running"].reason, FinishReason::kDeadline);
+  EXPECT_EQ(engine->stats().kv_blocks_used, 0);
+}
+
+// Greedy text of golden case `c` for `n` tokens, from the engine itself.
+Collected RunOne(EngineCore& engine, EngineRequest r) {
+  std::string id = r.request_id;
+  return RunAll(engine, {std::move(r)}, {0})[id];
+}
+
+TEST(EngineCoreTest, StopStringsEndTheTextAndAreNeverEmitted) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8});
+  ASSERT_NE(engine, nullptr);
+  std::vector<int32_t> prompt = testing::LoadGolden(kFortune)["cases"][0]["input_ids"].get<std::vector<int32_t>>();
+  Collected full = RunOne(*engine, Greedy("full", prompt, 32));
+  ASSERT_GT(full.text.size(), 30u);
+  // A stop string straddling tokens in the middle of the text, and a later one that must lose.
+  const std::string stop = full.text.substr(12, 5);
+  const std::string later = full.text.substr(25, 3);
+  const std::string expected = full.text.substr(0, full.text.find(stop));
+  EngineRequest r = Greedy("stopped", prompt, 32);
+  r.stop = {later, stop};
+  Collected got = RunOne(*engine, r);
+  EXPECT_EQ(got.reason, FinishReason::kStop);
+  EXPECT_EQ(got.text, expected);
+  for (const std::string& d : got.text_deltas) EXPECT_EQ(d.find(stop), std::string::npos);
+  EXPECT_LT(got.tokens.size(), full.tokens.size());
+  EXPECT_EQ(got.tokens, std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + got.tokens.size()));
+
+  // A stop string that never appears: everything held back comes out at the end.
+  EngineRequest none = Greedy("none", prompt, 32);
+  none.stop = {"\x01never"};
+  Collected all = RunOne(*engine, none);
+  EXPECT_EQ(all.reason, FinishReason::kLength);
+  EXPECT_EQ(all.text, full.text);
+}
+
+TEST(EngineCoreTest, MaxTokensEndsWithLength) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8});
+  ASSERT_NE(engine, nullptr);
+  Collected got = RunOne(*engine, Greedy("m", {1, 370, 998}, 5));
+  EXPECT_EQ(got.reason, FinishReason::kLength);
+  EXPECT_EQ(got.tokens.size(), 5u);
+  EXPECT_EQ(got.completion_tokens, 5);
+  EXPECT_TRUE(got.status.ok());
+}
+
+TEST(EngineCoreTest, EosEndsGenerationUnlessIgnored) {
+  // fortune-moe never produces its EOS greedily, so the test declares one of its greedy tokens EOS in a copy
+  // of the model's spec (as a config.json with that eos_token_id would) and runs the real weights.
+  const LoadedModel& fortune = Load(kFortune);
+  const std::vector<int32_t> prompt = *fortune.tokenizer->Encode("Never trust a computer");
+  auto plain = MakeEngine(kFortune, {.max_running_seqs = 8});
+  ASSERT_NE(plain, nullptr);
+  const std::vector<int32_t> greedy = RunOne(*plain, Greedy("plain", prompt, 16)).tokens;
+  ASSERT_EQ(greedy.size(), 16u);
+  size_t stop_at = 3;  // the first token from index 3 on that did not occur before it
+  while (stop_at < greedy.size() &&
+         std::find(greedy.begin(), greedy.begin() + stop_at, greedy[stop_at]) != greedy.begin() + stop_at) {
+    ++stop_at;
+  }
+  ASSERT_LT(stop_at, greedy.size());
+
+  auto model = std::make_shared<Model>(*fortune.model);
+  model->spec.eos_token_ids = {greedy[stop_at]};
+  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend("cpu", model, testing::TestBackendOptions());
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<std::unique_ptr<EngineCore>> engine =
+      EngineCore::Create(*std::move(backend), fortune.tokenizer, {.max_running_seqs = 8});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+
+  EngineRequest stop = Greedy("eos", prompt, 16);
+  stop.ignore_eos = false;
+  Collected c = RunOne(**engine, stop);
+  EXPECT_EQ(c.reason, FinishReason::kEos);
+  EXPECT_EQ(c.tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + stop_at + 1));
+  EXPECT_EQ(c.completion_tokens, static_cast<int>(stop_at) + 1);
+  EXPECT_EQ(c.text, fortune.tokenizer->Decode(std::vector<int32_t>(greedy.begin(), greedy.begin() + stop_at)))
+      << "the EOS token's text is not emitted";
+
+  c = RunOne(**engine, Greedy("ignore", prompt, 16));  // Greedy() sets ignore_eos
+  EXPECT_EQ(c.reason, FinishReason::kLength);
+  EXPECT_EQ(c.tokens, greedy);
+}
+
+int64_t Sum(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); }
+
+TEST(EngineCoreTest, RoutingCountsEveryProcessedToken) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8, .max_batch_tokens = 16});
+  ASSERT_NE(engine, nullptr);
+  const ModelSpec& spec = engine->spec();
+  const int64_t per_token = int64_t{spec.top_k} * spec.num_layers;
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < 4; ++i) {
+    EngineRequest r = Greedy("r" + std::to_string(i), {1, 370, 998, 695, 286, 710, 4022}, 6 + i);
+    r.prompt_ids.resize(3 + 4 * i, 303);
+    r.include_routing = i % 2 == 0;
+    requests.push_back(r);
+  }
+  int64_t processed = 0;
+  std::map<std::string, Collected> got = RunAll(*engine, requests, {0, 0, 1, 3}, 5000, [&](EngineCore& e) {
+    processed += e.stats().last_step_tokens;
+    EXPECT_EQ(Sum(e.stats().last_step_routed), e.stats().last_step_tokens * per_token);
+  });
+  EXPECT_EQ(Sum(engine->stats().routed), processed * per_token);
+  EXPECT_EQ(Sum(engine->stats().dropped), 0);
+  EXPECT_EQ(engine->stats().prompt_tokens, 3 + 7 + 11 + 15);
+  for (const EngineRequest& r : requests) {
+    const Collected& c = got[r.request_id];
+    if (!r.include_routing) {
+      EXPECT_TRUE(c.routing.empty());
+      continue;
+    }
+    ASSERT_EQ(c.routing.size(), static_cast<size_t>(spec.num_layers * spec.num_experts));
+    // Every prompt token and every generated token but the last went through every layer.
+    const int64_t tokens = static_cast<int64_t>(r.prompt_ids.size()) + r.max_tokens - 1;
+    EXPECT_EQ(std::accumulate(c.routing.begin(), c.routing.end(), int64_t{0}), tokens * per_token);
+  }
+}
+
+TEST(EngineCoreTest, CapacityFactorDropsAreCounted) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8, .max_batch_tokens = 64},
+                           testing::TestBackendOptions(/*capacity_factor=*/1.0f));
+  ASSERT_NE(engine, nullptr);
+  std::vector<EngineRequest> requests;
+  const nlohmann::json golden = testing::LoadGolden(kFortune);  // named: a temporary's ["cases"] would dangle
+  for (const nlohmann::json& c : golden["cases"]) {
+    requests.push_back(Greedy("c" + std::to_string(requests.size()), c["input_ids"].get<std::vector<int32_t>>(), 8));
+  }
+  int64_t processed = 0;
+  RunAll(*engine, requests, {0, 0, 0, 0, 0}, 5000, [&](EngineCore& e) { processed += e.stats().last_step_tokens; });
+  const EngineStats& s = engine->stats();
+  EXPECT_EQ(Sum(s.routed), processed * engine->spec().top_k * engine->spec().num_layers);
+  ASSERT_EQ(requests.size(), 5u);
+  EXPECT_GT(Sum(s.dropped), 0);
+  for (size_t i = 0; i < s.routed.size(); ++i) EXPECT_LE(s.dropped[i], s.routed[i]);
+}
+
+}  // namespace
+}  // namespace moed
