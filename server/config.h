@@ -30,6 +30,14 @@ struct ServerConfig {
   int64_t kv_cache_bytes = 0;  // 0 = auto
   float moe_capacity_factor = 0.0f;  // 0 = dropless
 
+  // Hot-expert cache (BackendOptions::expert_cache_*). At most one of slots / bytes / fraction is non-zero;
+  // all zero = every expert resident.
+  int expert_cache_slots = 0;            // resident routed experts in total
+  int64_t expert_cache_bytes = 0;        // device-tier bytes for expert weights
+  double expert_cache_fraction = 0.0;    // (0, 1]: that share of the model's routed experts, rounded up
+  std::string expert_cache_policy = "lru";  // lru | lfu | load-aware
+  bool expert_cache_prefetch = true;
+
   // Metrics and lifecycle.
   PerExpertMetrics metrics_per_expert = PerExpertMetrics::kAuto;
   absl::Duration shutdown_timeout = absl::Seconds(30);

@@ -26,6 +26,11 @@ ABSL_FLAG(int, max_model_len, 0, "context limit in tokens; 0 = the model's");
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV-cache block");
 ABSL_FLAG(int64_t, kv_cache_bytes, 0, "KV-cache memory in bytes; 0 = enough for max-running-seqs full contexts");
 ABSL_FLAG(float, moe_capacity_factor, 0.0f, "expert capacity factor; 0 = dropless");
+ABSL_FLAG(int, expert_cache_slots, 0, "hot-expert cache: resident routed experts in total; 0 = all resident");
+ABSL_FLAG(int64_t, expert_cache_bytes, 0, "hot-expert cache: device-tier bytes for expert weights; 0 = unset");
+ABSL_FLAG(double, expert_cache_fraction, 0.0, "hot-expert cache: share (0, 1] of the routed experts resident; 0 = unset");
+ABSL_FLAG(std::string, expert_cache_policy, "lru", "hot-expert cache eviction policy: lru | lfu | load-aware");
+ABSL_FLAG(bool, expert_cache_prefetch, true, "hot-expert cache: prefetch the next layer's predicted experts");
 ABSL_FLAG(std::string, metrics_per_expert, "auto", "auto | on | off (auto: while layers x experts <= 4096)");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(30), "how long in-flight streams may finish after SIGTERM");
 ABSL_FLAG(int, max_tokens_limit, 0, "largest max_tokens a request may ask for; 0 = the context length");
@@ -43,6 +48,7 @@ namespace {
 constexpr const char* kFlagNames[] = {
     "model", "host", "port", "metrics_port", "backend", "threads", "max_running_seqs", "max_batch_tokens",
     "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
+    "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
     "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
     "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes"};
 
@@ -142,6 +148,11 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
   c.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   c.moe_capacity_factor = absl::GetFlag(FLAGS_moe_capacity_factor);
+  c.expert_cache_slots = absl::GetFlag(FLAGS_expert_cache_slots);
+  c.expert_cache_bytes = absl::GetFlag(FLAGS_expert_cache_bytes);
+  c.expert_cache_fraction = absl::GetFlag(FLAGS_expert_cache_fraction);
+  c.expert_cache_policy = absl::GetFlag(FLAGS_expert_cache_policy);
+  c.expert_cache_prefetch = absl::GetFlag(FLAGS_expert_cache_prefetch);
   MOED_ASSIGN_OR_RETURN(c.metrics_per_expert, ParsePerExpert(absl::GetFlag(FLAGS_metrics_per_expert)));
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   c.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
@@ -173,6 +184,20 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (!(c.moe_capacity_factor >= 0.0f) || c.moe_capacity_factor > 1e6f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--moe-capacity-factor must be >= 0 (0 = dropless), got ", c.moe_capacity_factor));
+  }
+  MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-slots", c.expert_cache_slots, 0));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-bytes", c.expert_cache_bytes, 0));
+  if (!(c.expert_cache_fraction >= 0.0 && c.expert_cache_fraction <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--expert-cache-fraction must be in [0, 1] (0 = unset), got ", c.expert_cache_fraction));
+  }
+  if ((c.expert_cache_slots > 0) + (c.expert_cache_bytes > 0) + (c.expert_cache_fraction > 0) > 1) {
+    return absl::InvalidArgumentError(
+        "set at most one of --expert-cache-slots, --expert-cache-bytes and --expert-cache-fraction");
+  }
+  if (c.expert_cache_policy != "lru" && c.expert_cache_policy != "lfu" && c.expert_cache_policy != "load-aware") {
+    return absl::InvalidArgumentError(absl::StrCat("--expert-cache-policy must be lru, lfu or load-aware, got '",
+                                                   c.expert_cache_policy, "'"));
   }
   if (c.shutdown_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(

@@ -110,6 +110,8 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
     imbalance_.push_back(&imbalance.Add({{"layer", layer}}));
   }
 
+  cache_ = std::make_unique<ExpertCacheMetrics>(reg, num_layers_, info.routed_experts);
+
   if (per_expert_) {
     auto& routed = BuildCounter().Name("moed_expert_tokens_total")
         .Help("Router assignments (token, top-k slot) per expert, dropped ones included.").Register(reg);
@@ -161,6 +163,7 @@ void ServerMetrics::OnEngineStep(const EngineStats& stats, int pending) {
     step_seconds_[phase]->Observe(stats.last_step_seconds);
   }
   UpdateExperts(stats);
+  cache_->Update(stats.expert_cache, stats.last_step_expert_cache);
   prev_ = stats;
 }
 

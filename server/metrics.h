@@ -15,6 +15,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "server/config.h"
+#include "server/expert_cache_metrics.h"
 #include "server/expert_load.h"
 
 namespace moed::server {
@@ -36,6 +37,7 @@ struct MetricsModelInfo {
   std::string backend;  // cpu | cuda
   int num_layers = 0;
   int num_experts = 0;
+  int routed_experts = 0;  // MoE layers × experts (what the hot-expert cache can hold)
 };
 
 // Steps in the sliding window of moed_expert_imbalance_ratio.
@@ -95,6 +97,8 @@ class ServerMetrics {
   std::vector<prometheus::Counter*> dropped_;
   std::vector<prometheus::Histogram*> load_ratio_;  // per layer
   std::vector<prometheus::Gauge*> imbalance_;       // per layer
+
+  std::unique_ptr<ExpertCacheMetrics> cache_;
 
   // Engine-thread state: the previous cumulative stats.
   EngineStats prev_;

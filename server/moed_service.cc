@@ -61,6 +61,32 @@ grpc::ServerUnaryReactor* MoedService::GetModelInfo(grpc::CallbackServerContext*
   return reactor;
 }
 
+namespace {
+
+void FillCacheStats(const cache::ExpertCacheStats& c, int num_layers, const ServerConfig& config,
+                    v1::ExpertCacheStats* out) {
+  out->set_enabled(c.enabled());
+  if (!c.enabled()) return;
+  out->set_policy(config.expert_cache_policy);
+  out->set_prefetch(config.expert_cache_prefetch);
+  out->set_capacity_experts(c.capacity_experts);
+  out->set_resident_experts(c.resident_experts);
+  for (int l = 0; l < num_layers; ++l) {
+    const size_t i = static_cast<size_t>(l);
+    out->add_hits(i < c.hit_assignments.size() ? c.hit_assignments[i] : 0);
+    out->add_misses(i < c.miss_assignments.size() ? c.miss_assignments[i] : 0);
+    out->add_evictions(i < c.evictions.size() ? c.evictions[i] : 0);
+  }
+  out->set_prefetch_issued(c.TotalPrefetchIssued());
+  out->set_prefetch_used(c.TotalPrefetchUsed());
+  out->set_prefetch_wasted(c.TotalPrefetchWasted());
+  out->set_transfer_bytes(c.bytes_transferred);
+  out->set_load_seconds(c.load_seconds);
+  out->set_stall_seconds(c.stall_seconds);
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContext* context,
                                                       const v1::GetExpertStatsRequest* /*request*/,
                                                       v1::ExpertStats* response) {
@@ -74,8 +100,11 @@ grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContex
   for (size_t i = 0; i < cells; ++i) {
     response->add_routed_tokens(i < stats.routed.size() ? stats.routed[i] : 0);
     response->add_dropped_tokens(i < stats.dropped.size() ? stats.dropped[i] : 0);
-    response->add_resident(true);  // every expert is in memory until the hot-expert cache lands
+    // Without the cache (no residency map) every expert is resident.
+    const std::vector<uint8_t>& resident = stats.expert_cache.resident;
+    response->add_resident(resident.empty() || (i < resident.size() && resident[i] != 0));
   }
+  FillCacheStats(stats.expert_cache, spec.num_layers, service_->config, response->mutable_cache());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

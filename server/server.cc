@@ -1,6 +1,8 @@
 // Start-up (flags → model → backend → engine → services → listen) and ordered shutdown.
 #include "server/server.h"
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
 #include <random>
 #include <utility>
@@ -54,6 +56,15 @@ RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info) {
   return l;
 }
 
+// --expert-cache-slots, or --expert-cache-fraction of the model's routed experts (rounded up); 0 = unset.
+int ExpertCacheSlots(const ServerConfig& c, const ModelSpec& spec) {
+  if (c.expert_cache_slots > 0 || c.expert_cache_fraction <= 0) return c.expert_cache_slots;
+  int moe_layers = 0;
+  for (bool moe : spec.layer_is_moe) moe_layers += moe ? 1 : 0;
+  const int routed = moe_layers * spec.num_experts;
+  return std::max(1, static_cast<int>(std::ceil(c.expert_cache_fraction * routed - 1e-9)));
+}
+
 }  // namespace
 
 std::string JoinHostPort(const std::string& host, int port) {
@@ -75,6 +86,10 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   BackendOptions backend_options;
   backend_options.moe_capacity_factor = config.moe_capacity_factor;
   backend_options.num_threads = config.threads;
+  backend_options.expert_cache_slots = ExpertCacheSlots(config, (*model)->spec);
+  backend_options.expert_cache_bytes = config.expert_cache_bytes;
+  backend_options.expert_cache_policy = config.expert_cache_policy;
+  backend_options.expert_cache_prefetch = config.expert_cache_prefetch;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(config.backend, *model, backend_options);
   if (!backend.ok()) return Prefixed(absl::StrCat("--backend ", config.backend, ": "), backend.status());
   absl::StatusOr<std::unique_ptr<EngineCore>> engine =
@@ -87,6 +102,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   metrics_info.backend = std::string((*engine)->backend_name());
   metrics_info.num_layers = (*engine)->spec().num_layers;
   metrics_info.num_experts = (*engine)->spec().num_experts;
+  for (bool moe : (*engine)->spec().layer_is_moe) metrics_info.routed_experts += moe ? metrics_info.num_experts : 0;
   s->family_ = metrics_info.family;
   s->metrics_ = std::make_unique<ServerMetrics>(metrics_info, config.metrics_per_expert);
   MOED_ASSIGN_OR_RETURN(s->metrics_http_,

@@ -236,6 +236,18 @@ int RunStats(Session& s) {
                         {"routed_tokens", std::vector<int64_t>(st.routed_tokens().begin(), st.routed_tokens().end())},
                         {"dropped_tokens", std::vector<int64_t>(st.dropped_tokens().begin(), st.dropped_tokens().end())},
                         {"resident", std::vector<bool>(st.resident().begin(), st.resident().end())}};
+    const moed::v1::ExpertCacheStats& c = st.cache();
+    j["cache"] = {{"enabled", c.enabled()}};
+    if (c.enabled()) {
+      j["cache"].update({{"policy", c.policy()}, {"prefetch", c.prefetch()},
+                         {"capacity_experts", c.capacity_experts()}, {"resident_experts", c.resident_experts()},
+                         {"hits", std::vector<int64_t>(c.hits().begin(), c.hits().end())},
+                         {"misses", std::vector<int64_t>(c.misses().begin(), c.misses().end())},
+                         {"evictions", std::vector<int64_t>(c.evictions().begin(), c.evictions().end())},
+                         {"prefetch_issued", c.prefetch_issued()}, {"prefetch_used", c.prefetch_used()},
+                         {"prefetch_wasted", c.prefetch_wasted()}, {"transfer_bytes", c.transfer_bytes()},
+                         {"load_seconds", c.load_seconds()}, {"stall_seconds", c.stall_seconds()}});
+    }
     std::cout << Dump(j) << "\n";
     return 0;
   }
@@ -245,6 +257,22 @@ int RunStats(Session& s) {
   int64_t dropped = 0;
   for (int64_t v : st.dropped_tokens()) dropped += v;
   if (dropped > 0) PrintMatrix("dropped tokens", st.dropped_tokens(), layers, experts);
+  const moed::v1::ExpertCacheStats& c = st.cache();
+  if (!c.enabled()) {
+    std::cout << "expert cache: off (every expert resident)\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("expert cache: %s%s, %d of %d slots used, %d bytes loaded, %.3f s stalled\n",
+                               c.policy(), c.prefetch() ? " + prefetch" : "", c.resident_experts(),
+                               c.capacity_experts(), c.transfer_bytes(), c.stall_seconds());
+  for (int l = 0; l < c.hits_size() && l < c.misses_size(); ++l) {
+    const int64_t lookups = c.hits(l) + c.misses(l);
+    std::cout << absl::StrFormat("  layer %d: hit rate %.3f (%d hits, %d misses, %d evictions)\n", l,
+                                 lookups > 0 ? static_cast<double>(c.hits(l)) / lookups : 0.0, c.hits(l), c.misses(l),
+                                 l < c.evictions_size() ? c.evictions(l) : 0);
+  }
+  std::cout << absl::StrFormat("  prefetch: %d issued, %d used, %d wasted\n", c.prefetch_issued(), c.prefetch_used(),
+                               c.prefetch_wasted());
   return 0;
 }
 

@@ -209,6 +209,7 @@ nlohmann::json StatsJson(const Args& a, const StatsBackend& b) {
     layers.push_back({{"layer", l}, {"moe", moe}, {"hits", At(c.hits, l)}, {"misses", At(c.misses, l)},
                       {"evictions", At(c.evictions, l)}, {"prefetch_issued", At(c.prefetch_issued, l)},
                       {"prefetch_used", At(c.prefetch_used, l)}, {"prefetch_wasted", At(c.prefetch_wasted, l)},
+                      {"hit_assignments", At(c.hit_assignments, l)}, {"miss_assignments", At(c.miss_assignments, l)},
                       {"routed", routed}});
   }
   j["layers"] = layers;
@@ -220,6 +221,8 @@ nlohmann::json StatsJson(const Args& a, const StatsBackend& b) {
                  {"prefetch_used", c.TotalPrefetchUsed()},
                  {"prefetch_wasted", c.TotalPrefetchWasted()},
                  {"hit_rate", accesses > 0 ? static_cast<double>(c.TotalHits()) / accesses : 0.0},
+                 {"hit_assignments", c.TotalHitAssignments()},
+                 {"miss_assignments", c.TotalMissAssignments()},
                  {"bytes_transferred", c.bytes_transferred},
                  {"load_seconds", c.load_seconds},
                  {"stall_seconds", c.stall_seconds},

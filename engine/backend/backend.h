@@ -71,6 +71,8 @@ struct BackendOptions {
   // Hot-expert cache: routed experts resident in a bounded slot pool (the device tier), the rest in the host tier.
   int expert_cache_slots = 0;                 // resident routed experts in total; 0 = cache off (all resident);
                                               // more than the model's routed experts is clamped to that count
+  int64_t expert_cache_bytes = 0;             // when slots == 0 and > 0: as many slots as this many bytes of the
+                                              // backend's expert weights hold (at least one)
   std::string expert_cache_policy = "lru";    // lru | lfu | load-aware
   bool expert_cache_prefetch = true;          // predict layer l+1's experts after layer l and load them early
 };

@@ -37,8 +37,8 @@ absl::Status ExpertCache::Load(const ExpertKey& key, int slot, bool stall) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> ExpertCache::Acquire(const ExpertKey& key) {
-  MOED_ASSIGN_OR_RETURN(ResidencyMap::Grant g, map_.Acquire(key));
+absl::StatusOr<int> ExpertCache::Acquire(const ExpertKey& key, int64_t assignments) {
+  MOED_ASSIGN_OR_RETURN(ResidencyMap::Grant g, map_.Acquire(key, assignments));
   if (g.load) {
     absl::Status s = Load(key, g.slot, /*stall=*/true);
     if (!s.ok()) {

@@ -44,7 +44,8 @@ class ExpertCache {
 
   // A compute access: pins `key` and returns its slot with the weights in place (a miss is loaded and waited
   // for, counted as stall). RESOURCE_EXHAUSTED when every slot is pinned (check CanAdmit).
-  absl::StatusOr<int> Acquire(const ExpertKey& key);
+  // `assignments`: the kept router assignments (token, top-k slot) the access serves, for the token-weighted counters.
+  absl::StatusOr<int> Acquire(const ExpertKey& key, int64_t assignments = 1);
   void Unpin(const ExpertKey& key) { map_.Unpin(key); }
   // Loads `key` early when it is not resident and pins it until EndPrefetch. Returns false (nothing done) when it
   // is already resident or every slot is pinned.

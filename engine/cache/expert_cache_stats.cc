@@ -17,7 +17,8 @@ int64_t Sum(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v
 }  // namespace
 
 void ExpertCacheStats::Reset(int num_layers) {
-  for (auto* v : {&hits, &misses, &evictions, &prefetch_issued, &prefetch_used, &prefetch_wasted}) {
+  for (auto* v : {&hits, &misses, &evictions, &prefetch_issued, &prefetch_used, &prefetch_wasted, &hit_assignments,
+                  &miss_assignments}) {
     v->assign(num_layers, 0);
   }
   bytes_transferred = 0;
@@ -33,11 +34,14 @@ void ExpertCacheStats::Add(const ExpertCacheStats& d) {
   AddVec(prefetch_issued, d.prefetch_issued);
   AddVec(prefetch_used, d.prefetch_used);
   AddVec(prefetch_wasted, d.prefetch_wasted);
+  AddVec(hit_assignments, d.hit_assignments);
+  AddVec(miss_assignments, d.miss_assignments);
   bytes_transferred += d.bytes_transferred;
   load_seconds += d.load_seconds;
   stall_seconds += d.stall_seconds;
   resident_experts = d.resident_experts;
   capacity_experts = d.capacity_experts;
+  if (!d.resident.empty()) resident = d.resident;
 }
 
 int64_t ExpertCacheStats::TotalHits() const { return Sum(hits); }
@@ -46,5 +50,7 @@ int64_t ExpertCacheStats::TotalEvictions() const { return Sum(evictions); }
 int64_t ExpertCacheStats::TotalPrefetchIssued() const { return Sum(prefetch_issued); }
 int64_t ExpertCacheStats::TotalPrefetchUsed() const { return Sum(prefetch_used); }
 int64_t ExpertCacheStats::TotalPrefetchWasted() const { return Sum(prefetch_wasted); }
+int64_t ExpertCacheStats::TotalHitAssignments() const { return Sum(hit_assignments); }
+int64_t ExpertCacheStats::TotalMissAssignments() const { return Sum(miss_assignments); }
 
 }  // namespace moed::cache

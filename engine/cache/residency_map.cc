@@ -86,7 +86,7 @@ absl::StatusOr<ResidencyMap::Grant> ResidencyMap::Insert(const ExpertKey& key, b
   return g;
 }
 
-absl::StatusOr<ResidencyMap::Grant> ResidencyMap::Acquire(const ExpertKey& key) {
+absl::StatusOr<ResidencyMap::Grant> ResidencyMap::Acquire(const ExpertKey& key, int64_t assignments) {
   if (absl::Status s = CheckKey(key); !s.ok()) return s;
   const int s = slot_of_[key.Flat(num_experts_)];
   Grant g;
@@ -96,12 +96,14 @@ absl::StatusOr<ResidencyMap::Grant> ResidencyMap::Acquire(const ExpertKey& key) 
     if (slot.prefetched_unused) ++counters_.prefetch_used[key.layer];
     slot.prefetched_unused = false;
     ++counters_.hits[key.layer];
+    counters_.hit_assignments[key.layer] += assignments;
     g.slot = s;
   } else {
     absl::StatusOr<Grant> inserted = Insert(key, /*prefetch=*/false);
     if (!inserted.ok()) return inserted.status();
     g = *inserted;
     ++counters_.misses[key.layer];
+    counters_.miss_assignments[key.layer] += assignments;
   }
   policy_->OnAccess(key, step_);
   return g;
@@ -135,6 +137,8 @@ void ResidencyMap::Drop(const ExpertKey& key) {
 ExpertCacheStats ResidencyMap::TakeCounters() {
   counters_.resident_experts = resident_;
   counters_.capacity_experts = capacity();
+  counters_.resident.resize(slot_of_.size());
+  for (size_t i = 0; i < slot_of_.size(); ++i) counters_.resident[i] = slot_of_[i] >= 0 ? 1 : 0;
   ExpertCacheStats out = counters_;
   counters_.Reset(num_layers_);
   return out;

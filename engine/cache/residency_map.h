@@ -43,8 +43,9 @@ class ResidencyMap {
   bool CanAdmit(const ExpertKey& key) const;
 
   // A compute access: counts a hit or a miss, makes `key` resident (evicting via the policy on a miss) and pins it.
+  // `assignments`: the kept router assignments this access serves (booked as hit/miss assignments).
   // INVALID_ARGUMENT for a key outside the table; RESOURCE_EXHAUSTED when every slot is pinned.
-  absl::StatusOr<Grant> Acquire(const ExpertKey& key);
+  absl::StatusOr<Grant> Acquire(const ExpertKey& key, int64_t assignments = 1);
   // A prefetch: when `key` is not resident, loads it like a miss but counts prefetch_issued (no hit or miss), marks
   // it unused and pins it. A resident key is left alone: slot = its slot, load = false, nothing counted or pinned.
   absl::StatusOr<Grant> Prefetch(const ExpertKey& key);

@@ -284,6 +284,8 @@ void EngineCoreImpl::AccumulateStepCounters(const StepOutput& out) {
     stats_.last_step_routed[i] = out.routed[i];
   }
   for (size_t i = 0; i < cells && i < out.dropped.size(); ++i) stats_.dropped[i] += out.dropped[i];
+  stats_.expert_cache.Add(out.expert_cache);
+  stats_.last_step_expert_cache = out.expert_cache;
 }
 
 void EngineCoreImpl::UpdateGauges(const SchedulePlan& plan, absl::Time start) {

@@ -73,6 +73,10 @@ struct EngineStats {
   std::vector<int64_t> last_step_routed;  // (layers * experts) of the most recent step only
   double last_step_seconds = 0.0;
   int last_step_tokens = 0;
+  // Hot-expert cache: counters since start (resident/capacity/residency as of the last step) and the most
+  // recent step's delta (its load_durations feed the load-time histogram). capacity_experts 0 = cache off.
+  cache::ExpertCacheStats expert_cache;
+  cache::ExpertCacheStats last_step_expert_cache;
 };
 
 // Not thread-safe: the server's engine thread is the only caller (server/ owns the locking).

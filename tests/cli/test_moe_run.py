@@ -156,6 +156,9 @@ def test_expert_cache_output_identical_and_stats_add_up(tmp_path, policy, prefet
         accesses = layer["hits"] + layer["misses"]
         assert 23 * 2 + 2 <= accesses <= 23 * 2 + 8
         assert layer["prefetch_used"] + layer["prefetch_wasted"] <= layer["prefetch_issued"]
+        # Token-weighted: every routed assignment (dropless) was served by a hit or a miss.
+        assert layer["hit_assignments"] + layer["miss_assignments"] == sum(layer["routed"])
+        assert layer["hit_assignments"] >= layer["hits"] and layer["miss_assignments"] >= layer["misses"]
     assert sum(sum(l["routed"]) for l in layers) == 4 * 2 * (len(golden_case(PROMPT)["input_ids"]) + 23)
     totals = stats["totals"]
     assert totals["hits"] == sum(l["hits"] for l in layers)

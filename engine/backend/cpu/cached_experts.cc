@@ -14,7 +14,9 @@ namespace moed::cpu {
 
 absl::Status CpuBackend::InitExpertCache() {
   const ModelSpec& s = model_->spec;
-  if (options_.expert_cache_slots == 0 || s.num_experts < 1) return absl::OkStatus();
+  if ((options_.expert_cache_slots == 0 && options_.expert_cache_bytes <= 0) || s.num_experts < 1) {
+    return absl::OkStatus();
+  }
   // Host tier: each routed expert's gate, up, down back to back — the layout SlotView reads.
   std::vector<std::vector<cache::HostPart>> host(static_cast<size_t>(s.num_layers) * s.num_experts);
   int routed_experts = 0;
@@ -33,7 +35,12 @@ absl::Status CpuBackend::InitExpertCache() {
   cache::ExpertCacheConfig config;
   config.num_layers = s.num_layers;
   config.num_experts = s.num_experts;
-  config.num_slots = std::min(options_.expert_cache_slots, routed_experts);
+  int slots = options_.expert_cache_slots;
+  if (slots == 0) {  // sized by bytes: one slot holds one expert's fp32 gate, up and down
+    const int64_t expert_bytes = 3 * static_cast<int64_t>(s.moe_intermediate_size) * s.hidden_size * sizeof(float);
+    slots = static_cast<int>(std::clamp<int64_t>(options_.expert_cache_bytes / expert_bytes, 1, routed_experts));
+  }
+  config.num_slots = std::min(slots, routed_experts);
   config.policy = options_.expert_cache_policy;
   MOED_ASSIGN_OR_RETURN(slot_pool_, cache::MemcpyTransfer::Create(s.num_experts, std::move(host), config.num_slots));
   auto created = cache::ExpertCache::Create(config, slot_pool_.get());
@@ -55,9 +62,9 @@ absl::Status CpuBackend::RunCachedExperts(int l, int64_t rows, const float* h, c
   const int E = s.num_experts, k = s.top_k;
   const int64_t assignments = rows * k;
   // The experts this layer computes (kept assignments), in id order.
-  std::vector<uint8_t> used(E, 0);
+  std::vector<int64_t> used(E, 0);  // kept assignments per expert
   for (int64_t a = 0; a < assignments; ++a) {
-    if (kept[a]) used[experts[a]] = 1;
+    if (kept[a]) ++used[experts[a]];
   }
   std::vector<int> needed;
   for (int e = 0; e < E; ++e) {
@@ -68,7 +75,7 @@ absl::Status CpuBackend::RunCachedExperts(int l, int64_t rows, const float* h, c
   std::vector<FfnView> views(E);
   std::vector<int> pinned;  // experts of this layer holding a pin
   auto acquire = [&](int e) -> absl::Status {
-    MOED_ASSIGN_OR_RETURN(const int slot, cache_->Acquire({l, e}));
+    MOED_ASSIGN_OR_RETURN(const int slot, cache_->Acquire({l, e}, used[e]));
     views[e] = SlotView(l, slot);
     pinned.push_back(e);
     return absl::OkStatus();

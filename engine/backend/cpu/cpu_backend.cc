@@ -30,6 +30,10 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
     return absl::InvalidArgumentError(absl::StrFormat("cpu backend: expert_cache_slots must be ≥ 0, got %d",
                                                       options.expert_cache_slots));
   }
+  if (options.expert_cache_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("cpu backend: expert_cache_bytes must be ≥ 0, got %d",
+                                                      options.expert_cache_bytes));
+  }
   MOED_ASSIGN_OR_RETURN(CpuWeights weights, ConvertWeights(*model));
   std::unique_ptr<CpuBackend> backend(new CpuBackend(std::move(model), std::move(weights), options));
   MOED_RETURN_IF_ERROR(backend->InitExpertCache());

@@ -2,6 +2,7 @@
 // bitwise identical to the cache-off backend for every policy, small caches (down to one slot), prefetch on and
 // off, capacity factor 0 and > 0; and per step and layer, hits + misses = the experts the router used.
 #include <algorithm>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,9 @@ Trace RunTrace(std::shared_ptr<const Model> model, const BackendOptions& bo, int
         const int64_t used = std::count_if(out.routed.begin() + l * E, out.routed.begin() + (l + 1) * E,
                                            [](int64_t n) { return n > 0; });
         EXPECT_EQ(c.hits[l] + c.misses[l], used) << "step " << step << " layer " << l;
+        const int64_t kept = std::accumulate(out.routed.begin() + l * E, out.routed.begin() + (l + 1) * E, int64_t{0}) -
+                             std::accumulate(out.dropped.begin() + l * E, out.dropped.begin() + (l + 1) * E, int64_t{0});
+        EXPECT_EQ(c.hit_assignments[l] + c.miss_assignments[l], kept) << "step " << step << " layer " << l;
       }
       EXPECT_LE(c.resident_experts, c.capacity_experts);
     }

@@ -80,11 +80,11 @@ TEST(ResidencyMapTest, PrefetchUsedAndWastedAccounting) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->load);
   EXPECT_EQ(m.pinned(), 0);
-  // (1, 0) is used: a hit that counts as a used prefetch.
-  ASSERT_TRUE(m.Acquire({1, 0}).ok());
+  // (1, 0) is used: a hit that counts as a used prefetch (serving 5 assignments).
+  ASSERT_TRUE(m.Acquire({1, 0}, 5).ok());
   m.Unpin({1, 0});
   // (1, 1) is evicted unused by a miss: wasted.
-  auto miss = m.Acquire({1, 3});
+  auto miss = m.Acquire({1, 3}, 4);
   ASSERT_TRUE(miss.ok());
   EXPECT_EQ(*miss->evicted, (ExpertKey{1, 1}));
   m.Unpin({1, 3});
@@ -97,6 +97,8 @@ TEST(ResidencyMapTest, PrefetchUsedAndWastedAccounting) {
   EXPECT_EQ(c.prefetch_wasted[1], 1);
   EXPECT_EQ(c.hits[1], 2);
   EXPECT_EQ(c.misses[1], 1);
+  EXPECT_EQ(c.hit_assignments[1], 5 + 1);  // the second access of (1, 0) used the default of one assignment
+  EXPECT_EQ(c.miss_assignments[1], 4);
   EXPECT_EQ(c.evictions[1], 1);
   EXPECT_EQ(c.hits[0] + c.misses[0], 0);
   // Taking the counters resets them.
