@@ -158,12 +158,13 @@ def cache_panels(lay):
     return [
         lay.row("Expert cache"),
         timeseries(lay, "Cache hit ratio per layer",
-                   "Expert look-ups that found the expert resident on the device tier. Alert "
+                   "Routed token assignments whose expert was already resident on the device tier. Alert "
                    "MoedExpertCacheHitRatioLow below 80%.",
                    targets((f"{hits} / ({hits} + {misses})", "layer {{layer}}")), unit="percentunit"),
-        timeseries(lay, "Misses and evictions per layer",
-                   "Look-ups that had to load the expert from host memory, and experts evicted to make room.",
-                   targets((misses, "misses L{{layer}}"),
+        timeseries(lay, "Loads and evictions per layer",
+                   "Experts copied from host memory on demand (a miss) or by prefetch, and experts evicted "
+                   "to make room.",
+                   targets((rate("moed_expert_cache_loads_total", "layer, kind", LAYER), "{{kind}} loads L{{layer}}"),
                            (rate("moed_expert_cache_evictions_total", "layer", LAYER), "evictions L{{layer}}")),
                    unit="ops"),
         timeseries(lay, "Residency",

@@ -39,6 +39,7 @@ CACHE = {
     "moed_expert_cache_hits_total": "counter",
     "moed_expert_cache_misses_total": "counter",
     "moed_expert_cache_evictions_total": "counter",
+    "moed_expert_cache_loads_total": "counter",
     "moed_expert_cache_prefetches_total": "counter",
     "moed_expert_cache_resident_experts": "gauge",
     "moed_expert_cache_capacity_experts": "gauge",
