@@ -339,6 +339,11 @@ bool CudaDeviceUsable() {
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const Model> model,
                                                            const BackendOptions& options) {
   if (model == nullptr) return absl::InvalidArgumentError("cuda backend: null model");
+  if (options.expert_cache_slots > 0 || options.expert_cache_bytes > 0) {
+    return absl::UnimplementedError(
+        "cuda backend: the hot-expert cache has no GPU tier yet (every expert stays resident); drop the "
+        "--expert-cache-* sizing flags or use --backend cpu, whose simulated tier implements it");
+  }
   if (!CudaDeviceUsable()) {
     return absl::UnavailableError("backend 'cuda': no CUDA device of compute capability ≥ 9.0 is usable");
   }
