@@ -167,22 +167,9 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());
     return 2;
   }
-  PrintDeviceHeader();
-  auto floor = MeasureDeviceFloor();
-  if (!floor.ok()) {
-    std::fprintf(stderr, "floor: %s\n", std::string(floor.status().message()).c_str());
-    return 1;
-  }
-  std::printf("# floor: D2D copy %.2f TB/s (read+write), bf16 GEMM 8192^3 %.1f TFLOP/s\n",
-              floor->bandwidth_bytes_per_s / 1e12, floor->bf16_flops_per_s / 1e12);
-  for (const std::string& m : args->models) {
-    const absl::Status st = BenchModel(m, *args, *floor);
-    if (!st.ok()) {
-      std::fprintf(stderr, "%s: %s\n", m.c_str(), std::string(st.message()).c_str());
-      return 1;
-    }
-  }
-  return 0;
+  return RunOnEachModel(args->models, [&](const std::string& m, const DeviceFloor& floor) {
+    return BenchModel(m, *args, floor);
+  });
 }
 
 }  // namespace

@@ -64,6 +64,25 @@ absl::StatusOr<DeviceFloor> MeasureDeviceFloor() {
   return f;
 }
 
+int RunOnEachModel(const std::vector<std::string>& models,
+                   const std::function<absl::Status(const std::string& model, const DeviceFloor& floor)>& bench) {
+  PrintDeviceHeader();
+  auto floor = MeasureDeviceFloor();
+  if (!floor.ok()) {
+    std::fprintf(stderr, "floor: %s\n", std::string(floor.status().message()).c_str());
+    return 1;
+  }
+  std::printf("# floor: D2D copy %.2f TB/s (read+write), bf16 GEMM 8192^3 %.1f TFLOP/s\n",
+              floor->bandwidth_bytes_per_s / 1e12, floor->bf16_flops_per_s / 1e12);
+  for (const std::string& m : models) {
+    if (const absl::Status st = bench(m, *floor); !st.ok()) {
+      std::fprintf(stderr, "%s: %s\n", m.c_str(), std::string(st.message()).c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
 void PrintDeviceHeader() {
   cudaDeviceProp p;
   if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return;
