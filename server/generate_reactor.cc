@@ -111,8 +111,11 @@ void GenerateReactor::OnWriteDone(bool ok) {
 
 void GenerateReactor::OnCancel() {
   if (!submitted_) return;  // already finished in the constructor
-  // gRPC cancels the call when its deadline passes; count that as a deadline, not a cancel.
-  service_->queue->Cancel(engine_id_, absl::Now() >= deadline_
+  // gRPC cancels the call when its deadline passes; count that as a deadline, not a cancel. The client's own
+  // deadline fires first (the server's copy starts when the call arrives, a transit later) and reaches us as a
+  // cancel slightly before deadline_, so a cancel within kDeadlineSlack of it is a deadline too.
+  constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(100);
+  service_->queue->Cancel(engine_id_, absl::Now() >= deadline_ - kDeadlineSlack
                                           ? absl::DeadlineExceededError("the request's deadline passed")
                                           : absl::CancelledError("the client cancelled the stream"));
   Act(outbox_->Cancel());

@@ -60,6 +60,18 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
   return parsed;
 }
 
+// A Metaspace pre-tokenizer with prepend_scheme "first", alone or inside a Sequence.
+static bool HasMetaspaceFirst(const nlohmann::json& pre) {
+  if (!pre.is_object()) return false;
+  if (pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
+    for (const nlohmann::json& p : pre["pretokenizers"]) {
+      if (HasMetaspaceFirst(p)) return true;
+    }
+    return false;
+  }
+  return pre.value("type", "") == "Metaspace" && pre.value("prepend_scheme", "") == "first";
+}
+
 absl::StatusOr<ModelDirTokenConfig> ReadModelDirTokenConfig(const std::string& model_dir) {
   namespace fs = std::filesystem;
   ModelDirTokenConfig out;
@@ -73,6 +85,11 @@ absl::StatusOr<ModelDirTokenConfig> ReadModelDirTokenConfig(const std::string& m
     if (config.contains("tokenizer_class") && config["tokenizer_class"].is_string()) {
       out.tokenizer_class = config["tokenizer_class"].get<std::string>();
     }
+  }
+  const std::string tokenizer_json = (fs::path(model_dir) / "tokenizer.json").string();
+  if (fs::exists(fs::path(model_dir) / "tokenizer.model") && fs::exists(tokenizer_json)) {
+    MOED_ASSIGN_OR_RETURN(const nlohmann::json tj, ReadJsonFile(tokenizer_json));
+    out.metaspace_prepend_first = tj.contains("pre_tokenizer") && HasMetaspaceFirst(tj["pre_tokenizer"]);
   }
   for (const char* name : {"generation_config.json", "config.json"}) {
     const std::string path = (fs::path(model_dir) / name).string();

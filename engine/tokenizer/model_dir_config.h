@@ -18,6 +18,10 @@ struct ModelDirTokenConfig {
   std::optional<std::string> bos_token;  // token text from tokenizer_config.json
   std::optional<std::string> eos_token;
   std::vector<int32_t> eos_token_ids;  // generation_config.json, else config.json (int or list)
+  // tokenizer.json (read only beside a tokenizer.model) pre-tokenizes with Metaspace prepend_scheme "first": the
+  // "▁" is prepended to the first segment only when it does not already start with a space. False otherwise
+  // (legacy files prepend always, as SentencePiece's add_dummy_prefix does).
+  bool metaspace_prepend_first = false;
 };
 
 // Reads the optional JSON files of `model_dir`. A file that is absent is skipped; a file that is

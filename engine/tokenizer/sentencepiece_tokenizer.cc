@@ -57,6 +57,7 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
     tok->bos_id_ = bos;
   }
   tok->add_eos_ = config.add_eos_token.value_or(false);
+  tok->prepend_first_ = config.metaspace_prepend_first;
   tok->eos_ids_ = config.eos_token_ids;
   if (tok->eos_ids_.empty() && tok->sp_->eos_id() >= 0) tok->eos_ids_.push_back(tok->sp_->eos_id());
   return tok;
@@ -67,7 +68,8 @@ absl::Status SentencePieceTokenizer::EncodeSegment(std::string_view segment, boo
   if (segment.empty()) return absl::OkStatus();
   std::vector<int> piece_ids;
   std::string error;
-  if (!sp_->Encode(segment, /*dummy_prefix=*/first, &piece_ids, &error)) {
+  const bool prefix = first && !(prepend_first_ && segment.front() == ' ');
+  if (!sp_->Encode(segment, prefix, &piece_ids, &error)) {
     return absl::InternalError(absl::StrCat(model_path_, ": SentencePiece encode failed: ", error));
   }
   ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());

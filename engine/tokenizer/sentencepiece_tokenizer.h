@@ -15,7 +15,8 @@ namespace moed {
 
 // Encode: control/unknown pieces written in the text (<s>, </s>, <unk>) are split out and become
 // their ids, as transformers matches special tokens; the first text segment gets SentencePiece's
-// dummy "▁" prefix, later ones (after a special token) do not (Metaspace prepend_scheme "first").
+// dummy "▁" prefix, later ones (after a special token) do not (Metaspace prepend_scheme "first"); when
+// tokenizer.json says prepend_scheme "first", a first segment that starts with a space gets no prefix either.
 // BOS is prepended when add_bos_token is true or absent; EOS appended when add_eos_token is true.
 // Decode: "▁" → space, <0xNN> → byte, control/unknown pieces → their text; one leading space stripped.
 class SentencePieceTokenizer final : public TokenizerBase {
@@ -33,6 +34,7 @@ class SentencePieceTokenizer final : public TokenizerBase {
   std::unique_ptr<SentencePieceModel> sp_;
   std::vector<std::pair<std::string, int32_t>> specials_;  // text → id, longest text first
   bool add_eos_ = false;
+  bool prepend_first_ = false;  // ModelDirTokenConfig::metaspace_prepend_first
   std::string model_path_;
 };
 

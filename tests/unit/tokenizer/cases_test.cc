@@ -46,8 +46,9 @@ TEST_P(CasesTest, TokenizerJsonEncodesLikeHfTokenizers) {
   }
 }
 
-// LoadTokenizer (SentencePiece where tokenizer.model exists) equals the sentencepiece package on
-// plain text, and HF tokenizers on text holding special tokens.
+// LoadTokenizer (SentencePiece where tokenizer.model exists) equals HF tokenizers (what transformers uses) on
+// every string. sp_ids (the sentencepiece package) differ only for text that starts with a space under
+// tokenizer.json's Metaspace prepend_scheme "first", which prepends no second "▁" there.
 TEST_P(CasesTest, LoadedTokenizerEncodesLikeReference) {
   const std::unique_ptr<Tokenizer> tok = Loaded();
   ASSERT_NE(tok, nullptr);
@@ -55,8 +56,7 @@ TEST_P(CasesTest, LoadedTokenizerEncodesLikeReference) {
     const std::string text = c["text"].get<std::string>();
     absl::StatusOr<std::vector<int32_t>> ids = tok->Encode(text);
     ASSERT_TRUE(ids.ok()) << ids.status();
-    const auto& expected = c.contains("sp_ids") ? c["sp_ids"] : c["ids"];
-    EXPECT_EQ(*ids, expected.get<std::vector<int32_t>>()) << "text: " << text;
+    EXPECT_EQ(*ids, c["ids"].get<std::vector<int32_t>>()) << "text: " << text;
   }
 }
 
@@ -78,11 +78,38 @@ TEST_P(CasesTest, EncodedTextRoundTrips) {
   for (const auto& c : ModelCases()["encode"]) {
     const std::string text = c["text"].get<std::string>();
     if (text.find('<') != std::string::npos) continue;  // special tokens decode with their own spacing
+    // Under Metaspace prepend_scheme "first" a leading space is encoded as the "▁" the decoder strips, so such text
+    // loses one space in transformers too (decode(encode("  x")) == " x").
+    if (!text.empty() && text.front() == ' ') continue;
     absl::StatusOr<std::vector<int32_t>> ids = tok->Encode(text);
     ASSERT_TRUE(ids.ok()) << ids.status();
     std::vector<int32_t> body(*ids);
     if (tok->bos_id() && !body.empty() && body.front() == *tok->bos_id()) body.erase(body.begin());
     EXPECT_EQ(tok->Decode(body), text) << "text: " << text;
+  }
+}
+
+// Ids from transformers 5.23's tokenizer (tokenizer.json, Metaspace prepend_scheme "first") for text starting with
+// spaces, where SentencePiece's add_dummy_prefix would add one more "▁".
+TEST(SentencePieceLeadingSpaceTest, FollowsMetaspacePrependFirst) {
+  const struct {
+    const char* model;
+    const char* text;
+    std::vector<int32_t> ids;
+  } cases[] = {
+      {"models/fortune-moe", "  leading", {1, 272, 301, 3111}},
+      {"models/fortune-moe", "  ", {1, 272}},
+      {"models/fortune-moe", " x", {1, 4011, 4050}},
+      {"models/fortune-moe", "a  b", {1, 261, 272, 4032}},
+      {"tests/fixtures/tiny-mixtral", "  leading", {1, 260, 307, 926, 432}},
+      {"tests/fixtures/tiny-mixtral", " x", {1, 920, 944}},
+  };
+  for (const auto& c : cases) {
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tok = LoadTokenizer(SourcePath(c.model));
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    absl::StatusOr<std::vector<int32_t>> ids = (*tok)->Encode(c.text);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(*ids, c.ids) << c.model << ": '" << c.text << "'";
   }
 }
 
