@@ -104,20 +104,23 @@ void GenerateReactor::FillResponse(const RequestOutput& out) {
   }
 }
 
+absl::Status GenerateReactor::WhyTheCallEnded() const {
+  // gRPC cancels the call when its deadline passes; count that as a deadline, not a cancel. The client's own
+  // deadline fires first (the server's copy starts when the call arrives, a transit later) and reaches us as a
+  // cancel, or as a failed write, slightly before deadline_; within kDeadlineSlack of it, it is a deadline too.
+  constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(100);
+  if (absl::Now() >= deadline_ - kDeadlineSlack) return absl::DeadlineExceededError("the request's deadline passed");
+  return absl::CancelledError("the client cancelled the stream");
+}
+
 void GenerateReactor::OnWriteDone(bool ok) {
-  if (!ok && submitted_) service_->queue->Cancel(engine_id_);
+  if (!ok && submitted_) service_->queue->Cancel(engine_id_, WhyTheCallEnded());
   Act(outbox_->WriteDone(ok));
 }
 
 void GenerateReactor::OnCancel() {
   if (!submitted_) return;  // already finished in the constructor
-  // gRPC cancels the call when its deadline passes; count that as a deadline, not a cancel. The client's own
-  // deadline fires first (the server's copy starts when the call arrives, a transit later) and reaches us as a
-  // cancel slightly before deadline_, so a cancel within kDeadlineSlack of it is a deadline too.
-  constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(100);
-  service_->queue->Cancel(engine_id_, absl::Now() >= deadline_ - kDeadlineSlack
-                                          ? absl::DeadlineExceededError("the request's deadline passed")
-                                          : absl::CancelledError("the client cancelled the stream"));
+  service_->queue->Cancel(engine_id_, WhyTheCallEnded());
   Act(outbox_->Cancel());
 }
 

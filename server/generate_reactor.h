@@ -24,6 +24,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   void OnDone() override;
 
  private:
+  // The status a call that ended early (cancelled, or a write failed) is counted with: deadline or cancel.
+  absl::Status WhyTheCallEnded() const;
   // Rejects before submission: counts the request and finishes the call.
   void Reject(const absl::Status& status, RejectReason reason);
   void FillResponse(const RequestOutput& out);

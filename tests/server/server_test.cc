@@ -210,16 +210,21 @@ TEST_F(ServerTest, DeadlineEndsTheStreamAndIsCountedAsSuch) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   const std::string url = "http://127.0.0.1:" + std::to_string(server_->metrics_port()) + "/metrics";
+  std::string metrics;
   for (int i = 0; i < 300; ++i) {
     int rc = 0;
-    const std::string metrics = RunCommand("curl -s " + url, &rc);
+    metrics = RunCommand("curl -s " + url, &rc);
     if (metrics.find("moed_requests_total{status=\"deadline_exceeded\"} 1\n") != std::string::npos &&
         metrics.find("moed_requests_running 0\n") != std::string::npos) {
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ADD_FAILURE() << "the expired request was not counted as deadline_exceeded or still runs";
+  std::string requests;  // the moed_requests_* lines, for the failure message
+  for (size_t pos = 0; (pos = metrics.find("\nmoed_requests", pos)) != std::string::npos; ++pos) {
+    requests += metrics.substr(pos + 1, metrics.find('\n', pos + 1) - pos);
+  }
+  ADD_FAILURE() << "the expired request was not counted as deadline_exceeded or still runs:\n" << requests;
 }
 
 TEST_F(ServerTest, ModelInfoAndExpertStats) {
