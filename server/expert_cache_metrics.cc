@@ -23,7 +23,7 @@ void Advance(prometheus::Counter* c, double now, double before) {
 }  // namespace
 
 ExpertCacheMetrics::ExpertCacheMetrics(prometheus::Registry& reg, int num_layers, int routed_experts)
-    : num_layers_(num_layers), routed_experts_(routed_experts) {
+    : num_layers_(num_layers) {
   auto& hits = BuildCounter().Name("moed_expert_cache_hits_total")
       .Help("Kept router assignments served by an expert already resident in the device tier.").Register(reg);
   auto& misses = BuildCounter().Name("moed_expert_cache_misses_total")
@@ -54,28 +54,28 @@ ExpertCacheMetrics::ExpertCacheMetrics(prometheus::Registry& reg, int num_layers
       .Help("Bytes copied from the host tier into the device tier.").Register(reg).Add({});
   stall_seconds_ = &BuildCounter().Name("moed_expert_cache_stall_seconds_total")
       .Help("Time compute waited for demand loads.").Register(reg).Add({});
-  resident_->Set(routed_experts_);
-  capacity_->Set(routed_experts_);
+  resident_->Set(routed_experts);
+  capacity_->Set(routed_experts);
 }
 
-void ExpertCacheMetrics::Update(const cache::ExpertCacheStats& total, const cache::ExpertCacheStats& last_step) {
+void ExpertCacheMetrics::Update(const cache::ExpertCacheStats& total, const cache::ExpertCacheStats& prev,
+                                const cache::ExpertCacheStats& last_step) {
   if (!total.enabled()) return;  // cache off: the start-up values stand
   for (int l = 0; l < num_layers_; ++l) {
     const size_t i = static_cast<size_t>(l);
-    Advance(hits_[l], At(total.hit_assignments, i), At(prev_.hit_assignments, i));
-    Advance(misses_[l], At(total.miss_assignments, i), At(prev_.miss_assignments, i));
-    Advance(evictions_[l], At(total.evictions, i), At(prev_.evictions, i));
-    Advance(demand_loads_[l], At(total.misses, i), At(prev_.misses, i));
-    Advance(prefetch_loads_[l], At(total.prefetch_issued, i), At(prev_.prefetch_issued, i));
+    Advance(hits_[l], At(total.hit_assignments, i), At(prev.hit_assignments, i));
+    Advance(misses_[l], At(total.miss_assignments, i), At(prev.miss_assignments, i));
+    Advance(evictions_[l], At(total.evictions, i), At(prev.evictions, i));
+    Advance(demand_loads_[l], At(total.misses, i), At(prev.misses, i));
+    Advance(prefetch_loads_[l], At(total.prefetch_issued, i), At(prev.prefetch_issued, i));
   }
-  Advance(prefetch_used_, total.TotalPrefetchUsed(), prev_.TotalPrefetchUsed());
-  Advance(prefetch_wasted_, total.TotalPrefetchWasted(), prev_.TotalPrefetchWasted());
-  Advance(transfer_bytes_, total.bytes_transferred, prev_.bytes_transferred);
-  Advance(stall_seconds_, total.stall_seconds, prev_.stall_seconds);
+  Advance(prefetch_used_, total.TotalPrefetchUsed(), prev.TotalPrefetchUsed());
+  Advance(prefetch_wasted_, total.TotalPrefetchWasted(), prev.TotalPrefetchWasted());
+  Advance(transfer_bytes_, total.bytes_transferred, prev.bytes_transferred);
+  Advance(stall_seconds_, total.stall_seconds, prev.stall_seconds);
   for (double seconds : last_step.load_durations) load_seconds_->Observe(seconds);
   resident_->Set(static_cast<double>(total.resident_experts));
   capacity_->Set(static_cast<double>(total.capacity_experts));
-  prev_ = total;
 }
 
 }  // namespace moed::server

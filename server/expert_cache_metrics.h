@@ -20,18 +20,19 @@ namespace moed::server {
 //   moed_expert_cache_resident_experts, moed_expert_cache_capacity_experts (= the routed experts when off),
 //   moed_expert_cache_load_seconds (histogram, one observation per load), moed_expert_cache_transfer_bytes_total,
 //   moed_expert_cache_stall_seconds_total (time compute waited for demand loads).
-// Engine thread only (Update keeps the previous totals).
+// Engine thread only.
 class ExpertCacheMetrics {
  public:
   // routed_experts: MoE layers × experts, reported as resident and capacity while the cache is off.
   ExpertCacheMetrics(prometheus::Registry& registry, int num_layers, int routed_experts);
 
-  // total: the engine's counters since start; last_step: the delta of the step just run (its load_durations).
-  void Update(const cache::ExpertCacheStats& total, const cache::ExpertCacheStats& last_step);
+  // total / prev: the engine's counters since start now and at the previous call (counters advance by the
+  // difference); last_step: the delta of the step just run (its load_durations feed the histogram).
+  void Update(const cache::ExpertCacheStats& total, const cache::ExpertCacheStats& prev,
+              const cache::ExpertCacheStats& last_step);
 
  private:
   int num_layers_ = 0;
-  int routed_experts_ = 0;
   std::vector<prometheus::Counter*> hits_, misses_, evictions_, demand_loads_, prefetch_loads_;  // per layer
   prometheus::Counter* prefetch_used_ = nullptr;
   prometheus::Counter* prefetch_wasted_ = nullptr;
@@ -40,7 +41,6 @@ class ExpertCacheMetrics {
   prometheus::Histogram* load_seconds_ = nullptr;
   prometheus::Counter* transfer_bytes_ = nullptr;
   prometheus::Counter* stall_seconds_ = nullptr;
-  cache::ExpertCacheStats prev_;  // the totals at the previous Update
 };
 
 }  // namespace moed::server

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
+#include "engine/cache/cache_policy.h"
 #include "engine/common/status_macros.h"
 
 ABSL_FLAG(std::string, model, "models/fortune-moe", "model directory (or synthetic:<name>)");
@@ -195,7 +196,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
     return absl::InvalidArgumentError(
         "set at most one of --expert-cache-slots, --expert-cache-bytes and --expert-cache-fraction");
   }
-  if (c.expert_cache_policy != "lru" && c.expert_cache_policy != "lfu" && c.expert_cache_policy != "load-aware") {
+  if (!cache::IsCachePolicyName(c.expert_cache_policy)) {
     return absl::InvalidArgumentError(absl::StrCat("--expert-cache-policy must be lru, lfu or load-aware, got '",
                                                    c.expert_cache_policy, "'"));
   }

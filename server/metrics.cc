@@ -163,7 +163,7 @@ void ServerMetrics::OnEngineStep(const EngineStats& stats, int pending) {
     step_seconds_[phase]->Observe(stats.last_step_seconds);
   }
   UpdateExperts(stats);
-  cache_->Update(stats.expert_cache, stats.last_step_expert_cache);
+  cache_->Update(stats.expert_cache, prev_.expert_cache, stats.last_step_expert_cache);
   prev_ = stats;
 }
 

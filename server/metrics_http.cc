@@ -16,14 +16,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "prometheus/text_serializer.h"
+#include "server/server.h"
 
 namespace moed::server {
 namespace {
-
-std::string Address(const std::string& host, int port) {
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
-  return absl::StrCat(host, ":", port);
-}
 
 // Binds and listens on the first address `host` resolves to. Returns the fd or an error naming the address.
 absl::StatusOr<int> Listen(const std::string& host, int port) {
@@ -35,7 +31,7 @@ absl::StatusOr<int> Listen(const std::string& host, int port) {
   const std::string service = std::to_string(port);
   if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found); rc != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--metrics-port: cannot resolve ", Address(host, port), ": ", gai_strerror(rc)));
+        absl::StrCat("--metrics-port: cannot resolve ", JoinHostPort(host, port), ": ", gai_strerror(rc)));
   }
   std::string last_error = "no address";
   for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
@@ -55,7 +51,7 @@ absl::StatusOr<int> Listen(const std::string& host, int port) {
   }
   freeaddrinfo(found);
   return absl::UnavailableError(
-      absl::StrCat("--metrics-port: cannot listen on ", Address(host, port), ": ", last_error));
+      absl::StrCat("--metrics-port: cannot listen on ", JoinHostPort(host, port), ": ", last_error));
 }
 
 int BoundPort(int fd) {

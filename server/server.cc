@@ -59,10 +59,7 @@ RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info) {
 // --expert-cache-slots, or --expert-cache-fraction of the model's routed experts (rounded up); 0 = unset.
 int ExpertCacheSlots(const ServerConfig& c, const ModelSpec& spec) {
   if (c.expert_cache_slots > 0 || c.expert_cache_fraction <= 0) return c.expert_cache_slots;
-  int moe_layers = 0;
-  for (bool moe : spec.layer_is_moe) moe_layers += moe ? 1 : 0;
-  const int routed = moe_layers * spec.num_experts;
-  return std::max(1, static_cast<int>(std::ceil(c.expert_cache_fraction * routed - 1e-9)));
+  return std::max(1, static_cast<int>(std::ceil(c.expert_cache_fraction * spec.num_routed_experts() - 1e-9)));
 }
 
 }  // namespace
@@ -102,7 +99,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   metrics_info.backend = std::string((*engine)->backend_name());
   metrics_info.num_layers = (*engine)->spec().num_layers;
   metrics_info.num_experts = (*engine)->spec().num_experts;
-  for (bool moe : (*engine)->spec().layer_is_moe) metrics_info.routed_experts += moe ? metrics_info.num_experts : 0;
+  metrics_info.routed_experts = (*engine)->spec().num_routed_experts();
   s->family_ = metrics_info.family;
   s->metrics_ = std::make_unique<ServerMetrics>(metrics_info, config.metrics_per_expert);
   MOED_ASSIGN_OR_RETURN(s->metrics_http_,

@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "engine/backend/backend.h"
+#include "engine/cache/cache_policy.h"
 #include "engine/model/model.h"
 #include "engine/runtime/generate.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -86,7 +87,7 @@ std::optional<ArgError> ApplyFlag(const std::string& flag, const std::string& v,
   else if (flag == "--stats-out") a.stats_out = v;
   else if (flag == "--expert-cache-slots") return ParseInt(flag, v, 0, &a.cache_slots);
   else if (flag == "--expert-cache-policy") {
-    if (v != "lru" && v != "lfu" && v != "load-aware") {
+    if (!cache::IsCachePolicyName(v)) {
       return ArgError{absl::StrFormat("--expert-cache-policy must be lru, lfu or load-aware, got '%s'", v)};
     }
     a.cache_policy = v;

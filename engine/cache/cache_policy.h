@@ -39,6 +39,9 @@ struct PolicyParams {
   int rebuild_every_steps = 16;       // load-aware: the hot set is rebuilt from routing counts every N steps, ≥ 1
 };
 
+// True for the names CreateCachePolicy accepts: "lru", "lfu", "load-aware".
+bool IsCachePolicyName(std::string_view name);
+
 // "lru", "lfu" or "load-aware". Unknown names and bad parameters → INVALID_ARGUMENT naming the valid values.
 absl::StatusOr<std::unique_ptr<CachePolicy>> CreateCachePolicy(std::string_view name, const PolicyParams& params,
                                                               int num_layers, int num_experts);

@@ -10,6 +10,8 @@
 
 namespace moed::cache {
 
+bool IsCachePolicyName(std::string_view name) { return name == "lru" || name == "lfu" || name == "load-aware"; }
+
 absl::StatusOr<std::unique_ptr<CachePolicy>> CreateCachePolicy(std::string_view name, const PolicyParams& params,
                                                               int num_layers, int num_experts) {
   if (num_layers < 1 || num_experts < 1) {

@@ -54,6 +54,12 @@ struct ModelSpec {
   std::vector<int> eos_token_ids;
 
   int q_dim() const { return num_heads * head_dim; }
+  // Routed experts of the whole model: MoE layers × num_experts (what a hot-expert cache can hold).
+  int num_routed_experts() const {
+    int moe_layers = 0;
+    for (bool moe : layer_is_moe) moe_layers += moe ? 1 : 0;
+    return moe_layers * num_experts;
+  }
   int kv_dim() const { return num_kv_heads * head_dim; }
 };
 

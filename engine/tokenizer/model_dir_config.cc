@@ -47,6 +47,18 @@ std::optional<bool> OptionalBool(const nlohmann::json& config, const char* key) 
   return it->get<bool>();
 }
 
+// A Metaspace pre-tokenizer with prepend_scheme "first", alone or inside a Sequence.
+bool HasMetaspaceFirst(const nlohmann::json& pre) {
+  if (!pre.is_object()) return false;
+  if (pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
+    for (const nlohmann::json& p : pre["pretokenizers"]) {
+      if (HasMetaspaceFirst(p)) return true;
+    }
+    return false;
+  }
+  return pre.value("type", "") == "Metaspace" && pre.value("prepend_scheme", "") == "first";
+}
+
 }  // namespace
 
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
@@ -58,18 +70,6 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
   if (parsed.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
   if (!parsed.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": top level is not an object"));
   return parsed;
-}
-
-// A Metaspace pre-tokenizer with prepend_scheme "first", alone or inside a Sequence.
-static bool HasMetaspaceFirst(const nlohmann::json& pre) {
-  if (!pre.is_object()) return false;
-  if (pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
-    for (const nlohmann::json& p : pre["pretokenizers"]) {
-      if (HasMetaspaceFirst(p)) return true;
-    }
-    return false;
-  }
-  return pre.value("type", "") == "Metaspace" && pre.value("prepend_scheme", "") == "first";
 }
 
 absl::StatusOr<ModelDirTokenConfig> ReadModelDirTokenConfig(const std::string& model_dir) {

@@ -78,6 +78,16 @@ def test_max_tokens_zero_prints_empty_line():
     assert out.stdout == b"\n"
 
 
+def assert_one_line_error(args, needle):
+    """moe-run with `args` exits 2, prints nothing on stdout and one 'moe-run: ' line holding `needle` on stderr."""
+    proc = run(*args, check=False)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert err.startswith("moe-run: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert needle in err
+    assert proc.stdout == b""
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -99,12 +109,7 @@ def test_bad_arguments_exit_2_with_one_line(args, needle):
     base = ["--model", MODEL]
     if "--prompt-ids" not in args:
         base += ["--prompt", PROMPT]
-    proc = run(*base, *args, check=False)
-    assert proc.returncode == 2
-    err = proc.stderr.decode()
-    assert err.startswith("moe-run: ") and err.endswith("\n") and err.count("\n") == 1, err
-    assert needle in err
-    assert proc.stdout == b""
+    assert_one_line_error([*base, *args], needle)
 
 
 def test_missing_prompt_and_model_exit_2():
@@ -204,9 +209,4 @@ def test_bad_cache_arguments_exit_2_with_one_line(args, needle):
     base = ["--model", MODEL]
     if "--prompts-file" not in args:
         base += ["--prompt", PROMPT]
-    proc = run(*base, *args, check=False)
-    assert proc.returncode == 2
-    err = proc.stderr.decode()
-    assert err.startswith("moe-run: ") and err.endswith("\n") and err.count("\n") == 1, err
-    assert needle in err
-    assert proc.stdout == b""
+    assert_one_line_error([*base, *args], needle)

@@ -19,7 +19,9 @@ absl::Status CpuBackend::InitExpertCache() {
   }
   // Host tier: each routed expert's gate, up, down back to back — the layout SlotView reads.
   std::vector<std::vector<cache::HostPart>> host(static_cast<size_t>(s.num_layers) * s.num_experts);
-  int routed_experts = 0;
+  const int routed_experts = s.num_routed_experts();
+  if (routed_experts == 0) return absl::OkStatus();
+  int64_t expert_bytes = 0;  // one expert's fp32 gate, up and down (every routed expert has the same width)
   for (int l = 0; l < s.num_layers; ++l) {
     const CpuLayer& L = w_.layers[l];
     if (!L.is_moe) continue;
@@ -28,16 +30,14 @@ absl::Status CpuBackend::InitExpertCache() {
       host[static_cast<size_t>(l) * s.num_experts + e] = {{f.gate.data(), static_cast<int64_t>(f.gate.size())},
                                                           {f.up.data(), static_cast<int64_t>(f.up.size())},
                                                           {f.down.data(), static_cast<int64_t>(f.down.size())}};
-      ++routed_experts;
+      expert_bytes = static_cast<int64_t>(f.gate.size() + f.up.size() + f.down.size()) * sizeof(float);
     }
   }
-  if (routed_experts == 0) return absl::OkStatus();
   cache::ExpertCacheConfig config;
   config.num_layers = s.num_layers;
   config.num_experts = s.num_experts;
   int slots = options_.expert_cache_slots;
-  if (slots == 0) {  // sized by bytes: one slot holds one expert's fp32 gate, up and down
-    const int64_t expert_bytes = 3 * static_cast<int64_t>(s.moe_intermediate_size) * s.hidden_size * sizeof(float);
+  if (slots == 0) {  // sized by bytes: one slot holds one expert
     slots = static_cast<int>(std::clamp<int64_t>(options_.expert_cache_bytes / expert_bytes, 1, routed_experts));
   }
   config.num_slots = std::min(slots, routed_experts);
