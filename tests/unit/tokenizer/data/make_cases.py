@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generates cases.json: extra expected encodings/decodings for the tokenizer unit tests.
 
-Run from the repository root in a scratch venv with `pip install tokenizers sentencepiece`:
-    python tests/unit/tokenizer/data/make_cases.py
+Run from the repository root in tools/parity's venv (tools/parity/requirements.txt pins tokenizers and sentencepiece):
+    tools/parity/.venv/bin/python tests/unit/tokenizer/data/make_cases.py
 Expected values come from HF `tokenizers` (what transformers' tokenizer(text) / decode(ids) use)
 and, for SentencePiece models, from the `sentencepiece` package itself.
 """
@@ -19,6 +19,7 @@ MODEL_DIRS = [
     "tests/fixtures/tiny-qwen2-moe",
     "tests/fixtures/tiny-qwen3-moe",
     "tests/fixtures/tiny-olmoe",
+    "tests/fixtures/tiny-deepseek-v3",
 ]
 
 TEXTS = [
@@ -41,9 +42,17 @@ TEXTS = [
     "Hello <s> world</s> and <unk> too",
     "<s>Start with a special",
     "chat <|im_start|>user\nhi<|im_end|><|endoftext|>",
+    "digits 1234567890 12 1,000,000.50 3.14159 -42 1e10 ２０２４ ٣٤٥ Ⅻ ½",
+    "数字 12345678 和 東京タワー, code: x=42;\n\treturn [a, b]",
+    "CJK 漢字かなカナ混在ですー、半角ｶﾅ and 中文標點。！",
+    "punct: .com ,x !? ... ;; (a)[b]{c} <tag> 'q' \"dq\" #1 @me $5 %p ^ & * _x_ ~/ `c` \\n |",
+    "spaces   \n   \n\n \t \r\n end  ",
+    "emoji 🙂👍🏽 👨‍👩‍👧 🇯🇵 ❤️ and 🚀🚀",
+    "<｜begin▁of▁sentence｜>special inside<｜end▁of▁sentence｜> text",
 ]
 
 
+DEEPSEEK_TOKENIZER = "tests/fixtures/tiny-deepseek-v3/tokenizer.json"
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
@@ -58,6 +67,9 @@ PRE_TOKENIZERS = {
                                              pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])),
     "metaspace_first": ({"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True},
                         pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)),
+    # DeepSeek-V3's Sequence of three Split regexes + ByteLevel(use_regex=false), as the fixture's tokenizer.json has it.
+    "deepseek_v3_split": (json.load(open(DEEPSEEK_TOKENIZER, encoding="utf-8"))["pre_tokenizer"],
+                          Tokenizer.from_file(DEEPSEEK_TOKENIZER).pre_tokenizer),
 }
 
 PRE_TEXTS = TEXTS + [
