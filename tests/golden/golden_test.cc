@@ -71,8 +71,8 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
   const bool fortune = golden["cases"][0].contains("greedy_ids");
   float worst = 0, worst_chunked = 0;
   for (const auto& c : golden["cases"]) {
-    SCOPED_TRACE(c["prompt"].get<std::string>());
     const auto ids = c["input_ids"].get<std::vector<int32_t>>();
+    SCOPED_TRACE(c["prompt"].get<std::string>().substr(0, 60) + " (" + std::to_string(ids.size()) + " tokens)");
     const auto want_logits = c["last_logits"].get<std::vector<float>>();
     std::vector<int32_t> want_greedy;
     std::vector<float> margins;
@@ -92,7 +92,10 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
     ASSERT_EQ(whole.output_ids.size(), want_greedy.size());
     for (size_t i = 0; i < want_greedy.size(); ++i) {
       if (margins[i] < kMarginTolerance) break;  // a near-tie: either token is right from here on
-      ASSERT_EQ(whole.output_ids[i], want_greedy[i]) << "greedy step " << i;
+      if (whole.output_ids[i] != want_greedy[i]) {  // later steps follow from a different token: stop comparing
+        ADD_FAILURE() << "greedy step " << i << ": " << whole.output_ids[i] << " != golden " << want_greedy[i];
+        break;
+      }
     }
     // Chunked prefill (3 tokens per step) and one token per step reach the same logits.
     for (int chunk : {3, 1}) {
@@ -138,6 +141,10 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                                            Golden{"tests/fixtures/tiny-qwen2-moe", kFixtureTolerance},
                                            Golden{"tests/fixtures/tiny-qwen3-moe", kFixtureTolerance},
                                            Golden{"tests/fixtures/tiny-olmoe", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-qwen3-moe-long", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-mixtral-swa", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-mixtral-hd24", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-qwen2-moe-dense", kFixtureTolerance},
                                            Golden{"models/fortune-moe", kFortuneTolerance}),
                          [](const ::testing::TestParamInfo<Golden>& info) {
                            std::string name = info.param.dir.substr(info.param.dir.rfind('/') + 1);

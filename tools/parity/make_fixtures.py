@@ -56,9 +56,9 @@ SWA_PROMPT = ("Sliding window attention lets each token see only the most recent
 DEEPSEEK_PROMPTS = STANDARD_PROMPTS + ["数字 12345678 和 東京タワー, code: x=42;\n\treturn [a, b]"]
 
 
-def long_prompt(min_tokens, tokenizer):
-    """Sentences cycled with varying numbers until the text tokenizes to at least `min_tokens` ids."""
-    parts, i = [], 0
+def long_prompt(min_tokens, tokenizer, start=0):
+    """Sentences cycled (from sentence `start`) with varying numbers until the text has at least `min_tokens` ids."""
+    parts, i = [], start
     while True:
         s = LONG_SENTENCES[i % len(LONG_SENTENCES)].format(n=100 + 37 * i, m=16 * (1 + i % 4))
         parts.append(s)
@@ -121,7 +121,7 @@ SPECS = {
                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=8,
                     num_experts_per_tok=2, norm_topk_prob=True, max_position_embeddings=2048,
                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
-        prompts=lambda tok: [long_prompt(1100, tok), long_prompt(1030, tok)[:2200], STANDARD_PROMPTS[0]]),
+        prompts=lambda tok: [long_prompt(1100, tok), long_prompt(1030, tok, start=3), STANDARD_PROMPTS[0]]),
     "tiny-mixtral-swa": dict(
         cls="MixtralConfig", tokenizer=sentencepiece_tokenizer, spelling=v5_spelling,
         config=dict(common("tiny-mixtral"), hidden_size=64, intermediate_size=64, num_hidden_layers=2,
