@@ -60,7 +60,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
 absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor) {
   MOED_ASSIGN_OR_RETURN(const ModelSpec spec, SyntheticModelSpec(name, false));
   const int64_t H = spec.hidden_size, F = spec.moe_intermediate_size, E = spec.num_experts;
-  cuda::MoeShape s{static_cast<int>(H), static_cast<int>(E), spec.top_k, static_cast<int>(F), spec.norm_topk_prob, 0};
+  cuda::MoeShape s{static_cast<int>(H), static_cast<int>(E), spec.top_k, static_cast<int>(F), spec.router.norm_topk_prob, 0};
 
   // One layer's weights, generated on the device; the router on the host (skewed rows).
   cuda::DeviceBuffer weights, router_buf, x_buf, out_buf;

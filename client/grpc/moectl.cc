@@ -186,7 +186,10 @@ int RunInfo(Session& s) {
       {"vocab_size", info.vocab_size()}, {"num_heads", info.num_heads()}, {"num_kv_heads", info.num_kv_heads()},
       {"head_dim", info.head_dim()}, {"moe_intermediate_size", info.moe_intermediate_size()},
       {"shared_expert", info.shared_expert()}, {"moe_capacity_factor", info.moe_capacity_factor()},
-      {"max_tokens_limit", info.max_tokens_limit()},
+      {"max_tokens_limit", info.max_tokens_limit()}, {"attention", info.attention()},
+      {"kv_lora_rank", info.kv_lora_rank()}, {"qk_rope_head_dim", info.qk_rope_head_dim()},
+      {"v_head_dim", info.v_head_dim()}, {"kv_cache_bytes_per_token", info.kv_cache_bytes_per_token()},
+      {"num_shared_experts", info.num_shared_experts()},
       {"eos_token_ids", std::vector<int32_t>(info.eos_token_ids().begin(), info.eos_token_ids().end())}};
   if (s.json) {
     std::cout << Dump(j) << "\n";

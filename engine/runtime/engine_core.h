@@ -56,6 +56,9 @@ struct EngineConfig {
   int max_model_len = 0;         // context limit; 0 → the model's max_position_embeddings
   int kv_block_size = 16;        // tokens per KV block
   int64_t kv_cache_bytes = 0;    // KV memory; 0 → enough for max_running_seqs full contexts
+  // Resolved by EngineCore::Create (ignored on input): KV bytes one token takes over all layers, as the backend
+  // stores it (GQA: K and V per kv head; MLA: the latent and the rope key).
+  int64_t kv_bytes_per_token = 0;
 };
 
 // Counters and gauges the server turns into metrics. Cumulative unless said otherwise.

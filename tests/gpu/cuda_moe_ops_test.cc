@@ -46,7 +46,9 @@ TEST(CudaMoeOpsTest, RouterMatchesCpu) {
                                               nullptr));
       std::vector<int32_t> ref_e(d_e.size());
       std::vector<float> ref_w(d_w.size());
-      RouteTopK(logits.data(), n, c.experts, c.top_k, c.normalize, ref_e.data(), ref_w.data());
+      RouterSpec router;
+      router.norm_topk_prob = c.normalize;
+      RouteTopK(logits.data(), n, c.experts, c.top_k, router, nullptr, ref_e.data(), ref_w.data());
       const std::vector<int32_t> got_e = d_e.Download();
       const std::vector<float> got_w = d_w.Download();
       for (size_t i = 0; i < ref_e.size(); ++i) {
@@ -206,7 +208,9 @@ struct RandomMoe {
     const int E = shape.num_experts, K = shape.top_k, H = shape.hidden;
     std::vector<int32_t> ex(static_cast<size_t>(n) * K);
     std::vector<float> w(ex.size());
-    RouteTopK(logits.data(), n, E, K, shape.normalize, ex.data(), w.data());
+    RouterSpec router;
+    router.norm_topk_prob = shape.normalize;
+    RouteTopK(logits.data(), n, E, K, router, nullptr, ex.data(), w.data());
     std::vector<uint8_t> kept(ex.size());
     routed->assign(E, 0);
     dropped->assign(E, 0);

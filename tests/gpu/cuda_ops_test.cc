@@ -15,6 +15,7 @@
 #include "engine/backend/cuda/qk_rope.h"
 #include "engine/backend/cuda/rmsnorm.h"
 #include "engine/backend/cuda/synthetic_fill.h"
+#include "engine/model/rope.h"
 #include "engine/model/synthetic_model.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -156,8 +157,10 @@ TEST(CudaOpsTest, QkNormRopeMatchesCpuAndWritesCache) {
       MOED_CUDA_ASSERT(cuda::LaunchQkNormRope(a, nullptr));
       const std::vector<float> q = d_q.Download(), kc = FromBf16(d_k.Download()), vc = FromBf16(d_v.Download());
 
-      std::vector<float> inv_freq(c.head_dim / 2);
-      cpu::RopeInvFreq(1e6f, c.head_dim, inv_freq.data());
+      RopeSpec rope;
+      rope.theta = 1e6f;
+      rope.dim = c.head_dim;
+      const std::vector<float> inv_freq = RopeInvFreq(rope);
       std::vector<float> ref_q(static_cast<size_t>(n) * qd), got_k, ref_k, got_v, ref_v;
       for (int t = 0; t < n; ++t) {
         std::vector<float> rq(qkv.begin() + t * row, qkv.begin() + t * row + qd);
@@ -175,8 +178,8 @@ TEST(CudaOpsTest, QkNormRopeMatchesCpuAndWritesCache) {
           cpu::RmsNorm(rq.data(), 1, qd, qn.data(), 1e-6f);
           cpu::RmsNorm(rk.data(), 1, kvd, kn.data(), 1e-6f);
         }
-        for (int h = 0; h < c.heads; ++h) cpu::ApplyRope(rq.data() + h * c.head_dim, c.head_dim, inv_freq.data(), pos[t]);
-        for (int h = 0; h < c.kv_heads; ++h) cpu::ApplyRope(rk.data() + h * c.head_dim, c.head_dim, inv_freq.data(), pos[t]);
+        for (int h = 0; h < c.heads; ++h) ApplyRope(rope, inv_freq.data(), pos[t], rq.data() + h * c.head_dim);
+        for (int h = 0; h < c.kv_heads; ++h) ApplyRope(rope, inv_freq.data(), pos[t], rk.data() + h * c.head_dim);
         std::copy(rq.begin(), rq.end(), ref_q.begin() + t * qd);
         ref_k.insert(ref_k.end(), rk.begin(), rk.end());
         ref_v.insert(ref_v.end(), rv.begin(), rv.end());
@@ -251,9 +254,11 @@ TEST(CudaOpsTest, PagedAttentionMatchesCpu) {
       MOED_CUDA_ASSERT(cuda::LaunchPagedAttention(a, nullptr));
 
       std::vector<float> kf = kc, vf = vc;
-      cpu::KvLayerView kv{kf.data(), vf.data(), c.block_size, c.kv_heads, c.head_dim};
+      cpu::KvLayerView kv{kf.data(), vf.data(), c.block_size, c.kv_heads, c.head_dim,
+                          static_cast<int64_t>(c.kv_heads) * c.head_dim};
       std::vector<float> ref(static_cast<size_t>(n) * qd);
-      cpu::PagedAttention(kv, qrows, q.data(), c.heads, c.window, ref.data(), nullptr);
+      cpu::PagedAttention(kv, qrows, q.data(), c.heads, c.window, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                          ref.data(), nullptr);
       EXPECT_LT(MaxRelErr(FromBf16(d_out.Download()), ref), 1e-2)
           << "heads " << c.heads << "/" << c.kv_heads << " hd " << c.head_dim << " decode " << decode;
     }

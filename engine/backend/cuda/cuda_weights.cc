@@ -97,22 +97,22 @@ absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w) {
   for (int l = 0; l < s.num_layers; ++l) {
     const LayerWeights& lw = m.weights.layers[l];
     DeviceLayer& d = w->layers[l];
-    const int64_t qd = s.q_dim(), kvd = s.kv_dim();
+    const int64_t qd = s.attention.q_dim(), kvd = s.attention.kv_dim();
     MOED_ASSIGN_OR_RETURN(d.input_norm, p.Place(lw.input_norm, H));
     MOED_ASSIGN_OR_RETURN(d.qkv, p.Place(lw.q_proj, qd * H));
     MOED_RETURN_IF_ERROR(p.Place(lw.k_proj, kvd * H, false).status());
     MOED_RETURN_IF_ERROR(p.Place(lw.v_proj, kvd * H, false).status());
     MOED_ASSIGN_OR_RETURN(d.o_proj, p.Place(lw.o_proj, H * qd));
     MOED_ASSIGN_OR_RETURN(d.post_attn_norm, p.Place(lw.post_attn_norm, H));
-    if (s.qkv_bias) {
+    if (s.attention.qkv_bias) {
       MOED_ASSIGN_OR_RETURN(d.q_bias, p.Place(lw.q_bias, qd));
       MOED_ASSIGN_OR_RETURN(d.k_bias, p.Place(lw.k_bias, kvd));
       MOED_ASSIGN_OR_RETURN(d.v_bias, p.Place(lw.v_bias, kvd));
     }
-    if (s.qk_norm != QkNorm::kNone) {
-      const bool full = s.qk_norm == QkNorm::kFull;
-      MOED_ASSIGN_OR_RETURN(d.q_norm, p.Place(lw.q_norm, full ? qd : s.head_dim));
-      MOED_ASSIGN_OR_RETURN(d.k_norm, p.Place(lw.k_norm, full ? kvd : s.head_dim));
+    if (s.attention.qk_norm != QkNorm::kNone) {
+      const bool full = s.attention.qk_norm == QkNorm::kFull;
+      MOED_ASSIGN_OR_RETURN(d.q_norm, p.Place(lw.q_norm, full ? qd : s.attention.head_dim));
+      MOED_ASSIGN_OR_RETURN(d.k_norm, p.Place(lw.k_norm, full ? kvd : s.attention.head_dim));
     }
     if (!s.layer_is_moe[l]) {
       MOED_ASSIGN_OR_RETURN(d.dense, PlaceFfn(p, lw.dense_mlp, H, s.dense_intermediate_size));
@@ -127,8 +127,8 @@ absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w) {
       MOED_ASSIGN_OR_RETURN(DeviceFfn e, PlaceFfn(p, f, H, s.moe_intermediate_size));
       d.experts.push_back(e);
     }
-    if (s.shared_expert_intermediate_size > 0) {
-      MOED_ASSIGN_OR_RETURN(d.shared_expert, PlaceFfn(p, lw.shared_expert, H, s.shared_expert_intermediate_size));
+    if (s.shared_experts.count > 0) {
+      MOED_ASSIGN_OR_RETURN(d.shared_expert, PlaceFfn(p, lw.shared_expert, H, s.shared_experts.intermediate_size));
       MOED_ASSIGN_OR_RETURN(d.shared_expert_gate, p.PlaceOptional(lw.shared_expert_gate, H));
     }
   }
