@@ -58,7 +58,8 @@ class CudaBackend final : public Backend {
     stream_ = stream_holder_.stream;
     MOED_ASSIGN_OR_RETURN(cublas_, cuda::CublasHandle::Create(stream_));
     MOED_ASSIGN_OR_RETURN(weights_, cuda::UploadWeights(*model_, stream_));
-    MOED_RETURN_IF_ERROR(Upload(cuda::RopeInvFreqTable(s), &inv_freq_, stream_, "RoPE inverse frequencies"));
+    const std::vector<float> inv_freq = cuda::RopeInvFreqTable(s);  // the CPU backend's values, bit for bit
+    MOED_RETURN_IF_ERROR(Upload(inv_freq, &inv_freq_, stream_, "RoPE inverse frequencies"));
     return cuda::CudaStatus(cudaStreamSynchronize(stream_), "upload of the RoPE table");
   }
 

@@ -43,7 +43,8 @@ absl::Status RunFfn(const CublasHandle& cublas, cudaStream_t stream, const Devic
                     int tokens, bf16* gate_up, bf16* h, float* out, const LaunchChecker* check) {
   const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
   MOED_RETURN_IF_ERROR(
-      c.After(GemmXWt(cublas, x, tokens, hidden, f.gate_up, 2 * f.ffn, gate_up, OutType::kBF16), stream, "gate_up GEMM"));
+      c.After(GemmXWt(cublas, x, tokens, hidden, f.gate_up, 2 * f.ffn, gate_up, OutType::kBF16), stream,
+              "gate_up GEMM"));
   MOED_RETURN_IF_ERROR(c.After(LaunchSwiGlu(gate_up, tokens, f.ffn, h, stream), stream, "SwiGLU"));
   return c.After(GemmXWt(cublas, h, tokens, f.ffn, f.down, hidden, out, OutType::kF32), stream, "down GEMM");
 }
@@ -56,11 +57,13 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
   MOED_RETURN_IF_ERROR(ws->Reserve(s, tokens));
   const int E = s.num_experts, A = tokens * s.top_k, H = s.hidden, F = s.ffn;
   float* logits = ws->logits.as<float>();
-  MOED_RETURN_IF_ERROR(c.After(GemmXWt(cublas, x, tokens, H, w.router, E, logits, OutType::kF32), stream, "router GEMM"));
+  MOED_RETURN_IF_ERROR(
+      c.After(GemmXWt(cublas, x, tokens, H, w.router, E, logits, OutType::kF32), stream, "router GEMM"));
   int32_t* experts = ws->experts.as<int32_t>();
   float* weights = ws->weights.as<float>();
   MOED_RETURN_IF_ERROR(
-      c.After(LaunchRouterTopK(logits, tokens, E, s.top_k, s.normalize, experts, weights, stream), stream, "router top-k"));
+      c.After(LaunchRouterTopK(logits, tokens, E, s.top_k, s.normalize, experts, weights, stream), stream,
+              "router top-k"));
 
   PermuteArgs pa;
   pa.experts = experts;

@@ -254,9 +254,8 @@ TEST(CudaHostTest, DrawScanOrderIsTheCpuSamplers) {
     p.seed = trial;
     const int32_t want = SampleToken(row, p, trial).token;
     EXPECT_EQ(DrawByKeys(row, p, trial), want) << "trial " << trial;
-    if (!cuda::SampleScansBestFirst(p.top_p, p.top_k, 1024) && want != std::max_element(row.begin(), row.end()) - row.begin()) {
-      ++unfiltered_not_best;
-    }
+    const int32_t argmax = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+    if (!cuda::SampleScansBestFirst(p.top_p, p.top_k, 1024) && want != argmax) ++unfiltered_not_best;
   }
   EXPECT_GT(unfiltered_not_best, 0);  // the unfiltered draws exercised more than the argmax
 }

@@ -57,7 +57,8 @@ absl::Status BuildStepPlan(const StepBatch& batch, const ModelSpec& spec, int nu
     total_rows += s.num_tokens;
     if (total_rows > std::numeric_limits<int32_t>::max() ||
         static_cast<int64_t>(plan->block_tables.size()) + needed > std::numeric_limits<int32_t>::max()) {
-      return absl::InvalidArgumentError(absl::StrFormat("%s: the step exceeds 2^31 rows or block-table entries", where));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: the step exceeds 2^31 rows or block-table entries", where));
     }
     const int32_t table_offset = static_cast<int32_t>(plan->block_tables.size());
     plan->block_tables.insert(plan->block_tables.end(), s.block_table.begin(), s.block_table.begin() + needed);
