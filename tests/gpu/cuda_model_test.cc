@@ -460,6 +460,9 @@ TEST(CudaModelTest, RejectsBadBatches) {
   bad_sampling.seqs[0].sampling.top_p = 0.0f;
   EXPECT_EQ(b->Step(bad_sampling, &out).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(b->Step(one, &out).ok());  // still usable afterwards
+  StepBatch stray = one;  // an id in no sequence is neither validated nor computed, as on the CPU
+  stray.token_ids.push_back(-3);
+  EXPECT_TRUE(b->Step(stray, &out).ok());
 }
 
 // The bf16 reference's pipeline, without rounding, is the fp32 CPU backend's (to fp32 noise), routing included:
