@@ -14,6 +14,7 @@ struct ServerConfig {
   // Model and backend.
   std::string model = "models/fortune-moe";  // model directory (or synthetic:<name>), passed to LoadModel
   std::string backend = "auto";              // auto | cpu | cuda
+  std::string tokenizer;                     // tokenizer directory instead of the model's; empty = the model's own
   int threads = 0;                           // CPU worker threads; 0 = all hardware threads
 
   // Network.

@@ -14,7 +14,9 @@
 #include "engine/cache/cache_policy.h"
 #include "engine/common/status_macros.h"
 
-ABSL_FLAG(std::string, model, "models/fortune-moe", "model directory (or synthetic:<name>)");
+ABSL_FLAG(std::string, model, "models/fortune-moe",
+          "model directory, or synthetic:<name>[-small] (random weights at a published shape)");
+ABSL_FLAG(std::string, tokenizer, "", "tokenizer directory instead of the model's (a synthetic model has none)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC and metrics servers bind");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 = pick a free one");
 ABSL_FLAG(int, metrics_port, 9400, "Prometheus /metrics port; 0 = pick a free one");
@@ -47,7 +49,7 @@ namespace {
 
 // Every flag above, in help order.
 constexpr const char* kFlagNames[] = {
-    "model", "host", "port", "metrics_port", "backend", "threads", "max_running_seqs", "max_batch_tokens",
+    "model", "tokenizer", "host", "port", "metrics_port", "backend", "threads", "max_running_seqs", "max_batch_tokens",
     "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
     "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
     "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
@@ -141,6 +143,7 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.port = absl::GetFlag(FLAGS_port);
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   c.backend = absl::GetFlag(FLAGS_backend);
+  c.tokenizer = absl::GetFlag(FLAGS_tokenizer);
   c.threads = absl::GetFlag(FLAGS_threads);
   c.max_running_seqs = absl::GetFlag(FLAGS_max_running_seqs);
   c.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);

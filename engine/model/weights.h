@@ -15,48 +15,48 @@ namespace moed {
 // One SwiGLU FFN: down(silu(gate(x)) * up(x)). Mixtral: w1 = gate, w3 = up, w2 = down.
 template <class T>
 struct FfnOf {
-  T gate;         // (width, hidden)
-  T up;           // (width, hidden)
-  T down;         // (hidden, width)
+  T gate{};         // (width, hidden)
+  T up{};           // (width, hidden)
+  T down{};         // (hidden, width)
   int width = 0;  // intermediate size; 0 = absent
 };
 
 // Shapes in terms of the spec: hidden = hidden_size, E = num_experts, a = spec.attention (q_dim, kv_dim, o_dim, …).
 template <class T>
 struct LayerOf {
-  T input_norm;      // (hidden)
+  T input_norm{};      // (hidden)
   // GQA attention.
-  T q_proj;          // (a.q_dim, hidden) — also MLA when q_lora_rank == 0
-  T k_proj;          // (a.kv_dim, hidden)
-  T v_proj;          // (a.kv_dim, hidden)
-  T q_bias, k_bias, v_bias;  // (a.q_dim) / (a.kv_dim) — qwen2_moe only
-  T q_norm, k_norm;  // QkNorm::kPerHead: (head_dim); kFull: (a.q_dim) / (a.kv_dim)
+  T q_proj{};          // (a.q_dim, hidden) — also MLA when q_lora_rank == 0
+  T k_proj{};          // (a.kv_dim, hidden)
+  T v_proj{};          // (a.kv_dim, hidden)
+  T q_bias{}, k_bias{}, v_bias{};  // (a.q_dim) / (a.kv_dim) — qwen2_moe only
+  T q_norm{}, k_norm{};  // QkNorm::kPerHead: (head_dim); kFull: (a.q_dim) / (a.kv_dim)
   // MLA attention.
-  T q_a_proj;        // (q_lora_rank, hidden)
-  T q_a_norm;        // (q_lora_rank)
-  T q_b_proj;        // (a.q_dim, q_lora_rank)
-  T kv_a_proj;       // (kv_lora_rank + rope.dim, hidden): the latent, then the shared rope key
-  T kv_a_norm;       // (kv_lora_rank)
-  T kv_b_proj;       // (heads * (nope_dim + v_head_dim), kv_lora_rank): per head k_nope rows, then v rows
-  T o_proj;          // (hidden, a.o_dim)
-  T post_attn_norm;  // (hidden)
+  T q_a_proj{};        // (q_lora_rank, hidden)
+  T q_a_norm{};        // (q_lora_rank)
+  T q_b_proj{};        // (a.q_dim, q_lora_rank)
+  T kv_a_proj{};       // (kv_lora_rank + rope.dim, hidden): the latent, then the shared rope key
+  T kv_a_norm{};       // (kv_lora_rank)
+  T kv_b_proj{};       // (heads * (nope_dim + v_head_dim), kv_lora_rank): per head k_nope rows, then v rows
+  T o_proj{};          // (hidden, a.o_dim)
+  T post_attn_norm{};  // (hidden)
 
   // MoE layers (spec.layer_is_moe[l]):
-  T router;                          // (E, hidden)
-  T router_bias;                     // (E) selection bias (DeepSeek-V3 e_score_correction_bias), when router.selection_bias
+  T router{};                          // (E, hidden)
+  T router_bias{};                     // (E) selection bias (DeepSeek-V3 e_score_correction_bias), when router.selection_bias
   std::vector<FfnOf<T>> experts;     // E entries of width moe_intermediate_size
-  FfnOf<T> shared_expert;            // width shared_experts.intermediate_size; absent when shared_experts.count == 0
-  T shared_expert_gate;              // (1, hidden) when shared_experts.gated
+  FfnOf<T> shared_expert{};            // width shared_experts.intermediate_size; absent when shared_experts.count == 0
+  T shared_expert_gate{};              // (1, hidden) when shared_experts.gated
   // Dense layers (not layer_is_moe[l]): one FFN of width dense_intermediate_size.
-  FfnOf<T> dense_mlp;
+  FfnOf<T> dense_mlp{};
 };
 
 template <class T>
 struct WeightsOf {
-  T embed;                          // (vocab, hidden)
+  T embed{};                          // (vocab, hidden)
   std::vector<LayerOf<T>> layers;   // num_layers
-  T final_norm;                     // (hidden)
-  T lm_head;                        // (vocab, hidden); the embedding's bytes when tie_word_embeddings
+  T final_norm{};                     // (hidden)
+  T lm_head{};                        // (vocab, hidden); the embedding's bytes when tie_word_embeddings
 };
 
 // What ForEachLayerWeight says about one tensor.

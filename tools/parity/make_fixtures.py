@@ -80,7 +80,7 @@ def sentencepiece_tokenizer(out):
 
 # --- config spellings -------------------------------------------------------------------------------------------
 
-def hub_spelling(cfg, extra=None):
+def hub_spelling(cfg, extra=None, drop=()):
     """transformers-5 config.json → the spelling hub checkpoints use: top-level rope_theta, rope_scaling {type, ...}
     (null for default RoPE), minus keys transformers 5 adds that the hub files do not carry."""
     rope = dict(cfg.pop("rope_parameters", None) or {})
@@ -90,12 +90,14 @@ def hub_spelling(cfg, extra=None):
     # Keys transformers 5 writes that hub files do not carry (DeepSeek's head_dim / qk_head_dim are derived values).
     for key in ("layer_types", "dtype", "transformers_version", "output_router_logits", "head_dim", "qk_head_dim"):
         cfg.pop(key, None)
+    for key in drop:
+        cfg.pop(key, None)
     cfg["torch_dtype"] = "bfloat16"
     cfg.update(extra or {})
     return cfg
 
 
-def v5_spelling(cfg, extra=None):
+def v5_spelling(cfg, extra=None, drop=()):
     cfg.update(extra or {})
     return cfg
 
@@ -166,6 +168,7 @@ SPECS = {
         cls="DeepseekV3Config", tokenizer=deepseek_tokenizer.write, spelling=hub_spelling,
         hub_extra=dict(architectures=["DeepseekV3ForCausalLM"], scoring_func="sigmoid", topk_method="noaux_tc",
                        moe_layer_freq=1, aux_loss_alpha=0.001, seq_aux=True, ep_size=1),
+        hub_drop=["rope_interleave"],  # absent from the hub's V3 config.json: interleaved is the default there too
         config=dict(DEEPSEEK_TOKENS, **MLA, q_lora_rank=48, n_routed_experts=16, num_experts_per_tok=4,
                     n_shared_experts=1, n_group=4, topk_group=2, routed_scaling_factor=2.5, norm_topk_prob=True,
                     rope_interleave=True, num_mtp_layers=0,
@@ -209,7 +212,7 @@ def build(seed, spec, out):
     model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
     fp32_selection_bias(out / "model.safetensors")
     path = out / "config.json"
-    path.write_text(json.dumps(spec["spelling"](json.loads(path.read_text()), spec.get("hub_extra")), indent=2) + "\n")
+    path.write_text(json.dumps(spec["spelling"](json.loads(path.read_text()), spec.get("hub_extra"), spec.get("hub_drop", ())), indent=2) + "\n")
     (out / "generation_config.json").unlink(missing_ok=True)
     spec["tokenizer"](out)
     for f in out.iterdir():

@@ -12,6 +12,7 @@
 #include "engine/model/synthetic_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/unit/backend/random_model.h"
 
 namespace moed {
 namespace {
@@ -130,6 +131,37 @@ TEST(DeepseekBackendTest, CudaBackendRefusesTheNewKindsByName) {
     EXPECT_THAT(std::string(b.status().message()), HasSubstr("MLA attention")) << fixture;
 #else
     EXPECT_EQ(b.status().code(), absl::StatusCode::kUnavailable) << b.status();
+#endif
+  }
+}
+
+// A GQA model with one new kind at a time: each is refused by name on CUDA, and runs on the CPU.
+TEST(DeepseekBackendTest, CudaBackendRefusesEachNewKindOfAGqaModel) {
+  const std::shared_ptr<const Model> base = test_models::MakeRandomModel({});
+  struct Case {
+    const char* needle;
+    void (*edit)(ModelSpec&);
+  };
+  const Case cases[] = {
+      {"RoPE scaling", [](ModelSpec& s) { s.attention.rope.type = RopeType::kLinear; }},
+      {"sigmoid router scoring", [](ModelSpec& s) { s.router.scoring = RouterScoring::kSigmoid; }},
+      {"group-limited", [](ModelSpec& s) {
+         s.router.method = TopKMethod::kGroupLimitedGreedy;
+         s.router.num_groups = 2;
+         s.router.topk_groups = 1;
+       }},
+      {"routed_scaling_factor", [](ModelSpec& s) { s.router.routed_scaling_factor = 2.0f; }},
+  };
+  for (const Case& c : cases) {
+    auto model = std::make_shared<Model>(*base);
+    c.edit(model->spec);
+    auto cpu = CreateBackend("cpu", model, {});
+    EXPECT_TRUE(cpu.ok()) << c.needle << ": " << cpu.status();
+    auto cuda = CreateBackend("cuda", model, {});
+    ASSERT_FALSE(cuda.ok()) << c.needle;
+#ifdef MOED_HAVE_CUDA
+    EXPECT_EQ(cuda.status().code(), absl::StatusCode::kUnimplemented) << cuda.status();
+    EXPECT_THAT(std::string(cuda.status().message()), HasSubstr(c.needle));
 #endif
   }
 }

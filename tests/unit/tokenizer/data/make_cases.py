@@ -78,6 +78,28 @@ PRE_TEXTS = TEXTS + [
 ]
 
 
+# Pools for random texts that mix what DeepSeek's Split regexes tell apart: digit runs (ASCII, fullwidth, Arabic-
+# Indic), CJK inside and outside [一-龥぀-ゟ゠-ヿ] (〇, 㐀, 𠀀, halfwidth ｶ, Hangul), letters with combining marks,
+# ASCII and Unicode punctuation and symbols, emoji with ZWJ / skin tone / flags, and every kind of space and newline.
+FUZZ_POOLS = [
+    "abcxyzABCXYZ", "0123456789", "０１２３٣٤٥", "漢字東京中文龥一", "〇㐀𠀀", "かなカナー゠ヿ", "ｶﾅﾞ", "한국어",
+    "éüßñøÆ", "e\u0301a\u0308", "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", "—“”‘’…。、！？「」", "€£½∑→©",
+    "🙂🚀👍🏽👨\u200d👩\u200d👧🇯🇵❤\ufe0f", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2003",
+]
+
+
+def fuzz_texts(count, seed):
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randrange(1, 14)):
+            pool = rng.choice(FUZZ_POOLS)
+            parts.append("".join(rng.choice(pool) for _ in range(rng.randrange(1, 6))))
+        texts.append("".join(parts))
+    return texts
+
+
 def is_special_free(tok, text):
     return not any(t.content in text for t in tok.get_added_tokens_decoder().values())
 
@@ -90,7 +112,7 @@ def main():
         sp_path = os.path.join(d, "tokenizer.model")
         sp = spm.SentencePieceProcessor(model_file=sp_path) if os.path.exists(sp_path) else None
         cases = []
-        for text in TEXTS:
+        for text in TEXTS + (fuzz_texts(300, 7) if "deepseek" in d else []):
             case = {"text": text, "ids": tok.encode(text).ids}
             if sp is not None and is_special_free(tok, text):
                 case["sp_ids"] = [sp.bos_id()] + sp.encode(text)
@@ -109,8 +131,9 @@ def main():
         out[d] = {"encode": cases, "decode": decodes}
     pre = {}
     for name, (config, py) in PRE_TOKENIZERS.items():
+        texts = PRE_TEXTS + (fuzz_texts(300, 7) if name == "deepseek_v3_split" else [])
         pre[name] = {"config": config,
-                     "cases": [{"text": t, "pieces": [p for p, _ in py.pre_tokenize_str(t)]} for t in PRE_TEXTS]}
+                     "cases": [{"text": t, "pieces": [p for p, _ in py.pre_tokenize_str(t)]} for t in texts]}
     out["pre_tokenizers"] = pre
     raw = [b"\xe2\x82\xac", b"\xe2\x82", b"A\xffB", b"\xed\xa0\x80x", b"\xf0\x9f\x99", b"\xc0\xaf",
            b"\xf4\x90\x80\x80", b"\xe0\x80\x80", b"ok\xf0\x9f\x99\x82\x82", b"\xf5", b"\xe1\x80\xe1\x80\x80"]
