@@ -61,7 +61,8 @@ def figures_of(step, figures):
         return gtest_figures(f("gpu_tests.json"))
     if step == "golden_parity":
         j = f("golden_parity.json") or {}
-        return {m: {"pass": r["pass"], "max_abs_err": r["max_abs_err"]} for m, r in j.get("models", {}).items()}
+        return {m: {"pass": r["pass"], "max_abs_err": r["max_abs_err"], "refused": r.get("refused")}
+                for m, r in j.get("models", {}).items()}
     if step == "fortune_text":
         j = f("fortune_text.json") or {}
         return {"cases": len(j.get("cases", [])), "pass": j.get("pass")}
@@ -138,7 +139,8 @@ def brief(st):
     if st["step"] == "gpu_tests" and f:
         return f"{f.get('tests')} tests, {f.get('failures')} failed, {f.get('skipped')} skipped"
     if st["step"] == "golden_parity" and f:
-        return ", ".join(f"{m} {fmt(r['max_abs_err'])}{'' if r['pass'] else ' FAIL'}" for m, r in f.items())
+        return ", ".join(f"{m} refused" if r.get("refused") else f"{m} {fmt(r['max_abs_err'])}{'' if r['pass'] else ' FAIL'}"
+                         for m, r in f.items())
     if st["step"] == "device" and f:
         return f"{f.get('name')} cc {f.get('compute_cap')}"
     if st["step"] in ("moe_layer_bench", "step_bench") and f.get("floor"):

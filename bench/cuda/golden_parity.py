@@ -4,12 +4,15 @@ fortune-moe (models/fortune-moe/golden.json). Standard library only: it runs on 
 
 For each case: the last-prompt-position logits against transformers' (max |err|), and the greedy tokens up to the
 first step whose golden margin is too small to decide. Bounds (../shared/README.md):
-  cpu  (fp32): max |err| <= 1e-4; greedy equal while the golden margin > 1e-3.
+  cpu  (fp32): max |err| <= 5e-5; greedy equal while the golden margin > 1e-3.
   cuda (bf16): max |err| <= 5e-2 * max|golden|; argmax equal when its margin > 0.05; greedy equal while margin > 0.05.
 
 usage: golden_parity.py --moe-run CMD --backend cpu|cuda --json OUT [--root REPO]
   CMD is how to start moe-run, split on spaces (e.g. ".devbundle/run moe-run" or "build/moe-run").
-Exit status 0 when every case passes, 1 otherwise; OUT gets per-model figures either way.
+A model the backend refuses at load (moe-run exit status 2 with a message naming why, e.g. a family or attention
+kind this backend does not implement yet) is reported as "refused" with that message, not as a failure: refusing
+by name is the contract; computing wrongly is the failure.
+Exit status 0 when every case of every model that loads passes, 1 otherwise; OUT gets per-model figures either way.
 """
 import argparse
 import json
@@ -19,9 +22,13 @@ import sys
 import tempfile
 
 BOUNDS = {
-    "cpu": {"abs": 1e-4, "rel": 0.0, "margin": 1e-3},
+    "cpu": {"abs": 5e-5, "rel": 0.0, "margin": 1e-3},
     "cuda": {"abs": 0.0, "rel": 5e-2, "margin": 5e-2},
 }
+
+
+class Refused(Exception):
+    """moe-run refused the model (exit status 2): the message says why."""
 
 
 def models(root):
@@ -37,6 +44,8 @@ def run_case(moe_run, model, backend, ids, max_tokens, logits_path):
     cmd = moe_run + ["--model", model, "--backend", backend, "--prompt-ids", ",".join(map(str, ids)),
                      "--max-tokens", str(max_tokens), "--temperature", "0", "--json", "--logits-out", logits_path]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if p.returncode == 2:
+        raise Refused(p.stderr.strip()[-500:])
     if p.returncode != 0:
         raise RuntimeError(f"moe-run exit {p.returncode}: {p.stderr.strip()[-500:]}")
     with open(logits_path) as f:
@@ -94,11 +103,20 @@ def main():
             with open(os.path.join(model, "golden.json")) as f:
                 cases = json.load(f)["cases"]
             rows = []
-            for case in cases:
-                try:
-                    rows.append(check_case(moe_run, model, a.backend, case, tmp))
-                except Exception as e:  # one broken case must not hide the others
-                    rows.append({"pass": False, "error": str(e)})
+            try:
+                for case in cases:
+                    try:
+                        rows.append(check_case(moe_run, model, a.backend, case, tmp))
+                    except Refused:
+                        if rows:  # refused after loading once: not a refusal of the model, a failure
+                            raise RuntimeError("moe-run refused a later case of a model it had loaded")
+                        raise
+                    except Exception as e:  # one broken case must not hide the others
+                        rows.append({"pass": False, "error": str(e)})
+            except Refused as e:
+                report["models"][name] = {"pass": True, "refused": str(e), "cases": 0, "max_abs_err": None}
+                print(f"{name:24s} refused: {e}", flush=True)
+                continue
             ok = all(r["pass"] for r in rows)
             errs = [r["max_abs_err"] for r in rows if "max_abs_err" in r]
             report["models"][name] = {"pass": ok, "cases": len(rows), "max_abs_err": max(errs) if errs else None,
