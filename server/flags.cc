@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -13,11 +14,14 @@
 #include "absl/time/time.h"
 #include "engine/cache/cache_policy.h"
 #include "engine/common/status_macros.h"
+#include "server/log.h"
 
 ABSL_FLAG(std::string, model, "models/fortune-moe", "model directory (or synthetic:<name>)");
-ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC and metrics servers bind");
+ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 = pick a free one");
+ABSL_FLAG(std::string, metrics_host, "", "address the /metrics endpoint binds; empty = --host");
 ABSL_FLAG(int, metrics_port, 9400, "Prometheus /metrics port; 0 = pick a free one");
+ABSL_FLAG(bool, enable_reflection, false, "serve gRPC server reflection (for grpcurl)");
 ABSL_FLAG(std::string, backend, "auto", "auto | cpu | cuda");
 ABSL_FLAG(int, threads, 0, "CPU backend worker threads; 0 = all hardware threads");
 ABSL_FLAG(int, max_running_seqs, 64, "sequences in the running batch");
@@ -39,19 +43,37 @@ ABSL_FLAG(int, default_max_tokens, 16, "max_tokens when a request leaves it unse
 ABSL_FLAG(int, max_stop_strings, 8, "stop strings per request");
 ABSL_FLAG(int, max_stop_length, 64, "bytes per stop string");
 ABSL_FLAG(int, max_logprobs, 20, "largest sampling.logprobs a request may ask for");
-ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text in bytes");
+ABSL_FLAG(int64_t, max_prompt_bytes, 0,
+          "largest prompt text in bytes; 0 = what the context can hold (context x the longest token's bytes)");
 ABSL_FLAG(int, max_receive_message_bytes, 4 << 20, "largest gRPC message the server accepts");
+ABSL_FLAG(int, tokenizer_threads, 2, "threads that tokenize prompts (never gRPC's threads)");
+ABSL_FLAG(int, tokenizer_queue, 64, "prompts waiting for a tokenizer thread; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, stream_buffer_bytes, 1 << 20,
+          "output bytes that may wait for one slow client; more cut the stream with RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, stream_stall_timeout, absl::Seconds(30),
+          "a stream whose client has not read for this long is cut with RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, log_format, "text", "text | json");
+ABSL_FLAG(int, grpc_max_streams_per_connection, 1000, "concurrent gRPC calls on one connection");
+ABSL_FLAG(absl::Duration, grpc_handshake_timeout, absl::Seconds(10), "close connections not set up within this");
+ABSL_FLAG(absl::Duration, grpc_idle_timeout, absl::Minutes(5), "close connections without calls for this long");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time, absl::Minutes(1), "ping quiet connections this often");
+ABSL_FLAG(absl::Duration, grpc_min_client_ping_interval, absl::Seconds(10),
+          "clients pinging more often than this are disconnected (keepalive enforcement)");
+ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{1} << 30, "memory gRPC may use for all connections and calls");
 
 namespace moed::server {
 namespace {
 
 // Every flag above, in help order.
 constexpr const char* kFlagNames[] = {
-    "model", "host", "port", "metrics_port", "backend", "threads", "max_running_seqs", "max_batch_tokens",
+    "model", "host", "port", "metrics_host", "metrics_port", "enable_reflection", "backend", "threads", "max_running_seqs", "max_batch_tokens",
     "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
     "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
     "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
-    "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes"};
+    "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes", "tokenizer_threads", "tokenizer_queue",
+    "stream_buffer_bytes", "stream_stall_timeout", "log_format", "grpc_max_streams_per_connection",
+    "grpc_handshake_timeout", "grpc_idle_timeout", "grpc_keepalive_time", "grpc_min_client_ping_interval",
+    "grpc_memory_bytes"};
 
 bool IsOurFlag(absl::string_view name) {
   for (const char* n : kFlagNames) {
@@ -127,9 +149,14 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
       name = std::string(arg.substr(0, eq));
       value = std::string(arg.substr(eq + 1));
     } else {
-      name = std::string(arg);
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
-      value = argv[++i];
+      name = absl::StrReplaceAll(arg, {{"-", "_"}});
+      absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag != nullptr && flag->IsOfType<bool>()) {
+        value = "true";  // a boolean flag never takes the next argument (--name=false turns it off)
+      } else {
+        if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+        value = argv[++i];
+      }
     }
     name = absl::StrReplaceAll(name, {{"-", "_"}});
     MOED_RETURN_IF_ERROR(SetFlag(name, value, absl::StrCat("--", Dashed(name))));
@@ -139,7 +166,9 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.model = absl::GetFlag(FLAGS_model);
   c.host = absl::GetFlag(FLAGS_host);
   c.port = absl::GetFlag(FLAGS_port);
+  c.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  c.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
   c.backend = absl::GetFlag(FLAGS_backend);
   c.threads = absl::GetFlag(FLAGS_threads);
   c.max_running_seqs = absl::GetFlag(FLAGS_max_running_seqs);
@@ -163,6 +192,17 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
   c.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
   c.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+  c.tokenizer_threads = absl::GetFlag(FLAGS_tokenizer_threads);
+  c.tokenizer_queue = absl::GetFlag(FLAGS_tokenizer_queue);
+  c.stream_buffer_bytes = absl::GetFlag(FLAGS_stream_buffer_bytes);
+  c.stream_stall_timeout = absl::GetFlag(FLAGS_stream_stall_timeout);
+  c.log_format = absl::GetFlag(FLAGS_log_format);
+  c.grpc_max_streams_per_connection = absl::GetFlag(FLAGS_grpc_max_streams_per_connection);
+  c.grpc_handshake_timeout = absl::GetFlag(FLAGS_grpc_handshake_timeout);
+  c.grpc_idle_timeout = absl::GetFlag(FLAGS_grpc_idle_timeout);
+  c.grpc_keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
+  c.grpc_min_client_ping_interval = absl::GetFlag(FLAGS_grpc_min_client_ping_interval);
+  c.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
   MOED_RETURN_IF_ERROR(ValidateServerConfig(c));
   return c;
 }
@@ -209,8 +249,27 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-stop-strings", c.max_stop_strings, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-stop-length", c.max_stop_length, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-logprobs", c.max_logprobs, 0));
-  MOED_RETURN_IF_ERROR(RequireAtLeast("max-prompt-bytes", c.max_prompt_bytes, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("max-prompt-bytes", c.max_prompt_bytes, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-receive-message-bytes", c.max_receive_message_bytes, 1024));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("tokenizer-threads", c.tokenizer_threads, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("tokenizer-queue", c.tokenizer_queue, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("stream-buffer-bytes", c.stream_buffer_bytes, 1024));
+  if (c.stream_stall_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--stream-stall-timeout must be > 0, got ",
+                                                   absl::FormatDuration(c.stream_stall_timeout)));
+  }
+  MOED_RETURN_IF_ERROR(ParseLogFormat(c.log_format).status());
+  MOED_RETURN_IF_ERROR(RequireAtLeast("grpc-max-streams-per-connection", c.grpc_max_streams_per_connection, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("grpc-memory-bytes", c.grpc_memory_bytes, int64_t{16} << 20));
+  for (auto [flag, d] : {std::pair{"grpc-handshake-timeout", c.grpc_handshake_timeout},
+                         std::pair{"grpc-idle-timeout", c.grpc_idle_timeout},
+                         std::pair{"grpc-keepalive-time", c.grpc_keepalive_time},
+                         std::pair{"grpc-min-client-ping-interval", c.grpc_min_client_ping_interval}}) {
+    if (d < absl::Milliseconds(1) || d > absl::Hours(24 * 24)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be in [1ms, 24 days], got ",
+                                                     absl::FormatDuration(d)));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 #include "engine/model/model.h"
 #include "engine/runtime/engine_core.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/grpc_settings.h"
 
 namespace moed::server {
 namespace {
@@ -43,7 +44,7 @@ EngineConfig ToEngineConfig(const ServerConfig& c) {
   return e;
 }
 
-RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info) {
+RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info, const Tokenizer& tokenizer) {
   RequestLimits l;
   l.vocab_size = info.spec.vocab_size;
   l.context_length = info.config.max_model_len > 0 ? info.config.max_model_len : info.spec.max_position_embeddings;
@@ -52,7 +53,7 @@ RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info) {
   l.max_stop_strings = c.max_stop_strings;
   l.max_stop_length = c.max_stop_length;
   l.max_logprobs = c.max_logprobs;
-  l.max_prompt_bytes = c.max_prompt_bytes;
+  l.max_prompt_bytes = PromptByteCap(l.context_length, tokenizer, c.max_prompt_bytes);
   return l;
 }
 
@@ -103,26 +104,23 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   s->family_ = metrics_info.family;
   s->metrics_ = std::make_unique<ServerMetrics>(metrics_info, config.metrics_per_expert);
   MOED_ASSIGN_OR_RETURN(s->metrics_http_,
-                        MetricsHttpServer::Start(config.host, config.metrics_port, s->metrics_->registry()));
+                        MetricsHttpServer::Start(config.metrics_host.empty() ? config.host : config.metrics_host,
+                                                 config.metrics_port, s->metrics_->registry()));
   s->metrics_port_ = s->metrics_http_->port();
 
   s->queue_ = std::make_unique<RequestQueue>(*std::move(engine), s->metrics_.get());
-  s->context_ = std::make_unique<ServiceContext>();
-  s->context_->config = config;
-  s->context_->queue = s->queue_.get();
-  s->context_->metrics = s->metrics_.get();
-  s->context_->tokenizer = shared_tokenizer;
-  s->context_->limits = ToLimits(config, s->queue_->info());
-  s->context_->seed_base = std::random_device{}();
-  s->service_ = std::make_unique<MoedService>(s->context_.get());
+  s->core_ = std::make_unique<EngineService>(config, s->queue_.get(), s->metrics_.get(), shared_tokenizer,
+                                             ToLimits(config, s->queue_->info(), *shared_tokenizer),
+                                             std::random_device{}());
+  s->service_ = std::make_unique<MoedService>(s->core_.get());
   s->queue_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (config.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(JoinHostPort(config.host, config.port), grpc::InsecureServerCredentials(), &s->port_);
   builder.RegisterService(s->service_.get());
-  builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
+  ApplyGrpcSettings(config, builder);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     s->queue_->Stop();
@@ -136,24 +134,29 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
 }
 
 std::string MoedServer::StartupLine() const {
+  const std::string& metrics_host = config_.metrics_host.empty() ? config_.host : config_.metrics_host;
   return absl::StrCat("moed: serving ", model_name_, " (", family_, ", ", queue_->info().backend_name, ") on ",
-                      JoinHostPort(config_.host, port_), ", metrics on ", JoinHostPort(config_.host, metrics_port_));
+                      JoinHostPort(config_.host, port_), ", metrics on ", JoinHostPort(metrics_host, metrics_port_));
 }
 
 void MoedServer::Shutdown(absl::Duration timeout) {
   if (shut_down_) return;
   shut_down_ = true;
+  // Health keeps answering NOT_SERVING (gRPC keeps serving) while open streams finish and are delivered.
   server_->GetHealthCheckService()->SetServingStatus(false);
   queue_->StopAccepting();
-  if (!queue_->WaitIdle(timeout)) {
-    queue_->AbortAll(absl::UnavailableError(absl::StrCat(
+  if (!core_->WaitStreamsClosed(timeout)) {
+    const absl::Status why = absl::UnavailableError(absl::StrCat(
         "the server is shutting down and the request did not finish within --shutdown-timeout=",
-        absl::FormatDuration(timeout))));
+        absl::FormatDuration(timeout)));
+    queue_->AbortAll(why);
+    core_->AbortStreams(why);
     queue_->WaitIdle(absl::Seconds(5));
   }
-  // Streams still writing to slow clients get a moment, then gRPC cancels them.
+  // Streams still writing to clients that do not read get a moment, then gRPC cancels them.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_->Wait();
+  core_->StopPool();
   queue_->Stop();
   metrics_http_.reset();
 }

@@ -10,11 +10,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/config.h"
+#include "server/engine_service.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/moed_service.h"
 #include "server/request_queue.h"
-#include "server/service_context.h"
 
 namespace moed::server {
 
@@ -32,8 +32,9 @@ class MoedServer {
   // "moed: serving fortune-moe (mixtral, cpu) on 127.0.0.1:50051, metrics on 127.0.0.1:9400"
   std::string StartupLine() const;
 
-  // Health NOT_SERVING; new Generate calls get UNAVAILABLE; in-flight streams get up to `timeout`
-  // to finish, then are aborted (UNAVAILABLE); then gRPC, the engine thread and the metrics endpoint stop.
+  // Health NOT_SERVING; new Generate calls get UNAVAILABLE; open streams get up to `timeout` to finish and
+  // be delivered (health still answers meanwhile), then are ended with UNAVAILABLE; then gRPC (2 s more for
+  // clients that do not read), the engine thread and the metrics endpoint stop.
   // Call from one thread (main); idempotent.
   void Shutdown(absl::Duration timeout);
 
@@ -51,7 +52,7 @@ class MoedServer {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
   std::unique_ptr<RequestQueue> queue_;
-  std::unique_ptr<ServiceContext> context_;
+  std::unique_ptr<EngineService> core_;
   std::unique_ptr<MoedService> service_;
   std::unique_ptr<grpc::Server> server_;
 };
