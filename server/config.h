@@ -23,6 +23,12 @@ struct ServerConfig {
   int metrics_port = 9400;   // 0 = pick a free port (printed on start)
   bool enable_reflection = false;
 
+  // Security of the front ends (health and /metrics are exempt).
+  std::string tls_cert;         // PEM certificate chain; with tls_key: serve TLS
+  std::string tls_key;          // PEM private key
+  std::string tls_client_ca;    // PEM CA bundle: require and verify client certificates (mTLS)
+  std::string auth_token_file;  // one bearer token per line ("<token> admin" may use priority < 0)
+
   // Engine (see EngineConfig).
   int max_running_seqs = 64;
   int max_batch_tokens = 512;

@@ -22,6 +22,12 @@ ABSL_FLAG(int, port, 50051, "gRPC port; 0 = pick a free one");
 ABSL_FLAG(std::string, metrics_host, "", "address the /metrics endpoint binds; empty = --host");
 ABSL_FLAG(int, metrics_port, 9400, "Prometheus /metrics port; 0 = pick a free one");
 ABSL_FLAG(bool, enable_reflection, false, "serve gRPC server reflection (for grpcurl)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of the gRPC server; with --tls-key: TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: clients must present a certificate it signed (mTLS)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "bearer tokens, one per line ('<token>' or '<token> admin'); requests need 'authorization: Bearer <token>'; "
+          "priority < 0 needs an admin token");
 ABSL_FLAG(std::string, backend, "auto", "auto | cpu | cuda");
 ABSL_FLAG(int, threads, 0, "CPU backend worker threads; 0 = all hardware threads");
 ABSL_FLAG(int, max_running_seqs, 64, "sequences in the running batch");
@@ -66,7 +72,7 @@ namespace {
 
 // Every flag above, in help order.
 constexpr const char* kFlagNames[] = {
-    "model", "host", "port", "metrics_host", "metrics_port", "enable_reflection", "backend", "threads", "max_running_seqs", "max_batch_tokens",
+    "model", "host", "port", "metrics_host", "metrics_port", "enable_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth_token_file", "backend", "threads", "max_running_seqs", "max_batch_tokens",
     "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
     "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
     "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
@@ -169,6 +175,10 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   c.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
+  c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  c.tls_key = absl::GetFlag(FLAGS_tls_key);
+  c.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  c.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   c.backend = absl::GetFlag(FLAGS_backend);
   c.threads = absl::GetFlag(FLAGS_threads);
   c.max_running_seqs = absl::GetFlag(FLAGS_max_running_seqs);
@@ -212,6 +222,12 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (c.host.empty()) return absl::InvalidArgumentError("--host is empty");
   if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda") {
     return absl::InvalidArgumentError(absl::StrCat("--backend must be auto, cpu or cuda, got '", c.backend, "'"));
+  }
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together: set both or neither");
+  }
+  if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS)");
   }
   MOED_RETURN_IF_ERROR(CheckPort("port", c.port));
   MOED_RETURN_IF_ERROR(CheckPort("metrics-port", c.metrics_port));

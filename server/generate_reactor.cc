@@ -21,19 +21,23 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
 }  // namespace
 
 GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context, const grpc::ByteBuffer& raw,
-                                 EngineService* core, const Caller& caller)
+                                 EngineService* core, const absl::StatusOr<Caller>& caller)
     : context_(context), core_(core), outbox_(std::make_shared<Outbox>(this, core->outbox_limits())) {
   arrival_ = absl::Now();
   number_ = core_->NextRequestNumber();
   record_.engine_id = EngineService::EngineId(number_);
   deadline_ = DeadlineOf(*context_);
+  if (!caller.ok()) {
+    Refuse(caller.status());
+    return;
+  }
   v1::GenerateRequest request;
   if (absl::Status parsed = ParseMessage(raw, &request); !parsed.ok()) {
     core_->Unparseable(parsed);
     Refuse(parsed);
     return;
   }
-  Start(request, caller);
+  Start(request, *caller);
 }
 
 void GenerateReactor::Refuse(const absl::Status& status) {

@@ -17,9 +17,10 @@ namespace moed::server {
 // Outbox writer token: Act() is called by whichever thread holds it (engine, pool or gRPC thread).
 class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public StreamWriter {
  public:
-  // `request`: the raw GenerateRequest bytes (parsed here; unparseable → INVALID_ARGUMENT).
+  // `request`: the raw GenerateRequest bytes (parsed here; unparseable → INVALID_ARGUMENT); `caller`: the
+  // authenticated caller, or why not (the call ends with that status).
   GenerateReactor(grpc::CallbackServerContext* context, const grpc::ByteBuffer& request, EngineService* core,
-                  const Caller& caller);
+                  const absl::StatusOr<Caller>& caller);
 
   void Act(OutboxAction action) override;
   void OnWriteDone(bool ok) override;

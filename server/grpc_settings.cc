@@ -4,12 +4,30 @@
 #include <grpc/grpc.h>
 #include <grpcpp/resource_quota.h>
 
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <grpcpp/security/server_credentials.h>
+
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "engine/common/status_macros.h"
 
 namespace moed::server {
 namespace {
 
 int Ms(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); }
+
+absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", path, ": cannot be read as PEM"));
+  }
+  return text.str();
+}
 
 }  // namespace
 
@@ -32,6 +50,20 @@ void ApplyGrpcSettings(const ServerConfig& c, grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              Ms(c.grpc_min_client_ping_interval));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(const ServerConfig& c) {
+  if (c.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  MOED_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("tls-cert", c.tls_cert));
+  MOED_ASSIGN_OR_RETURN(pair.private_key, ReadPem("tls-key", c.tls_key));
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!c.tls_client_ca.empty()) {
+    MOED_ASSIGN_OR_RETURN(options.pem_root_certs, ReadPem("tls-client-ca", c.tls_client_ca));
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
 }
 
 }  // namespace moed::server

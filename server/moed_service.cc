@@ -12,11 +12,23 @@ namespace moed::server {
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* MoedService::Generate(grpc::CallbackServerContext* context,
                                                                   const grpc::ByteBuffer* request) {
-  return new GenerateReactor(context, *request, core_, Caller{.admin = true});
+  return new GenerateReactor(context, *request, core_, CallerOf(context));
 }
 
-bool MoedService::ParseOrFinish(const grpc::ByteBuffer& request, google::protobuf::Message* message,
-                                grpc::ServerUnaryReactor* reactor) {
+absl::StatusOr<Caller> MoedService::CallerOf(grpc::CallbackServerContext* context) const {
+  const auto& metadata = context->client_metadata();
+  const auto it = metadata.find("authorization");
+  if (it == metadata.end()) return auth_->Authenticate(nullptr);
+  const std::string value(it->second.data(), it->second.size());
+  return auth_->Authenticate(&value);
+}
+
+bool MoedService::AdmitOrFinish(grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
+                                google::protobuf::Message* message, grpc::ServerUnaryReactor* reactor) {
+  if (absl::StatusOr<Caller> caller = CallerOf(context); !caller.ok()) {
+    reactor->Finish(ToGrpcStatus(caller.status()));
+    return false;
+  }
   absl::Status status = ParseMessage(request, message);
   if (status.ok()) return true;
   core_->Unparseable(status);
@@ -28,7 +40,7 @@ grpc::ServerUnaryReactor* MoedService::Tokenize(grpc::CallbackServerContext* con
                                                 grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   v1::TokenizeRequest request;
-  if (!ParseOrFinish(*raw, &request, reactor)) return reactor;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
   // The response and reactor live until Finish; the pool calls back once.
   core_->Tokenize(std::move(*request.mutable_text()), [reactor, response](absl::StatusOr<std::vector<int32_t>> ids) {
     if (!ids.ok()) return reactor->Finish(ToGrpcStatus(ids.status()));
@@ -44,7 +56,7 @@ grpc::ServerUnaryReactor* MoedService::GetModelInfo(grpc::CallbackServerContext*
                                                     const grpc::ByteBuffer* raw, grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   v1::GetModelInfoRequest request;
-  if (!ParseOrFinish(*raw, &request, reactor)) return reactor;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
   v1::ModelInfo out;
   v1::ModelInfo* response = &out;
   const EngineInfo& info = core_->queue().info();
@@ -101,7 +113,7 @@ grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContex
                                                       const grpc::ByteBuffer* raw, grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   v1::GetExpertStatsRequest request;
-  if (!ParseOrFinish(*raw, &request, reactor)) return reactor;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
   v1::ExpertStats out;
   v1::ExpertStats* response = &out;
   const EngineStats stats = core_->queue().StatsSnapshot();

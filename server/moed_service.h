@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "moed/v1/moed.grpc.pb.h"
+#include "server/auth.h"
 #include "server/engine_service.h"
 
 namespace moed::server {
@@ -12,10 +13,11 @@ namespace moed::server {
 using RawMoedService = v1::Moed::WithRawCallbackMethod_Generate<v1::Moed::WithRawCallbackMethod_Tokenize<
     v1::Moed::WithRawCallbackMethod_GetModelInfo<v1::Moed::WithRawCallbackMethod_GetExpertStats<v1::Moed::Service>>>>;
 
-// Thread-safe; `core` must outlive the gRPC server.
+// Thread-safe; `core` and `auth` must outlive the gRPC server. Every method needs a token when `auth` has
+// tokens (health and reflection are other services, exempt).
 class MoedService final : public RawMoedService {
  public:
-  explicit MoedService(EngineService* core) : core_(core) {}
+  MoedService(EngineService* core, const Authenticator* auth) : core_(core), auth_(auth) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
@@ -27,11 +29,15 @@ class MoedService final : public RawMoedService {
                                            grpc::ByteBuffer* response) override;
 
  private:
-  // Parses a unary request; on failure counts it and finishes `reactor` with INVALID_ARGUMENT.
-  bool ParseOrFinish(const grpc::ByteBuffer& request, google::protobuf::Message* message,
-                     grpc::ServerUnaryReactor* reactor);
+  // The caller of `context` per its authorization header.
+  absl::StatusOr<Caller> CallerOf(grpc::CallbackServerContext* context) const;
+  // Authenticates and parses a unary request; on failure finishes `reactor` (UNAUTHENTICATED, or
+  // INVALID_ARGUMENT counted as unparseable) and returns false.
+  bool AdmitOrFinish(grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
+                     google::protobuf::Message* message, grpc::ServerUnaryReactor* reactor);
 
   EngineService* const core_;
+  const Authenticator* const auth_;
 };
 
 }  // namespace moed::server

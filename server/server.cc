@@ -112,13 +112,22 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   s->core_ = std::make_unique<EngineService>(config, s->queue_.get(), s->metrics_.get(), shared_tokenizer,
                                              ToLimits(config, s->queue_->info(), *shared_tokenizer),
                                              std::random_device{}());
-  s->service_ = std::make_unique<MoedService>(s->core_.get());
+  if (!config.auth_token_file.empty()) {
+    absl::StatusOr<Authenticator> auth = Authenticator::Load(config.auth_token_file);
+    if (!auth.ok()) return auth.status();
+    s->auth_ = std::make_unique<Authenticator>(*std::move(auth));
+  } else {
+    s->auth_ = std::make_unique<Authenticator>();
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFor(config);
+  if (!credentials.ok()) return credentials.status();
+  s->service_ = std::make_unique<MoedService>(s->core_.get(), s->auth_.get());
   s->queue_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
   if (config.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(JoinHostPort(config.host, config.port), grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(JoinHostPort(config.host, config.port), *credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   ApplyGrpcSettings(config, builder);
   s->server_ = builder.BuildAndStart();

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/engine_service.h"
 #include "server/metrics.h"
@@ -53,6 +54,7 @@ class MoedServer {
   std::unique_ptr<MetricsHttpServer> metrics_http_;
   std::unique_ptr<RequestQueue> queue_;
   std::unique_ptr<EngineService> core_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<MoedService> service_;
   std::unique_ptr<grpc::Server> server_;
 };
