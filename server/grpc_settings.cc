@@ -4,10 +4,15 @@
 #include <grpc/grpc.h>
 #include <grpcpp/resource_quota.h>
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
+#include <vector>
 #include <sstream>
 #include <string>
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +23,19 @@ namespace moed::server {
 namespace {
 
 int Ms(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); }
+
+// Linking gRPC's reflection library registers its builder plugin for every server (a static initializer);
+// without --enable-reflection this option takes it out of the builder again.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    const std::string name = grpc::reflection::ProtoServerReflectionPlugin().name();
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const auto& p) { return p->name() == name; }),
+                   plugins->end());
+  }
+};
 
 absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
   std::ifstream in(path);
@@ -32,6 +50,11 @@ absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
 }  // namespace
 
 void ApplyGrpcSettings(const ServerConfig& c, grpc::ServerBuilder& builder) {
+  if (c.enable_reflection) {
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  } else {
+    builder.SetOption(std::make_unique<WithoutReflection>());
+  }
   builder.SetMaxReceiveMessageSize(c.max_receive_message_bytes);
   // Memory for all connections and calls together; over it gRPC refuses new work instead of growing.
   grpc::ResourceQuota quota("moed");

@@ -7,10 +7,10 @@
 #include <random>
 #include <utility>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
 #include "absl/strings/strip.h"
 #include "engine/backend/backend.h"
 #include "engine/common/status_macros.h"
@@ -125,7 +125,8 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   s->queue_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (config.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Referencing the health messages links their descriptors in, so reflection can describe the health service.
+  if (config.enable_reflection) (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(JoinHostPort(config.host, config.port), *credentials, &s->port_);
   builder.RegisterService(s->service_.get());
