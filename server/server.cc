@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
+#include "prometheus/text_serializer.h"
 #include "absl/strings/strip.h"
 #include "engine/backend/backend.h"
 #include "engine/common/status_macros.h"
@@ -63,6 +64,19 @@ int ExpertCacheSlots(const ServerConfig& c, const ModelSpec& spec) {
   return std::max(1, static_cast<int>(std::ceil(c.expert_cache_fraction * spec.num_routed_experts() - 1e-9)));
 }
 
+// /metrics (the text exposition) and / (an index), served without authentication on --metrics-host.
+std::map<std::string, HttpServer::Handler> MetricsRoutes(std::shared_ptr<prometheus::Registry> registry) {
+  std::map<std::string, HttpServer::Handler> routes;
+  routes["/metrics"] = [registry](const HttpRequest&) {
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                        prometheus::TextSerializer().Serialize(registry->Collect())};
+  };
+  routes["/"] = [](const HttpRequest&) {
+    return HttpResponse{200, "text/plain; charset=utf-8", "moed: Prometheus metrics at /metrics\n"};
+  };
+  return routes;
+}
+
 }  // namespace
 
 std::string JoinHostPort(const std::string& host, int port) {
@@ -104,8 +118,8 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   s->family_ = metrics_info.family;
   s->metrics_ = std::make_unique<ServerMetrics>(metrics_info, config.metrics_per_expert);
   MOED_ASSIGN_OR_RETURN(s->metrics_http_,
-                        MetricsHttpServer::Start(config.metrics_host.empty() ? config.host : config.metrics_host,
-                                                 config.metrics_port, s->metrics_->registry()));
+                        HttpServer::Start(config.metrics_host.empty() ? config.host : config.metrics_host,
+                                          config.metrics_port, MetricsRoutes(s->metrics_->registry())));
   s->metrics_port_ = s->metrics_http_->port();
 
   s->queue_ = std::make_unique<RequestQueue>(*std::move(engine), s->metrics_.get());

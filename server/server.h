@@ -13,7 +13,7 @@
 #include "server/config.h"
 #include "server/engine_service.h"
 #include "server/metrics.h"
-#include "server/metrics_http.h"
+#include "server/http_server.h"
 #include "server/moed_service.h"
 #include "server/request_queue.h"
 
@@ -51,7 +51,7 @@ class MoedServer {
 
   // Destruction order matters: gRPC server first, then the service, queue, metrics.
   std::unique_ptr<ServerMetrics> metrics_;
-  std::unique_ptr<MetricsHttpServer> metrics_http_;
+  std::unique_ptr<HttpServer> metrics_http_;
   std::unique_ptr<RequestQueue> queue_;
   std::unique_ptr<EngineService> core_;
   std::unique_ptr<Authenticator> auth_;

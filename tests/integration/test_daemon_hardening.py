@@ -187,3 +187,25 @@ def test_a_client_that_does_not_read_is_cut_and_its_kv_freed(make_daemon, flags,
         c = d.client.complete("Someone reads this", temperature=0, max_tokens=50, ignore_eos=True, logprobs=20,
                               timeout=60)
         assert c.completion_tokens == 50
+
+
+def test_scrape_is_fast_with_50_idle_connections_and_a_slowloris_open(daemon):
+    import socket
+    import urllib.request
+
+    host, port = daemon.metrics_url.split("//")[1].split("/")[0].rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(50)]
+    slow = socket.create_connection((host, int(port)), timeout=10)
+    slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and then one header byte at a time
+    try:
+        for i in range(5):
+            slow.sendall(b"X")
+            start = time.monotonic()
+            with urllib.request.urlopen(daemon.metrics_url, timeout=10) as r:
+                assert r.status == 200 and b"moed_requests_total" in r.read()
+            assert time.monotonic() - start < 1.0
+        with urllib.request.urlopen(daemon.metrics_url.replace("/metrics", "/"), timeout=10) as r:
+            assert r.status == 200 and b"/metrics" in r.read()
+    finally:
+        for s in idle + [slow]:
+            s.close()
