@@ -21,6 +21,7 @@ struct ServerConfig {
   int port = 50051;          // 0 = pick a free port (printed on start)
   std::string metrics_host;  // empty = --host
   int metrics_port = 9400;   // 0 = pick a free port (printed on start)
+  int health_port = 0;       // > 0: grpc.health.v1 alone, plaintext, on the metrics host; -1 = a free port; 0 = off
   bool enable_reflection = false;
 
   // Security of the front ends (health and /metrics are exempt).

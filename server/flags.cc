@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 = pick a free one");
 ABSL_FLAG(std::string, metrics_host, "", "address the /metrics endpoint binds; empty = --host");
 ABSL_FLAG(int, metrics_port, 9400, "Prometheus /metrics port; 0 = pick a free one");
+ABSL_FLAG(int, health_port, 0,
+          "also serve grpc.health.v1 alone, in plaintext, on --metrics-host:PORT (probes of a TLS server); "
+          "0 = off, -1 = a free port");
 ABSL_FLAG(bool, enable_reflection, false, "serve gRPC server reflection (for grpcurl)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of the gRPC server; with --tls-key: TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
@@ -72,7 +75,7 @@ namespace {
 
 // Every flag above, in help order.
 constexpr const char* kFlagNames[] = {
-    "model", "host", "port", "metrics_host", "metrics_port", "enable_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth_token_file", "backend", "threads", "max_running_seqs", "max_batch_tokens",
+    "model", "host", "port", "metrics_host", "metrics_port", "health_port", "enable_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth_token_file", "backend", "threads", "max_running_seqs", "max_batch_tokens",
     "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
     "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
     "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
@@ -174,6 +177,7 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.port = absl::GetFlag(FLAGS_port);
   c.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  c.health_port = absl::GetFlag(FLAGS_health_port);
   c.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
   c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   c.tls_key = absl::GetFlag(FLAGS_tls_key);
@@ -231,6 +235,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   }
   MOED_RETURN_IF_ERROR(CheckPort("port", c.port));
   MOED_RETURN_IF_ERROR(CheckPort("metrics-port", c.metrics_port));
+  if (c.health_port != -1) MOED_RETURN_IF_ERROR(CheckPort("health-port", c.health_port));
   MOED_RETURN_IF_ERROR(RequireAtLeast("threads", c.threads, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-running-seqs", c.max_running_seqs, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-batch-tokens", c.max_batch_tokens, 1));

@@ -49,6 +49,8 @@ absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
 
 }  // namespace
 
+std::unique_ptr<grpc::ServerBuilderOption> WithoutReflectionOption() { return std::make_unique<WithoutReflection>(); }
+
 void ApplyGrpcSettings(const ServerConfig& c, grpc::ServerBuilder& builder) {
   if (c.enable_reflection) {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();

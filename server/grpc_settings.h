@@ -14,6 +14,9 @@ namespace moed::server {
 
 void ApplyGrpcSettings(const ServerConfig& config, grpc::ServerBuilder& builder);
 
+// A builder option that keeps the (statically registered) reflection plugin out of a server.
+std::unique_ptr<grpc::ServerBuilderOption> WithoutReflectionOption();
+
 // Insecure without --tls-cert; TLS with it; mTLS (client certificates required and verified) with
 // --tls-client-ca. Errors name the flag whose file cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(const ServerConfig& config);

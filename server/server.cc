@@ -151,23 +151,61 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
     return absl::UnavailableError(
         absl::StrCat("--port: cannot listen on ", JoinHostPort(config.host, config.port), " (in use or bad --host?)"));
   }
-  grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
-  health->SetServingStatus("", true);
-  health->SetServingStatus(kHealthServiceName, true);
+  if (config.health_port > 0 || config.health_port == -1) {
+    // Health alone, in plaintext on the metrics address: kubelet's gRPC probes cannot speak TLS.
+    const std::string address = JoinHostPort(config.metrics_host.empty() ? config.host : config.metrics_host,
+                                             config.health_port == -1 ? 0 : config.health_port);
+    grpc::ServerBuilder health_builder;
+    health_builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->health_port_);
+    health_builder.SetOption(WithoutReflectionOption());
+    health_builder.RegisterCallbackGenericService(&s->health_only_);  // every other method: UNIMPLEMENTED
+    s->health_server_ = health_builder.BuildAndStart();
+    if (s->health_server_ == nullptr || s->health_port_ == 0) {
+      s->server_->Shutdown();
+      s->queue_->Stop();
+      return absl::UnavailableError(absl::StrCat("--health-port: cannot listen on ", address));
+    }
+  }
+  s->SetServing(true);
   return s;
+}
+
+grpc::ServerGenericBidiReactor* UnimplementedGenericService::CreateReactor(grpc::GenericCallbackServerContext*) {
+  class Unimplemented final : public grpc::ServerGenericBidiReactor {
+   public:
+    Unimplemented() { Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "only grpc.health.v1 is served here")); }
+    void OnDone() override { delete this; }
+  };
+  return new Unimplemented();
+}
+
+void MoedServer::SetServing(bool serving) {
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    if (server == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+    if (serving) {
+      health->SetServingStatus("", true);
+      health->SetServingStatus(kHealthServiceName, true);
+    } else {
+      health->SetServingStatus(false);  // every name
+    }
+  }
 }
 
 std::string MoedServer::StartupLine() const {
   const std::string& metrics_host = config_.metrics_host.empty() ? config_.host : config_.metrics_host;
-  return absl::StrCat("moed: serving ", model_name_, " (", family_, ", ", queue_->info().backend_name, ") on ",
-                      JoinHostPort(config_.host, port_), ", metrics on ", JoinHostPort(metrics_host, metrics_port_));
+  std::string line =
+      absl::StrCat("moed: serving ", model_name_, " (", family_, ", ", queue_->info().backend_name, ") on ",
+                   JoinHostPort(config_.host, port_), ", metrics on ", JoinHostPort(metrics_host, metrics_port_));
+  if (health_server_ != nullptr) absl::StrAppend(&line, ", health on ", JoinHostPort(metrics_host, health_port_));
+  return line;
 }
 
 void MoedServer::Shutdown(absl::Duration timeout) {
   if (shut_down_) return;
   shut_down_ = true;
   // Health keeps answering NOT_SERVING (gRPC keeps serving) while open streams finish and are delivered.
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  SetServing(false);
   queue_->StopAccepting();
   if (!core_->WaitStreamsClosed(timeout)) {
     const absl::Status why = absl::UnavailableError(absl::StrCat(
@@ -180,6 +218,7 @@ void MoedServer::Shutdown(absl::Duration timeout) {
   // Streams still writing to clients that do not read get a moment, then gRPC cancels them.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_->Wait();
+  if (health_server_ != nullptr) health_server_->Shutdown(std::chrono::system_clock::now());
   core_->StopPool();
   queue_->Stop();
   metrics_http_.reset();

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,11 @@ namespace moed::server {
 // The names health reports on: the whole server ("") and the Moed service.
 inline constexpr const char* kHealthServiceName = "moed.v1.Moed";
 
+// Answers every call UNIMPLEMENTED.
+class UnimplementedGenericService final : public grpc::CallbackGenericService {
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* context) override;
+};
+
 class MoedServer {
  public:
   // Loads everything and starts serving. Errors name the flag or file that is wrong.
@@ -30,6 +36,7 @@ class MoedServer {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int health_port() const { return health_port_; }  // 0 without --health-port
   // "moed: serving fortune-moe (mixtral, cpu) on 127.0.0.1:50051, metrics on 127.0.0.1:9400"
   std::string StartupLine() const;
 
@@ -41,12 +48,14 @@ class MoedServer {
 
  private:
   MoedServer() = default;
+  void SetServing(bool serving);  // health of both names, on both servers
 
   ServerConfig config_;
   std::string model_name_;
   std::string family_;
   int port_ = 0;
   int metrics_port_ = 0;
+  int health_port_ = 0;
   bool shut_down_ = false;
 
   // Destruction order matters: gRPC server first, then the service, queue, metrics.
@@ -57,6 +66,10 @@ class MoedServer {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<MoedService> service_;
   std::unique_ptr<grpc::Server> server_;
+  // --health-port: grpc.health.v1 only, plaintext. The generic service answers every other method (gRPC needs
+  // one service besides health to start a server).
+  UnimplementedGenericService health_only_;
+  std::unique_ptr<grpc::Server> health_server_;
 };
 
 // "host:port", bracketing IPv6 literals.

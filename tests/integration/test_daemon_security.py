@@ -3,13 +3,14 @@ the clients it should and refuses the others; health stays exempt; priority < 0 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
 
-from moed_client import collect, make_request, moed_pb2_grpc, pb
+from moed_client import MoedClient, collect, make_request, moed_pb2_grpc, pb
 from moed_harness import rpc_error
 
 
@@ -63,7 +64,14 @@ def tls_daemon(make_daemon, pki, *extra):
 
 
 def test_tls_admits_clients_trusting_the_ca_and_refuses_plaintext(make_daemon, pki):
-    d = tls_daemon(make_daemon, pki)
+    d = tls_daemon(make_daemon, pki, "--health-port", "-1")
+    # Probes: health alone, in plaintext, on its own port (kubelet's gRPC probes cannot speak TLS).
+    health_addr = re.search(r"health on (\S+:\d+)", d.log()).group(1)
+    with MoedClient(health_addr) as plain_health:
+        assert plain_health.health(timeout=10) == "SERVING"
+        assert plain_health.health("moed.v1.Moed", timeout=10) == "SERVING"
+        err = rpc_error(lambda: plain_health.info(timeout=10))  # and nothing but health there
+        assert err.code() == grpc.StatusCode.UNIMPLEMENTED
     channel, stub = secure_stub(d, pki)
     with channel:
         assert info_call(stub).num_layers > 0
