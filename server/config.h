@@ -12,7 +12,8 @@ enum class PerExpertMetrics { kAuto, kOn, kOff };
 
 struct ServerConfig {
   // Model and backend.
-  std::string model = "models/fortune-moe";  // model directory (or synthetic:<name>), passed to LoadModel
+  std::string model;                         // model directory (or synthetic:<name>); empty = the built-in
+                                             // fortune-moe found next to the binary (FindBuiltInModel)
   std::string backend = "auto";              // auto | cpu | cuda
   int threads = 0;                           // CPU worker threads; 0 = all hardware threads
 

@@ -1,7 +1,9 @@
 // The daemon's absl flags, the MOED_* environment fallback, and the checks on their values.
 #include "server/flags.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
@@ -16,79 +19,100 @@
 #include "engine/common/status_macros.h"
 #include "server/log.h"
 
-ABSL_FLAG(std::string, model, "models/fortune-moe", "model directory (or synthetic:<name>)");
-ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC server binds");
-ABSL_FLAG(int, port, 50051, "gRPC port; 0 = pick a free one");
-ABSL_FLAG(std::string, metrics_host, "", "address the /metrics endpoint binds; empty = --host");
-ABSL_FLAG(int, metrics_port, 9400, "Prometheus /metrics port; 0 = pick a free one");
-ABSL_FLAG(int, health_port, 0,
+namespace {
+// The one place defaults live: ServerConfig's member initializers.
+const moed::server::ServerConfig kDefaults;
+}  // namespace
+
+ABSL_FLAG(std::string, model, kDefaults.model,
+          "model directory (or synthetic:<name>); empty = the built-in fortune-moe next to the binary");
+ABSL_FLAG(std::string, host, kDefaults.host, "address the gRPC server binds");
+ABSL_FLAG(int, port, kDefaults.port, "gRPC port; 0 = pick a free one");
+ABSL_FLAG(std::string, metrics_host, kDefaults.metrics_host, "address the /metrics endpoint binds; empty = --host");
+ABSL_FLAG(int, metrics_port, kDefaults.metrics_port, "Prometheus /metrics port; 0 = pick a free one");
+ABSL_FLAG(int, health_port, kDefaults.health_port,
           "also serve grpc.health.v1 alone, in plaintext, on --metrics-host:PORT (probes of a TLS server); "
           "0 = off, -1 = a free port");
-ABSL_FLAG(bool, enable_reflection, false, "serve gRPC server reflection (for grpcurl)");
-ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of the gRPC server; with --tls-key: TLS");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
-ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: clients must present a certificate it signed (mTLS)");
-ABSL_FLAG(std::string, auth_token_file, "",
+ABSL_FLAG(bool, enable_reflection, kDefaults.enable_reflection, "serve gRPC server reflection (for grpcurl)");
+ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert, "PEM certificate chain of the gRPC server; with --tls-key: TLS");
+ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, kDefaults.tls_client_ca,
+          "PEM CA bundle: clients must present a certificate it signed (mTLS)");
+ABSL_FLAG(std::string, auth_token_file, kDefaults.auth_token_file,
           "bearer tokens, one per line ('<token>' or '<token> admin'); requests need 'authorization: Bearer <token>'; "
           "priority < 0 needs an admin token");
-ABSL_FLAG(std::string, backend, "auto", "auto | cpu | cuda");
-ABSL_FLAG(int, threads, 0, "CPU backend worker threads; 0 = all hardware threads");
-ABSL_FLAG(int, max_running_seqs, 64, "sequences in the running batch");
-ABSL_FLAG(int, max_batch_tokens, 512, "tokens per engine step (prefill chunks + decode tokens)");
-ABSL_FLAG(int, max_queue, 256, "requests waiting for the batch; more are refused with RESOURCE_EXHAUSTED");
-ABSL_FLAG(int, max_model_len, 0, "context limit in tokens; 0 = the model's");
-ABSL_FLAG(int, kv_block_size, 16, "tokens per KV-cache block");
-ABSL_FLAG(int64_t, kv_cache_bytes, 0, "KV-cache memory in bytes; 0 = enough for max-running-seqs full contexts");
-ABSL_FLAG(float, moe_capacity_factor, 0.0f, "expert capacity factor; 0 = dropless");
-ABSL_FLAG(int, expert_cache_slots, 0, "hot-expert cache: resident routed experts in total; 0 = all resident");
-ABSL_FLAG(int64_t, expert_cache_bytes, 0, "hot-expert cache: device-tier bytes for expert weights; 0 = unset");
-ABSL_FLAG(double, expert_cache_fraction, 0.0, "hot-expert cache: share (0, 1] of the routed experts resident; 0 = unset");
-ABSL_FLAG(std::string, expert_cache_policy, "lru", "hot-expert cache eviction policy: lru | lfu | load-aware");
-ABSL_FLAG(bool, expert_cache_prefetch, true, "hot-expert cache: prefetch the next layer's predicted experts");
+ABSL_FLAG(std::string, backend, kDefaults.backend, "auto | cpu | cuda");
+ABSL_FLAG(int, threads, kDefaults.threads, "CPU backend worker threads; 0 = all hardware threads");
+ABSL_FLAG(int, max_running_seqs, kDefaults.max_running_seqs, "sequences in the running batch");
+ABSL_FLAG(int, max_batch_tokens, kDefaults.max_batch_tokens, "tokens per engine step (prefill chunks + decode tokens)");
+ABSL_FLAG(int, max_queue, kDefaults.max_queue,
+          "requests waiting for the batch; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_model_len, kDefaults.max_model_len, "context limit in tokens; 0 = the model's");
+ABSL_FLAG(int, kv_block_size, kDefaults.kv_block_size, "tokens per KV-cache block");
+ABSL_FLAG(int64_t, kv_cache_bytes, kDefaults.kv_cache_bytes,
+          "KV-cache memory in bytes; 0 = enough for max-running-seqs full contexts");
+ABSL_FLAG(float, moe_capacity_factor, kDefaults.moe_capacity_factor, "expert capacity factor; 0 = dropless");
+ABSL_FLAG(int, expert_cache_slots, kDefaults.expert_cache_slots,
+          "hot-expert cache: resident routed experts in total; 0 = all resident");
+ABSL_FLAG(int64_t, expert_cache_bytes, kDefaults.expert_cache_bytes,
+          "hot-expert cache: device-tier bytes for expert weights; 0 = unset");
+ABSL_FLAG(double, expert_cache_fraction, kDefaults.expert_cache_fraction,
+          "hot-expert cache: share (0, 1] of the routed experts resident; 0 = unset");
+ABSL_FLAG(std::string, expert_cache_policy, kDefaults.expert_cache_policy,
+          "hot-expert cache eviction policy: lru | lfu | load-aware");
+ABSL_FLAG(bool, expert_cache_prefetch, kDefaults.expert_cache_prefetch,
+          "hot-expert cache: prefetch the next layer's predicted experts");
 ABSL_FLAG(std::string, metrics_per_expert, "auto", "auto | on | off (auto: while layers x experts <= 4096)");
-ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(30), "how long in-flight streams may finish after SIGTERM");
-ABSL_FLAG(int, max_tokens_limit, 0, "largest max_tokens a request may ask for; 0 = the context length");
-ABSL_FLAG(int, default_max_tokens, 16, "max_tokens when a request leaves it unset");
-ABSL_FLAG(int, max_stop_strings, 8, "stop strings per request");
-ABSL_FLAG(int, max_stop_length, 64, "bytes per stop string");
-ABSL_FLAG(int, max_logprobs, 20, "largest sampling.logprobs a request may ask for");
-ABSL_FLAG(int64_t, max_prompt_bytes, 0,
+ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
+          "how long in-flight streams may finish after SIGTERM");
+ABSL_FLAG(int, max_tokens_limit, kDefaults.max_tokens_limit,
+          "largest max_tokens a request may ask for; 0 = the context length");
+ABSL_FLAG(int, default_max_tokens, kDefaults.default_max_tokens, "max_tokens when a request leaves it unset");
+ABSL_FLAG(int, max_stop_strings, kDefaults.max_stop_strings, "stop strings per request");
+ABSL_FLAG(int, max_stop_length, kDefaults.max_stop_length, "bytes per stop string");
+ABSL_FLAG(int, max_logprobs, kDefaults.max_logprobs, "largest sampling.logprobs a request may ask for");
+ABSL_FLAG(int64_t, max_prompt_bytes, kDefaults.max_prompt_bytes,
           "largest prompt text in bytes; 0 = what the context can hold (context x the longest token's bytes)");
-ABSL_FLAG(int, max_receive_message_bytes, 4 << 20, "largest gRPC message the server accepts");
-ABSL_FLAG(int, tokenizer_threads, 2, "threads that tokenize prompts (never gRPC's threads)");
-ABSL_FLAG(int, tokenizer_queue, 64, "prompts waiting for a tokenizer thread; more are refused with RESOURCE_EXHAUSTED");
-ABSL_FLAG(int64_t, stream_buffer_bytes, 1 << 20,
+ABSL_FLAG(int, max_receive_message_bytes, kDefaults.max_receive_message_bytes,
+          "largest gRPC message the server accepts");
+ABSL_FLAG(int, tokenizer_threads, kDefaults.tokenizer_threads, "threads that tokenize prompts (never gRPC's threads)");
+ABSL_FLAG(int, tokenizer_queue, kDefaults.tokenizer_queue,
+          "prompts waiting for a tokenizer thread; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, stream_buffer_bytes, kDefaults.stream_buffer_bytes,
           "output bytes that may wait for one slow client; more cut the stream with RESOURCE_EXHAUSTED");
-ABSL_FLAG(absl::Duration, stream_stall_timeout, absl::Seconds(30),
+ABSL_FLAG(absl::Duration, stream_stall_timeout, kDefaults.stream_stall_timeout,
           "a stream whose client has not read for this long is cut with RESOURCE_EXHAUSTED");
-ABSL_FLAG(std::string, log_format, "text", "text | json");
-ABSL_FLAG(int, grpc_max_streams_per_connection, 1000, "concurrent gRPC calls on one connection");
-ABSL_FLAG(absl::Duration, grpc_handshake_timeout, absl::Seconds(10), "close connections not set up within this");
-ABSL_FLAG(absl::Duration, grpc_idle_timeout, absl::Minutes(5), "close connections without calls for this long");
-ABSL_FLAG(absl::Duration, grpc_keepalive_time, absl::Minutes(1), "ping quiet connections this often");
-ABSL_FLAG(absl::Duration, grpc_min_client_ping_interval, absl::Seconds(10),
+ABSL_FLAG(std::string, log_format, kDefaults.log_format, "text | json");
+ABSL_FLAG(int, grpc_max_streams_per_connection, kDefaults.grpc_max_streams_per_connection,
+          "concurrent gRPC calls on one connection");
+ABSL_FLAG(absl::Duration, grpc_handshake_timeout, kDefaults.grpc_handshake_timeout,
+          "close connections not set up within this");
+ABSL_FLAG(absl::Duration, grpc_idle_timeout, kDefaults.grpc_idle_timeout,
+          "close connections without calls for this long");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time, kDefaults.grpc_keepalive_time, "ping quiet connections this often");
+ABSL_FLAG(absl::Duration, grpc_min_client_ping_interval, kDefaults.grpc_min_client_ping_interval,
           "clients pinging more often than this are disconnected (keepalive enforcement)");
-ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{1} << 30, "memory gRPC may use for all connections and calls");
+ABSL_FLAG(int64_t, grpc_memory_bytes, kDefaults.grpc_memory_bytes, "memory gRPC may use for all connections and calls");
 
 namespace moed::server {
 namespace {
 
-// Every flag above, in help order.
-constexpr const char* kFlagNames[] = {
-    "model", "host", "port", "metrics_host", "metrics_port", "health_port", "enable_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth_token_file", "backend", "threads", "max_running_seqs", "max_batch_tokens",
-    "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
-    "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
-    "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
-    "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes", "tokenizer_threads", "tokenizer_queue",
-    "stream_buffer_bytes", "stream_stall_timeout", "log_format", "grpc_max_streams_per_connection",
-    "grpc_handshake_timeout", "grpc_idle_timeout", "grpc_keepalive_time", "grpc_min_client_ping_interval",
-    "grpc_memory_bytes"};
+// Every flag defined in this file (found by reflection, so a new flag needs no list), by name.
+const std::vector<std::string>& FlagNames() {
+  static const std::vector<std::string>* names = [] {
+    auto* out = new std::vector<std::string>();
+    for (const auto& [name, flag] : absl::GetAllFlags()) {
+      if (absl::EndsWith(flag->Filename(), "server/flags.cc")) out->push_back(std::string(name));
+    }
+    std::sort(out->begin(), out->end());
+    return out;
+  }();
+  return *names;
+}
 
 bool IsOurFlag(absl::string_view name) {
-  for (const char* n : kFlagNames) {
-    if (name == n) return true;
-  }
-  return false;
+  const std::vector<std::string>& names = FlagNames();
+  return std::binary_search(names.begin(), names.end(), name);
 }
 
 std::string Dashed(absl::string_view name) { return absl::StrReplaceAll(name, {{"_", "-"}}); }
@@ -139,7 +163,7 @@ std::string EnvVarForFlag(absl::string_view flag_name) {
 
 absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLookup& env) {
   // Environment first: it becomes the default the command line may override.
-  for (const char* name : kFlagNames) {
+  for (const std::string& name : FlagNames()) {
     const std::string var = EnvVarForFlag(name);
     std::optional<std::string> value = env(var);
     if (!value.has_value()) continue;
@@ -222,7 +246,6 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
 }
 
 absl::Status ValidateServerConfig(const ServerConfig& c) {
-  if (c.model.empty()) return absl::InvalidArgumentError("--model is empty");
   if (c.host.empty()) return absl::InvalidArgumentError("--host is empty");
   if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda") {
     return absl::InvalidArgumentError(absl::StrCat("--backend must be auto, cpu or cuda, got '", c.backend, "'"));
@@ -294,9 +317,27 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> FindBuiltInModel() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return absl::NotFoundError("--model is not set and the executable's path is unknown");
+  const std::filesystem::path dir = exe.parent_path();
+  std::string looked;
+  for (const std::filesystem::path& candidate :
+       {dir / "models" / "fortune-moe", dir / ".." / "models" / "fortune-moe",
+        dir / ".." / "share" / "moed" / "models" / "fortune-moe"}) {
+    if (std::filesystem::exists(candidate / "config.json", ec)) {
+      return std::filesystem::weakly_canonical(candidate, ec).string();
+    }
+    absl::StrAppend(&looked, looked.empty() ? "" : ", ", candidate.lexically_normal().string());
+  }
+  return absl::NotFoundError(absl::StrCat("--model is not set and the built-in model is not next to the binary "
+                                          "(looked in ", looked, ")"));
+}
+
 std::string UsageText() {
   std::string out = "usage: moed [--flag=value ...]; every flag may also be set as MOED_<FLAG> in the environment\n";
-  for (const char* name : kFlagNames) {
+  for (const std::string& name : FlagNames()) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) continue;
     absl::StrAppend(&out, "  --", Dashed(name), " (", EnvVarForFlag(name), ", default ", flag->DefaultValue(),

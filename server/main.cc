@@ -32,6 +32,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   SetLogFormat(*ParseLogFormat(config->log_format));  // validated with the flags
+  if (config->model.empty()) {
+    absl::StatusOr<std::string> builtin = FindBuiltInModel();
+    if (!builtin.ok()) {
+      std::fprintf(stderr, "moed: %s\n", std::string(builtin.status().message()).c_str());
+      return 2;
+    }
+    config->model = *builtin;
+  }
   SignalWaiter signals;
   absl::StatusOr<std::unique_ptr<MoedServer>> server = MoedServer::Start(*config);
   if (!server.ok()) {

@@ -209,3 +209,26 @@ def test_scrape_is_fast_with_50_idle_connections_and_a_slowloris_open(daemon):
     finally:
         for s in idle + [slow]:
             s.close()
+
+
+def test_version_help_and_the_default_model_from_any_directory(tmp_path):
+    import re
+    import signal
+    import subprocess
+
+    from moed_harness import binary
+
+    moed = str(binary("moed"))
+    v = subprocess.run([moed, "--version"], capture_output=True, text=True, timeout=30)
+    assert v.returncode == 0 and re.fullmatch(r"moed \d+\.\d+\.\d+ \(revision \S+\)\n", v.stdout), v.stdout
+    h = subprocess.run([moed, "--help"], capture_output=True, text=True, timeout=30)
+    assert h.returncode == 0 and "--stream-stall-timeout" in h.stdout and "MOED_AUTH_TOKEN_FILE" in h.stdout
+    # No --model, started from a directory with no models/ in it: the built-in model next to the binary.
+    proc = subprocess.Popen([moed, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--backend", "cpu"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "moed: serving fortune-moe" in line, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0

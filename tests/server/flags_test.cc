@@ -39,7 +39,7 @@ TEST(Flags, EnvVarNames) {
 TEST(Flags, Defaults) {
   absl::StatusOr<ServerConfig> c = Parse({});
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->model, "models/fortune-moe");
+  EXPECT_EQ(c->model, "");  // the built-in model, found next to the binary by main
   EXPECT_EQ(c->host, "0.0.0.0");
   EXPECT_EQ(c->port, 50051);
   EXPECT_EQ(c->metrics_port, 9400);

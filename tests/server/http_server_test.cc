@@ -29,7 +29,9 @@ int Connect(int port) {
   return fd;
 }
 
-void Send(int fd, const std::string& s) { ASSERT_EQ(send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
+void Send(int fd, const std::string& s) {
+  ASSERT_EQ(send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+}
 
 // Reads one response (headers + Content-Length body), or "" at EOF.
 std::string ReadResponse(int fd) {

@@ -2,13 +2,12 @@
 // and per-step deltas from EngineStats.
 #include "server/metrics.h"
 
-#include "moed/version.h"
-
 #include <set>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "moed/version.h"
 #include "prometheus/text_serializer.h"
 
 namespace moed::server {
@@ -78,7 +77,8 @@ TEST(Metrics, EveryFamilyWithItsStartUpLabelSets) {
   EXPECT_TRUE(m.per_expert());
   const auto families = m.registry()->Collect();
   for (const char* name :
-       {"moed_info", "moed_build_info", "moed_requests_total", "moed_requests_rejected_total", "moed_requests_running", "moed_streams_open",
+       {"moed_info", "moed_build_info", "moed_requests_total", "moed_requests_rejected_total",
+        "moed_requests_running", "moed_streams_open",
         "moed_requests_waiting", "moed_time_to_first_token_seconds", "moed_inter_token_latency_seconds",
         "moed_request_duration_seconds", "moed_queue_time_seconds", "moed_batch_tokens", "moed_prompt_tokens_total",
         "moed_generated_tokens_total", "moed_kv_cache_usage_ratio", "moed_kv_cache_blocks_used",
