@@ -136,3 +136,24 @@ def test_bad_security_flags_are_refused_at_start(tmp_path):
         out = subprocess.run([str(binary("moed")), "--model", str(MODEL_DIR), "--backend", "cpu", *args], capture_output=True, text=True,
                              timeout=60)
         assert out.returncode == 2 and want in out.stderr, (args, out.stderr)
+
+
+def test_moectl_and_moe_bench_reach_a_tls_and_token_server(make_daemon, pki, tmp_path):
+    from moed_harness import run_tool
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text("cli-token\n")
+    d = tls_daemon(make_daemon, pki, "--auth-token-file", str(tokens))
+    tls = ["--addr", d.addr, "--tls-ca", str(pki / "server.crt").replace("server.crt", "ca.crt")]
+    ok = run_tool("moectl", [*tls, "--token", "cli-token", "info"])
+    assert ok.returncode == 0 and "fortune-moe" in ok.stdout, ok.stderr
+    refused = run_tool("moectl", [*tls, "info"])
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr, refused.stderr
+    plain = run_tool("moectl", ["--addr", d.addr, "--token", "cli-token", "--timeout", "5s", "info"])
+    assert plain.returncode == 1 and "UNAVAILABLE" in plain.stderr, plain.stderr
+    bench = run_tool("moe-bench", [*tls, "--token", "cli-token", "--concurrency", "2", "--num-requests", "4",
+                                   "--output-len", "4"])
+    assert bench.returncode == 0, bench.stderr
+    for tool in ("moectl", "moe-bench"):
+        v = run_tool(tool, ["--version"])
+        assert v.returncode == 0 and v.stdout.startswith(f"{tool} "), v.stdout
