@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # moed.sh — one entry point for users and CI: install what is missing, build, serve, test.
 #   ./moed.sh serve [moed flags…]   set up, build, and serve the built-in model (models/fortune-moe)
-#   ./moed.sh test                  set up, build, and run every test (what CI runs)
+#   ./moed.sh test                  set up, build, and run every test (what CI runs), then the GPU harness's
+#                                   rehearsal (bench/cuda/on_device.sh --rehearse) when the build has CUDA
 #   ./moed.sh setup | build         the individual steps
+#   ./moed.sh test-cpp              set up, build, and run ctest only (CI runs it with MOED_CUDA=OFF too)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -14,7 +16,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 python3-venv python3-pip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libsentencepiece-dev nlohmann-json3-dev libre2-dev
-  prometheus libicu-dev libboost-dev
+  prometheus libicu-dev xz-utils binutils libboost-dev
 )
 
 log() { printf '[moed.sh] %s\n' "$*" >&2; }
@@ -60,12 +62,24 @@ build() {
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }
 
-run_tests() {
+has_cuda_build() { grep -q 'moed_engine_cuda' "$BUILD_DIR/build.ninja" 2>/dev/null; }
+
+run_ctest() {
   log "C++ tests (ctest)"
   (cd "$BUILD_DIR" && ctest --output-on-failure --no-tests=error -j "$JOBS" --timeout 900)
+}
+
+run_tests() {
+  run_ctest
   if compgen -G "$ROOT/tests/**/test_*.py" >/dev/null || ls "$ROOT"/tests/*/test_*.py >/dev/null 2>&1; then
     log "Python tests (pytest)"
     MOED_BUILD_DIR="$BUILD_DIR" "$VENV/bin/python" -m pytest -q "$ROOT/tests"
+  fi
+  if has_cuda_build; then
+    log "GPU harness rehearsal (bench/cuda/on_device.sh --rehearse)"
+    MOED_BUILD_DIR="$BUILD_DIR" OUT="$BUILD_DIR/rehearsal-out" bash "$ROOT/bench/cuda/on_device.sh" --rehearse
+  else
+    log "GPU harness rehearsal skipped: this build has no CUDA (nvcc not found or MOED_CUDA=OFF)"
   fi
 }
 
@@ -85,5 +99,6 @@ case "$cmd" in
   build) setup; build ;;
   serve) setup; build; serve "$@" ;;
   test) setup; build; run_tests ;;
-  *) echo "usage: $0 {serve|test|setup|build} [args…]" >&2; exit 2 ;;
+  test-cpp) setup; build; run_ctest ;;
+  *) echo "usage: $0 {serve|test|test-cpp|setup|build} [args…]" >&2; exit 2 ;;
 esac

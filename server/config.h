@@ -15,6 +15,7 @@ struct ServerConfig {
   std::string model;                         // model directory (or synthetic:<name>); empty = the built-in
                                              // fortune-moe found next to the binary (FindBuiltInModel)
   std::string backend = "auto";              // auto | cpu | cuda
+  std::string tokenizer;                     // tokenizer directory instead of the model's; empty = the model's own
   int threads = 0;                           // CPU worker threads; 0 = all hardware threads
 
   // Network.

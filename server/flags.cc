@@ -25,7 +25,10 @@ const moed::server::ServerConfig kDefaults;
 }  // namespace
 
 ABSL_FLAG(std::string, model, kDefaults.model,
-          "model directory (or synthetic:<name>); empty = the built-in fortune-moe next to the binary");
+          "model directory, or synthetic:<name>[-small] (random weights at a published shape); "
+          "empty = the built-in fortune-moe next to the binary");
+ABSL_FLAG(std::string, tokenizer, kDefaults.tokenizer,
+          "tokenizer directory instead of the model's (a synthetic model has none)");
 ABSL_FLAG(std::string, host, kDefaults.host, "address the gRPC server binds");
 ABSL_FLAG(int, port, kDefaults.port, "gRPC port; 0 = pick a free one");
 ABSL_FLAG(std::string, metrics_host, kDefaults.metrics_host, "address the /metrics endpoint binds; empty = --host");
@@ -208,6 +211,7 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   c.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   c.backend = absl::GetFlag(FLAGS_backend);
+  c.tokenizer = absl::GetFlag(FLAGS_tokenizer);
   c.threads = absl::GetFlag(FLAGS_threads);
   c.max_running_seqs = absl::GetFlag(FLAGS_max_running_seqs);
   c.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);

@@ -17,6 +17,7 @@
 #include "engine/common/status_macros.h"
 #include "engine/model/model.h"
 #include "engine/runtime/engine_core.h"
+#include "engine/runtime/model_source.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/grpc_settings.h"
 
@@ -89,11 +90,15 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   s->config_ = config;
   s->model_name_ = ModelName(config.model);
 
-  absl::StatusOr<std::shared_ptr<const Model>> model = LoadModel(config.model);
-  if (!model.ok()) return Prefixed(absl::StrCat("--model ", config.model, ": "), model.status());
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(config.model);
-  if (!tokenizer.ok()) return Prefixed(absl::StrCat("--model ", config.model, ": "), tokenizer.status());
-  std::shared_ptr<const Tokenizer> shared_tokenizer = std::move(*tokenizer);
+  absl::StatusOr<std::string> backend_kind = ResolveBackendKind(config.backend);
+  if (!backend_kind.ok()) return Prefixed(absl::StrCat("--backend ", config.backend, ": "), backend_kind.status());
+  ModelSourceOptions source;
+  source.backend = *backend_kind;
+  source.tokenizer_dir = config.tokenizer;
+  absl::StatusOr<OpenedModel> opened = OpenModel(config.model, source);
+  if (!opened.ok()) return Prefixed(absl::StrCat("--model ", config.model, ": "), opened.status());
+  const std::shared_ptr<const Model>* model = &opened->model;
+  std::shared_ptr<const Tokenizer> shared_tokenizer = opened->tokenizer;
 
   BackendOptions backend_options;
   backend_options.moe_capacity_factor = config.moe_capacity_factor;
@@ -102,7 +107,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   backend_options.expert_cache_bytes = config.expert_cache_bytes;
   backend_options.expert_cache_policy = config.expert_cache_policy;
   backend_options.expert_cache_prefetch = config.expert_cache_prefetch;
-  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(config.backend, *model, backend_options);
+  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*backend_kind, *model, backend_options);
   if (!backend.ok()) return Prefixed(absl::StrCat("--backend ", config.backend, ": "), backend.status());
   absl::StatusOr<std::unique_ptr<EngineCore>> engine =
       EngineCore::Create(*std::move(backend), shared_tokenizer, ToEngineConfig(config));

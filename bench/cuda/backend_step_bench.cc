@@ -2,7 +2,7 @@
 // batch 1/16/64 and one prefill of 2048 tokens. Decode floor = bytes read per step (non-expert weights, experts
 // touched in the step, LM head, KV) / copy bandwidth; prefill floor = FLOPs / bf16 rate. Both measured here.
 // Usage: gpu-backend-step-bench [--models olmoe-1b-7b,qwen3-30b-a3b] [--batches 1,16,64] [--context 512]
-//        [--prefill 2048] [--skew 1.0] [--steps 20]
+//        [--prefill 2048] [--skew 1.0] [--steps 20] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +27,7 @@ struct Args {
   int prefill = 2048;
   float skew = 1.0f;
   int steps = 20;
+  std::string json;  // rows written here as JSON (device_floor.h)
 };
 
 absl::StatusOr<std::vector<int>> IntList(absl::string_view v) {
@@ -43,7 +44,9 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], v = argv[i + 1];
-    if (flag == "--models") {
+    if (flag == "--json") {
+      a.json = v;
+    } else if (flag == "--models") {
       a.models = absl::StrSplit(v, ',');
     } else if (flag == "--batches") {
       MOED_ASSIGN_OR_RETURN(a.batches, IntList(v));
@@ -62,7 +65,7 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
-absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor) {
+absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor, BenchRows& rows) {
   SyntheticOptions so;
   so.materialize = false;
   so.router_skew = args.skew;
@@ -109,6 +112,8 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
     const double fl = flops / floor.bf16_flops_per_s;
     std::printf("prefill %5d tokens: %8.2f ms   floor %7.2f ms (%5.1f%%)\n", args.prefill, t * 1e3, fl * 1e3,
                 100.0 * fl / t);
+    rows.push_back({{"bench", "backend_prefill"}, {"model", name}, {"tokens", args.prefill}, {"time_ms", t * 1e3},
+                    {"floor_ms", fl * 1e3}, {"fraction", fl / t}, {"floor_kind", "flop"}});
   }
 
   // Decode: `batch` sequences each holding `context` cached tokens (prefilled once), then `steps` decode steps.
@@ -157,6 +162,9 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
     const double per = total / args.steps, fl = floor_s / args.steps;
     std::printf("decode batch %3d (context %d): %8.3f ms/step  %8.1f tok/s   floor %7.3f ms (%5.1f%%)\n", bs,
                 args.context, per * 1e3, bs / per, fl * 1e3, 100.0 * fl / per);
+    rows.push_back({{"bench", "backend_decode"}, {"model", name}, {"batch", bs}, {"context", args.context},
+                    {"time_ms", per * 1e3}, {"tok_per_s", bs / per}, {"floor_ms", fl * 1e3}, {"fraction", fl / per},
+                    {"floor_kind", "hbm"}});
   }
   return absl::OkStatus();
 }
@@ -167,8 +175,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());
     return 2;
   }
-  return RunOnEachModel(args->models, [&](const std::string& m, const DeviceFloor& floor) {
-    return BenchModel(m, *args, floor);
+  return RunOnEachModel(args->models, args->json, [&](const std::string& m, const DeviceFloor& floor, BenchRows& rows) {
+    return BenchModel(m, *args, floor, rows);
   });
 }
 

@@ -1,6 +1,6 @@
 // MoE layer alone at published shapes (Mixtral-8x7B, OLMoE-1B-7B, Qwen3-30B-A3B), 1..16384 tokens: time per call
 // vs the floor max(bytes of the experts touched / copy bandwidth, FLOPs / bf16 GEMM rate), both measured here.
-// Usage: gpu-moe-layer-bench [--models a,b] [--tokens 1,64,16384] [--skew 0] [--iters 20]
+// Usage: gpu-moe-layer-bench [--models a,b] [--tokens 1,64,16384] [--skew 0] [--iters 20] [--json FILE]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -31,6 +31,7 @@ struct Args {
   std::vector<int> tokens = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
   float skew = 0.0f;
   int iters = 20;
+  std::string json;  // rows written here as JSON (device_floor.h)
 };
 
 absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
@@ -48,6 +49,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       }
     } else if (flag == "--skew") {
       if (!absl::SimpleAtof(value, &a.skew)) return absl::InvalidArgumentError("--skew: not a number");
+    } else if (flag == "--json") {
+      a.json = value;
     } else if (flag == "--iters") {
       if (!absl::SimpleAtoi(value, &a.iters) || a.iters < 1) return absl::InvalidArgumentError("--iters: bad count");
     } else {
@@ -57,7 +60,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   return a;
 }
 
-absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor) {
+absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor, BenchRows& rows) {
   MOED_ASSIGN_OR_RETURN(const ModelSpec spec, SyntheticModelSpec(name, false));
   const int64_t H = spec.hidden_size, F = spec.moe_intermediate_size, E = spec.num_experts;
   cuda::MoeShape s{static_cast<int>(H), static_cast<int>(E), spec.top_k, static_cast<int>(F), spec.norm_topk_prob, 0};
@@ -116,6 +119,9 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
     const double fl = std::max(bytes / floor.bandwidth_bytes_per_s, flops / floor.bf16_flops_per_s);
     std::printf("%8d %10.4f %10.4f %7.1f%% %9d %12.1f %10.1f\n", T, t * 1e3, fl * 1e3, 100.0 * fl / t, touched,
                 bytes / t / 1e9, flops / t / 1e12);
+    rows.push_back({{"bench", "moe_layer"}, {"model", name}, {"tokens", T}, {"time_ms", t * 1e3},
+                    {"floor_ms", fl * 1e3}, {"fraction", fl / t}, {"experts_touched", touched},
+                    {"floor_kind", bytes / floor.bandwidth_bytes_per_s >= flops / floor.bf16_flops_per_s ? "hbm" : "flop"}});
   }
   return absl::OkStatus();
 }
@@ -126,8 +132,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());
     return 2;
   }
-  return RunOnEachModel(args->models, [&](const std::string& m, const DeviceFloor& floor) {
-    return BenchModel(m, *args, floor);
+  return RunOnEachModel(args->models, args->json, [&](const std::string& m, const DeviceFloor& floor, BenchRows& rows) {
+    return BenchModel(m, *args, floor, rows);
   });
 }
 

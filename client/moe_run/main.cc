@@ -1,5 +1,6 @@
-// moe-run: offline generation — loads a model directory, tokenizes, generates, prints text or JSON.
-//   moe-run --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
+// moe-run: offline generation — loads a model directory (or a synthetic model), tokenizes, generates, prints text
+// or JSON.
+//   moe-run --model DIR|synthetic:NAME[-small] [--tokenizer DIR] (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
 //           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--logits-out FILE]
 //           [--backend auto|cpu|cuda] [--threads N] [--moe-capacity-factor F]
 //           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch on|off]
@@ -22,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "engine/backend/backend.h"
+#include "engine/runtime/model_source.h"
 #include "engine/cache/cache_policy.h"
 #include "engine/model/model.h"
 #include "engine/runtime/generate.h"
@@ -43,6 +45,7 @@ struct Args {
   bool json = false;
   std::string logits_out;
   std::string backend = "auto";
+  std::string tokenizer;  // tokenizer directory instead of the model's
   int threads = 0;
   float capacity_factor = 0.0f;
   std::optional<std::string> prompts_file;
@@ -83,6 +86,7 @@ std::optional<ArgError> ApplyFlag(const std::string& flag, const std::string& v,
   else if (flag == "--prompt-ids") a.prompt_ids = v;
   else if (flag == "--logits-out") a.logits_out = v;
   else if (flag == "--backend") a.backend = v;
+  else if (flag == "--tokenizer") a.tokenizer = v;
   else if (flag == "--prompts-file") a.prompts_file = v;
   else if (flag == "--stats-out") a.stats_out = v;
   else if (flag == "--expert-cache-slots") return ParseInt(flag, v, 0, &a.cache_slots);
@@ -264,10 +268,17 @@ std::optional<ArgError> ReadPrompts(const Args& a, const Tokenizer& tokenizer, i
 int Run(int argc, char** argv) {
   Args a;
   if (auto err = ParseArgs(argc, argv, a)) return Fail(kUsageError, err->message);
-  auto model = LoadModel(a.model);
-  if (!model.ok()) return Fail(kUsageError, std::string(model.status().message()));
-  auto tokenizer = LoadTokenizer(a.model);
-  if (!tokenizer.ok()) return Fail(kUsageError, std::string(tokenizer.status().message()));
+  auto backend_kind = ResolveBackendKind(a.backend);
+  if (!backend_kind.ok()) {
+    return Fail(kUsageError, "--backend " + a.backend + ": " + std::string(backend_kind.status().message()));
+  }
+  ModelSourceOptions source;
+  source.backend = *backend_kind;
+  source.tokenizer_dir = a.tokenizer;
+  auto opened = OpenModel(a.model, source);
+  if (!opened.ok()) return Fail(kUsageError, std::string(opened.status().message()));
+  const std::shared_ptr<const Model>* model = &opened->model;
+  const std::shared_ptr<const Tokenizer>* tokenizer = &opened->tokenizer;
   const ModelSpec& spec = (*model)->spec;
 
   std::vector<std::vector<int32_t>> prompts;
@@ -290,7 +301,7 @@ int Run(int argc, char** argv) {
   bo.expert_cache_slots = a.cache_slots;
   bo.expert_cache_policy = a.cache_policy;
   bo.expert_cache_prefetch = a.cache_prefetch;
-  auto backend = CreateBackend(a.backend, *model, bo);
+  auto backend = CreateBackend(*backend_kind, *model, bo);
   if (!backend.ok()) {
     return Fail(kUsageError, "--backend " + a.backend + ": " + std::string(backend.status().message()));
   }

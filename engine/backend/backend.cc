@@ -12,6 +12,19 @@
 
 namespace moed {
 
+absl::StatusOr<std::string> ResolveBackendKind(std::string_view kind) {
+  if (kind != "cpu" && kind != "cuda" && kind != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unknown backend '%s' (expected auto, cpu or cuda)", std::string(kind)));
+  }
+#ifdef MOED_HAVE_CUDA
+  if (kind == "cuda" || (kind == "auto" && CudaDeviceUsable())) return std::string("cuda");
+#else
+  if (kind == "cuda") return absl::UnavailableError("backend 'cuda': moed was built without CUDA");
+#endif
+  return std::string("cpu");
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view kind, std::shared_ptr<const Model> model,
                                                        const BackendOptions& options) {
   if (kind != "cpu" && kind != "cuda" && kind != "auto") {

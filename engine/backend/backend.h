@@ -97,6 +97,10 @@ class Backend {
   virtual absl::Status Step(const StepBatch& batch, StepOutput* out) = 0;
 };
 
+// "cpu" or "cuda" for `kind` ("auto": CUDA when compiled in and a device is usable, else CPU). INVALID_ARGUMENT for an
+// unknown kind, UNAVAILABLE for "cuda" in a build without CUDA.
+absl::StatusOr<std::string> ResolveBackendKind(std::string_view kind);
+
 // kind: "cpu", "cuda", or "auto" (CUDA when a device is usable, else CPU).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view kind,
                                                        std::shared_ptr<const Model> model,

@@ -70,7 +70,8 @@ def test_logits_out_matches_golden(tmp_path):
     assert obj["output_ids"] == [] and obj["text"] == ""
     logits = json.loads(path.read_text())
     assert len(logits) == len(case["last_logits"]) == 4096
-    assert max(abs(a - b) for a, b in zip(logits, case["last_logits"])) <= 1e-3
+    # fp32 CPU against transformers' fp32: measured 1.1e-5 on fortune-moe's trained logits; 5e-5 leaves ~4x margin.
+    assert max(abs(a - b) for a, b in zip(logits, case["last_logits"])) <= 5e-5
 
 
 def test_max_tokens_zero_prints_empty_line():

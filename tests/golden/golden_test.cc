@@ -16,8 +16,19 @@
 namespace moed {
 namespace {
 
-constexpr float kLogitTolerance = 1e-3f;
+// A greedy step whose top-2 margin is below this may legitimately flip: compare tokens up to it.
 constexpr float kMarginTolerance = 1e-3f;
+
+// One golden checkpoint and the logit error its data needs. Measured max |logit - golden| (fp32 CPU, with the
+// goldens rounded to 1e-6): ~1.5e-6 on the tiny fixtures, 1.1e-5 on fortune-moe (larger, trained logits). The
+// bounds leave ~10x (fixtures) and ~4x (fortune-moe) of margin; a wrong q/k-norm epsilon (1e-6 for 1e-5) gives
+// ~4e-5 on tiny-qwen3-moe and fails. The same bound holds chunked and token-by-token prefill to the whole prompt.
+struct Golden {
+  std::string dir;        // relative to the source tree
+  float logit_tolerance;  // max |logit - golden| allowed at the last prompt position
+};
+
+void PrintTo(const Golden& g, std::ostream* os) { *os << g.dir; }
 
 nlohmann::json ReadJson(const std::string& path) {
   std::ifstream in(path);
@@ -45,9 +56,9 @@ GenerateResult RunGreedy(Backend& backend, const std::vector<int32_t>& prompt, i
   return r.ok() ? *std::move(r) : GenerateResult{};
 }
 
-class GoldenTest : public ::testing::TestWithParam<std::string> {
+class GoldenTest : public ::testing::TestWithParam<Golden> {
  protected:
-  std::string Dir() const { return std::string(MOED_SOURCE_DIR) + "/" + GetParam(); }
+  std::string Dir() const { return std::string(MOED_SOURCE_DIR) + "/" + GetParam().dir; }
 };
 
 TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
@@ -60,8 +71,8 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
   const bool fortune = golden["cases"][0].contains("greedy_ids");
   float worst = 0, worst_chunked = 0;
   for (const auto& c : golden["cases"]) {
-    SCOPED_TRACE(c["prompt"].get<std::string>());
     const auto ids = c["input_ids"].get<std::vector<int32_t>>();
+    SCOPED_TRACE(c["prompt"].get<std::string>().substr(0, 60) + " (" + std::to_string(ids.size()) + " tokens)");
     const auto want_logits = c["last_logits"].get<std::vector<float>>();
     std::vector<int32_t> want_greedy;
     std::vector<float> margins;
@@ -76,22 +87,25 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
     }
     const GenerateResult whole = RunGreedy(**backend, ids, static_cast<int>(want_greedy.size()), 512);
     const float err = MaxAbsDiff(whole.prompt_logits, want_logits);
-    EXPECT_LE(err, kLogitTolerance);
+    EXPECT_LE(err, GetParam().logit_tolerance);
     worst = std::max(worst, err);
     ASSERT_EQ(whole.output_ids.size(), want_greedy.size());
     for (size_t i = 0; i < want_greedy.size(); ++i) {
       if (margins[i] < kMarginTolerance) break;  // a near-tie: either token is right from here on
-      ASSERT_EQ(whole.output_ids[i], want_greedy[i]) << "greedy step " << i;
+      if (whole.output_ids[i] != want_greedy[i]) {  // later steps follow from a different token: stop comparing
+        ADD_FAILURE() << "greedy step " << i << ": " << whole.output_ids[i] << " != golden " << want_greedy[i];
+        break;
+      }
     }
     // Chunked prefill (3 tokens per step) and one token per step reach the same logits.
     for (int chunk : {3, 1}) {
       const GenerateResult part = RunGreedy(**backend, ids, 0, chunk);
       const float d = MaxAbsDiff(part.prompt_logits, whole.prompt_logits);
-      EXPECT_LE(d, 1e-4f) << "prefill chunk " << chunk;
+      EXPECT_LE(d, GetParam().logit_tolerance) << "prefill chunk " << chunk;
       worst_chunked = std::max(worst_chunked, d);
     }
   }
-  std::cout << "[golden] " << GetParam() << ": max |logit - golden| = " << worst
+  std::cout << "[golden] " << GetParam().dir << ": max |logit - golden| = " << worst
             << ", max |chunked - whole| = " << worst_chunked << "\n";
   RecordProperty("max_logit_error", std::to_string(worst));
 }
@@ -119,12 +133,21 @@ TEST(GoldenFortuneTest, GreedyTextMatches) {
   }
 }
 
+constexpr float kFixtureTolerance = 2e-5f;
+constexpr float kFortuneTolerance = 5e-5f;
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
-                         ::testing::Values("tests/fixtures/tiny-mixtral", "tests/fixtures/tiny-qwen2-moe",
-                                           "tests/fixtures/tiny-qwen3-moe", "tests/fixtures/tiny-olmoe",
-                                           "models/fortune-moe"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param.substr(info.param.rfind('/') + 1);
+                         ::testing::Values(Golden{"tests/fixtures/tiny-mixtral", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-qwen2-moe", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-qwen3-moe", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-olmoe", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-qwen3-moe-long", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-mixtral-swa", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-mixtral-hd24", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-qwen2-moe-dense", kFixtureTolerance},
+                                           Golden{"models/fortune-moe", kFortuneTolerance}),
+                         [](const ::testing::TestParamInfo<Golden>& info) {
+                           std::string name = info.param.dir.substr(info.param.dir.rfind('/') + 1);
                            for (char& ch : name) {
                              if (ch == '-') ch = '_';
                            }

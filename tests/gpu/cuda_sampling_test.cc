@@ -110,5 +110,47 @@ TEST(CudaSamplingTest, TopKRestrictsDrawsAndSeedsAreReproducible) {
   EXPECT_GT(distinct_hits[0], 0);
 }
 
+// Bad logits (NaN, ±∞) must still give a token and alternatives inside the vocabulary, whatever the parameters:
+// the kernel indexes the logits row with them.
+TEST(CudaSamplingTest, BadLogitsStillGiveTokensInRange) {
+  MOED_REQUIRE_GPU();
+  const int vocab = 3000, kinds = 5;
+  const SamplingParams params[] = {Params(0.0f, 1.0f, 0, 3, 1), Params(1.0f, 1.0f, 0, 3, 2),
+                                   Params(0.8f, 0.9f, 0, 3, 3), Params(1.0f, 1.0f, 20, 3, 4)};
+  const int rows = kinds * static_cast<int>(std::size(params));
+  std::mt19937 rng(23);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::vector<float> logits(static_cast<size_t>(rows) * vocab);
+  std::vector<cuda::DeviceSamplingParams> dp(rows);
+  for (int r = 0; r < rows; ++r) {
+    const int kind = r % kinds;
+    for (int i = 0; i < vocab; ++i) {
+      float v = nd(rng);
+      if (kind == 0) v = NAN;                              // nothing but NaN
+      if (kind == 1 && i % 7 == 0) v = NAN;                // some NaN
+      if (kind == 2 && i % 11 == 0) v = INFINITY;          // several +∞
+      if (kind == 3) v = -INFINITY;                        // nothing but −∞
+      if (kind == 4 && i % 2 == 0) v = -INFINITY;          // half −∞
+      logits[static_cast<size_t>(r) * vocab + i] = v;
+    }
+    const SamplingParams& p = params[r / kinds];
+    dp[r] = {p.temperature, p.top_p, p.top_k, p.logprobs, p.seed, r, 0};
+  }
+  DevVec<float> d_logits(logits), d_lp(rows), d_top_lp(static_cast<size_t>(rows) * 3);
+  DevVec<cuda::DeviceSamplingParams> d_params(dp);
+  DevVec<int32_t> d_tokens(rows), d_top_ids(static_cast<size_t>(rows) * 3);
+  MOED_CUDA_ASSERT(cuda::LaunchSample(d_logits.get(), rows, vocab, d_params.get(), 3, d_tokens.get(), d_lp.get(),
+                                      d_top_ids.get(), d_top_lp.get(), nullptr));
+  const std::vector<int32_t> tokens = d_tokens.Download(), top_ids = d_top_ids.Download();
+  for (int r = 0; r < rows; ++r) {
+    EXPECT_GE(tokens[r], 0) << "row " << r;
+    EXPECT_LT(tokens[r], vocab) << "row " << r;
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_GE(top_ids[r * 3 + i], 0) << "row " << r;
+      EXPECT_LT(top_ids[r * 3 + i], vocab) << "row " << r;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moed

@@ -5,14 +5,16 @@ For each of the four families it builds a random checkpoint with transformers at
 (other hidden sizes, head counts and GQA ratios, expert counts, top-k, dense layers, head_dim ≠ hidden/heads,
 normalised and unnormalised top-k), saves it in bf16 (Mixtral sharded) with the classic hub config spelling (top-level
 `rope_theta`, `num_experts` / `num_local_experts`), borrows the matching fixture's tokenizer, and compares:
-  - last-position logits (float32 reference from the bf16 weights): max |moe-run − transformers| ≤ 1e-3;
+  - last-position logits (float32 reference from the bf16 weights): max |moe-run − transformers| ≤ 2e-5 (measured
+    0.7e-6 to 1.8e-6 with transformers 5.17 on these shapes; the bound leaves ~10x);
   - 16 greedy tokens, up to the first step whose top-2 margin is < 1e-3.
 
 Also: moe-run's tokenization against transformers' tokenizers on awkward texts, for fortune-moe and every fixture.
 
-Needs torch and transformers (not part of tests/requirements.txt: a one-off check, not a CI test):
-  python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch transformers safetensors
-  /tmp/refvenv/bin/python tools/parity/unseen_checkpoints.py [--build build] [--keep DIR]
+Needs torch and transformers (not part of tests/requirements.txt: a one-off check, not a CI test), in tools/parity's
+own venv (pinned in tools/parity/requirements.txt):
+  python3 -m venv tools/parity/.venv && tools/parity/.venv/bin/pip install -r tools/parity/requirements.txt
+  tools/parity/.venv/bin/python tools/parity/unseen_checkpoints.py [--build build] [--keep DIR]
 Exit code 0 when every checkpoint matches.
 """
 import argparse
@@ -31,6 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 PROMPTS = [[5, 99, 300, 17, 42, 8, 250], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]]
 GREEDY = 16
+LOGIT_TOLERANCE = 2e-5
 
 # (name, transformers config class, fixture whose tokenizer to borrow, config kwargs, expert-count key on the hub)
 CASES = [
@@ -134,13 +137,18 @@ def tokenizer_parity(build_dir) -> int:
             want = tok(text)["input_ids"]
             out = subprocess.run([str(build_dir / "moe-run"), "--model", str(d), "--prompt", text, "--max-tokens", "0",
                                   "--json", "--backend", "cpu"], capture_output=True, text=True)
-            got = json.loads(out.stdout)["prompt_ids"] if out.returncode == 0 else out.stderr.strip()
+            if out.returncode != 0:  # the directory does not load (e.g. a family moe-run lacks): say so once
+                bad = [(None, out.stderr.strip(), None)]
+                break
+            got = json.loads(out.stdout)["prompt_ids"]
             if got != want:
                 bad.append((text, got, want))
         failures += len(bad)
-        print(f"{'ok  ' if not bad else 'FAIL'} tokenizer {d.name:28s} {len(TEXTS) - len(bad)}/{len(TEXTS)} texts equal")
+        loads = not (bad and bad[0][0] is None)
+        print(f"{'ok  ' if not bad else 'FAIL'} tokenizer {d.name:28s} "
+              + (f"{len(TEXTS) - len(bad)}/{len(TEXTS)} texts equal" if loads else "moe-run cannot load it"))
         for text, got, want in bad:
-            print(f"     {text!r}\n       moe-run {got}\n       ref     {want}")
+            print(f"     {got}" if text is None else f"     {text!r}\n       moe-run {got}\n       ref     {want}")
     return failures
 
 
@@ -163,7 +171,7 @@ def main():
                 err = float((got_logits - ref_logits).abs().max())
                 upto = next((i for i, m in enumerate(margins) if m < 1e-3), GREEDY)
                 greedy_ok = got_greedy[:upto] == ref_greedy[:upto]
-                ok = err <= 1e-3 and greedy_ok
+                ok = err <= LOGIT_TOLERANCE and greedy_ok
                 failures += 0 if ok else 1
                 print(f"{'ok  ' if ok else 'FAIL'} {name:30s} prompt {len(ids):2d} tokens: max |logit err| {err:.2e}, "
                       f"greedy {'equal' if greedy_ok else 'DIFFERENT'} over {upto} steps"

@@ -11,13 +11,15 @@
 #include "engine/backend/cuda/cuda_weights.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/embedding.h"
+#include "engine/backend/cuda/host/backend_options.h"
+#include "engine/backend/cuda/host/rope_table.h"
+#include "engine/backend/cuda/host/step_plan.h"
 #include "engine/backend/cuda/moe_layer.h"
 #include "engine/backend/cuda/permute.h"
 #include "engine/backend/cuda/qk_rope.h"
 #include "engine/backend/cuda/rmsnorm.h"
 #include "engine/backend/cuda/router.h"
 #include "engine/backend/cuda/sampling.h"
-#include "engine/backend/cuda/step_plan.h"
 #include "engine/common/status_macros.h"
 #include "engine/moe/router.h"
 
@@ -56,7 +58,9 @@ class CudaBackend final : public Backend {
     stream_ = stream_holder_.stream;
     MOED_ASSIGN_OR_RETURN(cublas_, cuda::CublasHandle::Create(stream_));
     MOED_ASSIGN_OR_RETURN(weights_, cuda::UploadWeights(*model_, stream_));
-    return absl::OkStatus();
+    const std::vector<float> inv_freq = cuda::RopeInvFreqTable(s);  // the CPU backend's values, bit for bit
+    MOED_RETURN_IF_ERROR(Upload(inv_freq, &inv_freq_, stream_, "RoPE inverse frequencies"));
+    return cuda::CudaStatus(cudaStreamSynchronize(stream_), "upload of the RoPE table");
   }
 
   std::string_view name() const override { return "cuda"; }
@@ -72,9 +76,14 @@ class CudaBackend final : public Backend {
       return absl::InvalidArgumentError(absl::StrFormat("KV cache: num_blocks %d and block_size %d must be > 0",
                                                         config.num_blocks, config.block_size));
     }
-    kv_config_ = config;
+    kv_config_ = KvCacheConfig{};
     const size_t bytes = static_cast<size_t>(KvBytesPerBlock(config.block_size)) * config.num_blocks;
-    return kv_.Reserve(bytes, "paged KV cache");
+    MOED_RETURN_IF_ERROR(kv_.Reserve(bytes, "paged KV cache"));
+    // Zeroed, as the CPU backend's: a position read before it is written reads zeros on both.
+    MOED_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(kv_.get(), 0, bytes, stream_));
+    MOED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    kv_config_ = config;
+    return absl::OkStatus();
   }
 
   absl::Status Step(const StepBatch& batch, StepOutput* out) override;
@@ -87,6 +96,7 @@ class CudaBackend final : public Backend {
   }
   absl::Status ReserveActivations(int tokens);
   absl::Status RunLayer(int l, const cuda::StepPlan& plan, const StepBatch& batch, int64_t capacity, StepOutput* out);
+  absl::Status RunPlan(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out);
   absl::Status SampleAndCollect(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out);
 
   // Destroyed last (declared first): every buffer and the cuBLAS handle are released before the stream.
@@ -101,12 +111,14 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cuda::CublasHandle cublas_;
   std::unique_ptr<cuda::DeviceWeights> weights_;
-  KvCacheConfig kv_config_;
+  cuda::LaunchChecker check_;  // MOED_CUDA_CHECK=1: synchronise and check after every launch
+  KvCacheConfig kv_config_;    // num_blocks == 0 until InitKvCache succeeds
   DeviceBuffer kv_;
-  // Per-step index arrays.
+  DeviceBuffer inv_freq_;      // (head_dim / 2) fp32 RoPE table
+  // Per-step index arrays, per row (host/step_plan.h).
   DeviceBuffer d_ids_, d_positions_, d_kv_rows_, d_table_offsets_, d_block_tables_, d_out_rows_;
-  // Activations: residual/delta (tokens, hidden) fp32; xn (tokens, hidden) bf16; qkv (tokens, q+2kv) fp32;
-  // q (tokens, q_dim) fp32; attn (tokens, q_dim) bf16; dense FFN scratch.
+  // Activations: residual/delta (rows, hidden) fp32; xn (rows, hidden) bf16; qkv (rows, q+2kv) fp32;
+  // q (rows, q_dim) fp32; attn (rows, q_dim) bf16; dense FFN scratch.
   DeviceBuffer residual_, delta_, xn_, qkv_, q_, attn_, ffn_gate_up_, ffn_h_;
   // Output rows: xr (rows, hidden) bf16; logits (rows, vocab) fp32; sampling params and results.
   DeviceBuffer xr_, logits_, d_params_, d_tokens_, d_logprobs_, d_top_ids_, d_top_lp_;
@@ -136,15 +148,17 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
                                    StepOutput* out) {
   const ModelSpec& s = model_->spec;
   const cuda::DeviceLayer& w = weights_->layers[l];
-  const int T = plan.tokens, H = s.hidden_size;
+  const int T = plan.rows, H = s.hidden_size;
   float* residual = residual_.as<float>();
   float* delta = delta_.as<float>();
   bf16* xn = xn_.as<bf16>();
 
-  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchAddRmsNorm(residual, delta_pending_ ? delta : nullptr, T, H, w.input_norm,
-                                                   s.rms_norm_eps, xn, stream_));
-  MOED_RETURN_IF_ERROR(
-      cuda::GemmXWt(cublas_, xn, T, H, w.qkv, s.q_dim() + 2 * s.kv_dim(), qkv_.get(), cuda::OutType::kF32));
+  MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchAddRmsNorm(residual, delta_pending_ ? delta : nullptr, T, H,
+                                                          w.input_norm, s.rms_norm_eps, xn, stream_),
+                                    stream_, "input RMSNorm"));
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::GemmXWt(cublas_, xn, T, H, w.qkv, s.q_dim() + 2 * s.kv_dim(), qkv_.get(), cuda::OutType::kF32), stream_,
+      "qkv GEMM"));
   cuda::QkRopeArgs r;
   r.qkv = qkv_.as<float>();
   r.q_bias = w.q_bias;
@@ -154,7 +168,7 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   r.q_norm = w.q_norm;
   r.k_norm = w.k_norm;
   r.eps = s.rms_norm_eps;
-  r.rope_theta = s.rope_theta;
+  r.inv_freq = inv_freq_.as<float>();
   r.positions = d_positions_.as<int32_t>();
   r.kv_rows = d_kv_rows_.as<int64_t>();
   r.tokens = T;
@@ -164,7 +178,7 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   r.q_out = q_.as<float>();
   r.k_cache = KvLayer(l, false);
   r.v_cache = KvLayer(l, true);
-  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchQkNormRope(r, stream_));
+  MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchQkNormRope(r, stream_), stream_, "q/k norm + RoPE + KV write"));
 
   cuda::PagedAttentionArgs a;
   a.q = q_.as<float>();
@@ -181,14 +195,18 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   a.sliding_window = s.sliding_window;
   a.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   a.out = attn_.as<bf16>();
-  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchPagedAttention(a, stream_));
-  MOED_RETURN_IF_ERROR(cuda::GemmXWt(cublas_, a.out, T, s.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32));
-  MOED_CUDA_RETURN_IF_ERROR(
-      cuda::LaunchAddRmsNorm(residual, delta, T, H, w.post_attn_norm, s.rms_norm_eps, xn, stream_));
+  MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchPagedAttention(a, stream_), stream_, "paged attention"));
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::GemmXWt(cublas_, a.out, T, s.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32), stream_, "o_proj GEMM"));
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchAddRmsNorm(residual, delta, T, H, w.post_attn_norm, s.rms_norm_eps, xn, stream_), stream_,
+      "post-attention RMSNorm"));
   delta_pending_ = true;
 
   if (!s.layer_is_moe[l]) {
-    return cuda::RunFfn(cublas_, stream_, w.dense, H, xn, T, ffn_gate_up_.as<bf16>(), ffn_h_.as<bf16>(), delta);
+    return check_.After(
+        cuda::RunFfn(cublas_, stream_, w.dense, H, xn, T, ffn_gate_up_.as<bf16>(), ffn_h_.as<bf16>(), delta, &check_),
+        stream_, "dense FFN");
   }
   cuda::MoeShape ms;
   ms.hidden = H;
@@ -198,7 +216,7 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   ms.normalize = s.norm_topk_prob;
   ms.shared_ffn = s.shared_expert_intermediate_size;
   MOED_RETURN_IF_ERROR(cuda::RunMoe(cublas_, stream_, ms, w, xn, T, capacity, delta, &moe_ws_, &moe_counts_,
-                                    plan.any_routing ? &experts_host_ : nullptr));
+                                    plan.any_routing ? &experts_host_ : nullptr, &check_));
   const int E = s.num_experts;
   for (int e = 0; e < E; ++e) {
     out->routed[static_cast<int64_t>(l) * E + e] += moe_counts_.routed[e];
@@ -206,7 +224,7 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   }
   if (!plan.any_routing) return absl::OkStatus();
   for (int t = 0; t < T; ++t) {
-    const int si = plan.token_seq[t];
+    const int si = plan.row_seq[t];
     if (!batch.seqs[si].want_routing) continue;
     std::vector<int32_t>& routing = out->results[si].routing;
     for (int k = 0; k < s.top_k; ++k) ++routing[static_cast<int64_t>(l) * E + experts_host_[t * s.top_k + k]];
@@ -221,10 +239,13 @@ absl::Status CudaBackend::SampleAndCollect(const cuda::StepPlan& plan, const Ste
   MOED_RETURN_IF_ERROR(Upload(plan.out_rows, &d_out_rows_, stream_, "output rows"));
   MOED_RETURN_IF_ERROR(xr_.Reserve(static_cast<size_t>(R) * H * sizeof(bf16), "output row activations"));
   MOED_RETURN_IF_ERROR(logits_.Reserve(static_cast<size_t>(R) * V * sizeof(float), "logits"));
-  MOED_CUDA_RETURN_IF_ERROR(
-      cuda::LaunchGatherRows(xn_.as<bf16>(), d_out_rows_.as<int32_t>(), R, H, xr_.as<bf16>(), stream_));
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchGatherRows(xn_.as<bf16>(), d_out_rows_.as<int32_t>(), R, H, xr_.as<bf16>(), stream_), stream_,
+      "gather of the output rows"));
   float* logits = logits_.as<float>();
-  MOED_RETURN_IF_ERROR(cuda::GemmXWt(cublas_, xr_.as<bf16>(), R, H, weights_->lm_head, V, logits, cuda::OutType::kF32));
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::GemmXWt(cublas_, xr_.as<bf16>(), R, H, weights_->lm_head, V, logits, cuda::OutType::kF32), stream_,
+      "lm_head GEMM"));
 
   std::vector<cuda::DeviceSamplingParams> params(R);
   int max_lp = 0;
@@ -246,9 +267,10 @@ absl::Status CudaBackend::SampleAndCollect(const cuda::StepPlan& plan, const Ste
   const size_t top_n = static_cast<size_t>(R) * std::max(max_lp, 1);
   MOED_RETURN_IF_ERROR(d_top_ids_.Reserve(top_n * sizeof(int32_t), "top logprob ids"));
   MOED_RETURN_IF_ERROR(d_top_lp_.Reserve(top_n * sizeof(float), "top logprobs"));
-  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchSample(logits, R, V, d_params_.as<cuda::DeviceSamplingParams>(), max_lp,
-                                               d_tokens_.as<int32_t>(), d_logprobs_.as<float>(),
-                                               d_top_ids_.as<int32_t>(), d_top_lp_.as<float>(), stream_));
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchSample(logits, R, V, d_params_.as<cuda::DeviceSamplingParams>(), max_lp, d_tokens_.as<int32_t>(),
+                         d_logprobs_.as<float>(), d_top_ids_.as<int32_t>(), d_top_lp_.as<float>(), stream_),
+      stream_, "sampling"));
   std::vector<int32_t> tokens(R), top_ids(top_n);
   std::vector<float> logprobs(R), top_lp(top_n);
   MOED_CUDA_RETURN_IF_ERROR(
@@ -287,37 +309,50 @@ absl::Status CudaBackend::SampleAndCollect(const cuda::StepPlan& plan, const Ste
 }
 
 absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
-  if (kv_.get() == nullptr) return absl::FailedPreconditionError("cuda backend: Step before InitKvCache");
+  if (kv_config_.num_blocks == 0) return absl::FailedPreconditionError("cuda backend: Step before InitKvCache");
   const ModelSpec& s = model_->spec;
   cuda::StepPlan plan;
   MOED_RETURN_IF_ERROR(cuda::BuildStepPlan(batch, s, kv_config_.num_blocks, kv_config_.block_size, &plan));
-  const int E = s.num_experts;
+  const int E = std::max(0, s.num_experts);
   const int64_t LE = static_cast<int64_t>(s.num_layers) * E;
   out->results.assign(batch.seqs.size(), SequenceResult());
   out->routed.assign(LE, 0);
   out->dropped.assign(LE, 0);
+  out->expert_cache = cache::ExpertCacheStats{};
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
     out->results[i].seq_id = batch.seqs[i].seq_id;
     if (batch.seqs[i].want_routing) out->results[i].routing.assign(LE, 0);
   }
-  const int T = plan.tokens;
-  if (T == 0) return absl::OkStatus();
+  if (plan.rows == 0) return absl::OkStatus();
+  return RunPlan(plan, batch, out);
+}
 
+// The launches of one validated, non-empty step.
+absl::Status CudaBackend::RunPlan(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out) {
+  const ModelSpec& s = model_->spec;
+  const int T = plan.rows;
   MOED_RETURN_IF_ERROR(ReserveActivations(T));
-  MOED_RETURN_IF_ERROR(Upload(batch.token_ids, &d_ids_, stream_, "token ids"));
+  MOED_RETURN_IF_ERROR(Upload(plan.ids, &d_ids_, stream_, "token ids"));
   MOED_RETURN_IF_ERROR(Upload(plan.positions, &d_positions_, stream_, "positions"));
   MOED_RETURN_IF_ERROR(Upload(plan.kv_rows, &d_kv_rows_, stream_, "KV slots"));
   MOED_RETURN_IF_ERROR(Upload(plan.table_offsets, &d_table_offsets_, stream_, "block table offsets"));
   MOED_RETURN_IF_ERROR(Upload(plan.block_tables, &d_block_tables_, stream_, "block tables"));
-  MOED_CUDA_RETURN_IF_ERROR(
-      cuda::LaunchEmbedding(d_ids_.as<int32_t>(), T, weights_->embed, s.hidden_size, residual_.as<float>(), stream_));
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchEmbedding(d_ids_.as<int32_t>(), T, weights_->embed, s.hidden_size, residual_.as<float>(), stream_),
+      stream_, "embedding"));
   delta_pending_ = false;
-  const int64_t capacity =
-      s.top_k > 0 ? ExpertCapacity(options_.moe_capacity_factor, static_cast<int64_t>(T) * s.top_k, E) : 0;
-  for (int l = 0; l < s.num_layers; ++l) MOED_RETURN_IF_ERROR(RunLayer(l, plan, batch, capacity, out));
-  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchAddRmsNorm(residual_.as<float>(), delta_pending_ ? delta_.as<float>() : nullptr,
-                                                   T, s.hidden_size, weights_->final_norm, s.rms_norm_eps,
-                                                   xn_.as<bf16>(), stream_));
+  // As the CPU backend: the capacity of a layer counts this step's rows × top_k assignments.
+  const int64_t capacity = s.top_k > 0 ? ExpertCapacity(options_.moe_capacity_factor, static_cast<int64_t>(T) * s.top_k,
+                                                        s.num_experts)
+                                       : 0;
+  for (int l = 0; l < s.num_layers; ++l) {
+    const absl::Status st = RunLayer(l, plan, batch, capacity, out);
+    if (!st.ok()) return absl::Status(st.code(), absl::StrFormat("layer %d: %s", l, st.message()));
+  }
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchAddRmsNorm(residual_.as<float>(), delta_pending_ ? delta_.as<float>() : nullptr, T, s.hidden_size,
+                             weights_->final_norm, s.rms_norm_eps, xn_.as<bf16>(), stream_),
+      stream_, "final RMSNorm"));
   delta_pending_ = false;
   MOED_RETURN_IF_ERROR(SampleAndCollect(plan, batch, out));
   return cuda::CudaStatus(cudaStreamSynchronize(stream_), "end of step");
@@ -325,27 +360,60 @@ absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
 
 }  // namespace
 
-bool CudaDeviceUsable() {
+CudaDeviceReport CheckCudaDevice() {
+  CudaDeviceReport r;
+  int driver = 0, runtime = 0;
+  (void)cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+  (void)cudaRuntimeGetVersion(&runtime);
+  const auto version = [](int v) { return absl::StrFormat("%d.%d", v / 1000, (v % 1000) / 10); };
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    (void)cudaGetLastError();
-    return false;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  (void)cudaGetLastError();
+  if (driver == 0 || err == cudaErrorNoDevice || (err == cudaSuccess && count == 0)) {
+    r.state = CudaDeviceState::kNoDevice;
+    r.detail = driver == 0 ? "no CUDA device: no CUDA driver is installed"
+                           : absl::StrFormat("no CUDA device: the driver (CUDA %s) sees none", version(driver));
+    return r;
+  }
+  r.state = CudaDeviceState::kUnusable;
+  if (err == cudaErrorInsufficientDriver || err == cudaErrorCompatNotSupportedOnDevice) {
+    r.detail = absl::StrFormat("CUDA driver/runtime mismatch: the driver supports CUDA %s, this build's runtime is "
+                               "CUDA %s (%s)", version(driver), version(runtime), cudaGetErrorName(err));
+    return r;
+  }
+  if (err != cudaSuccess) {
+    r.detail = absl::StrFormat("CUDA runtime error asking for devices (driver CUDA %s, runtime CUDA %s): %s: %s",
+                               version(driver), version(runtime), cudaGetErrorName(err), cudaGetErrorString(err));
+    return r;
   }
   cudaDeviceProp prop;
-  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return false;
-  return prop.major >= 9;
+  const cudaError_t perr = cudaGetDeviceProperties(&prop, 0);
+  (void)cudaGetLastError();
+  if (perr != cudaSuccess) {
+    r.detail = absl::StrFormat("CUDA runtime error reading device 0's properties: %s: %s", cudaGetErrorName(perr),
+                               cudaGetErrorString(perr));
+    return r;
+  }
+  if (prop.major < 9) {
+    r.detail = absl::StrFormat("device 0 (%s) has compute capability %d.%d; this build targets sm_90 (≥ 9.0)",
+                               prop.name, prop.major, prop.minor);
+    return r;
+  }
+  r.state = CudaDeviceState::kUsable;
+  r.detail = absl::StrFormat("%s, compute capability %d.%d, driver CUDA %s, runtime CUDA %s", prop.name, prop.major,
+                             prop.minor, version(driver), version(runtime));
+  return r;
 }
+
+bool CudaDeviceUsable() { return CheckCudaDevice().state == CudaDeviceState::kUsable; }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const Model> model,
                                                            const BackendOptions& options) {
   if (model == nullptr) return absl::InvalidArgumentError("cuda backend: null model");
-  if (options.expert_cache_slots > 0 || options.expert_cache_bytes > 0) {
-    return absl::UnimplementedError(
-        "cuda backend: the hot-expert cache has no GPU tier yet (every expert stays resident); drop the "
-        "--expert-cache-* sizing flags or use --backend cpu, whose simulated tier implements it");
-  }
-  if (!CudaDeviceUsable()) {
-    return absl::UnavailableError("backend 'cuda': no CUDA device of compute capability ≥ 9.0 is usable");
+  MOED_RETURN_IF_ERROR(cuda::ValidateCudaBackendOptions(options));
+  const CudaDeviceReport device = CheckCudaDevice();
+  if (device.state != CudaDeviceState::kUsable) {
+    return absl::UnavailableError(absl::StrFormat("backend 'cuda': %s", device.detail));
   }
   auto backend = std::make_unique<CudaBackend>(std::move(model), options);
   MOED_RETURN_IF_ERROR(backend->Init());

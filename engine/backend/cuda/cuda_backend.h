@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "engine/backend/backend.h"
@@ -10,10 +11,24 @@
 
 namespace moed {
 
-// True when a CUDA device of compute capability ≥ 9.0 (the sm_90 build target) is present and the runtime works.
+enum class CudaDeviceState {
+  kUsable,    // device 0 has compute capability ≥ 9.0 (the sm_90 build target) and the runtime works
+  kNoDevice,  // no CUDA driver installed, or the driver sees no device: the one state GPU tests may skip on
+  kUnusable,  // a device or driver is there but unusable: driver/runtime mismatch, another runtime error, or a
+              // compute capability below 9.0
+};
+struct CudaDeviceReport {
+  CudaDeviceState state = CudaDeviceState::kNoDevice;
+  std::string detail;  // what was found, with the driver and runtime versions where they matter
+};
+
+// Asks the CUDA runtime about device 0 and says which of the three states holds, and why.
+CudaDeviceReport CheckCudaDevice();
+// CheckCudaDevice().state == kUsable.
 bool CudaDeviceUsable();
 
-// Uploads the model's weights to device 0. Errors: no usable device → UNAVAILABLE; not enough GPU memory →
+// Uploads the model's weights to device 0. Errors: bad options → as the CPU backend (host/backend_options.h);
+// no usable device → UNAVAILABLE with CheckCudaDevice's detail; not enough GPU memory →
 // RESOURCE_EXHAUSTED with the numbers; unsupported shapes (more than 256 experts, head_dim > 256) → INVALID_ARGUMENT.
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const Model> model,
                                                            const BackendOptions& options);

@@ -50,7 +50,8 @@ struct DeviceWeights {
 
 // Copies (converting to bf16 where the checkpoint is f16/f32) every weight of `model` to the device. Absent large
 // tensors of a synthetic model are generated on the device. Not enough free device memory → RESOURCE_EXHAUSTED with
-// the bytes needed and free. Synchronous.
+// the bytes needed and free. Every copy and fill runs on `stream` (host data staged through pinned buffers in large
+// chunks); returns once they are done.
 absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadWeights(const Model& model, cudaStream_t stream);
 
 }  // namespace moed::cuda

@@ -10,6 +10,11 @@
 #include "engine/common/status_macros.h"
 
 namespace moed::cuda {
+namespace {
+
+const LaunchChecker kNoCheck(false);
+
+}  // namespace
 
 absl::Status MoeWorkspace::Reserve(const MoeShape& s, int tokens) {
   const size_t T = std::max(tokens, 1), A = T * s.top_k, E = s.num_experts, H = s.hidden, F = s.ffn;
@@ -35,23 +40,30 @@ absl::Status MoeWorkspace::Reserve(const MoeShape& s, int tokens) {
 }
 
 absl::Status RunFfn(const CublasHandle& cublas, cudaStream_t stream, const DeviceFfn& f, int hidden, const bf16* x,
-                    int tokens, bf16* gate_up, bf16* h, float* out) {
-  MOED_RETURN_IF_ERROR(GemmXWt(cublas, x, tokens, hidden, f.gate_up, 2 * f.ffn, gate_up, OutType::kBF16));
-  MOED_CUDA_RETURN_IF_ERROR(LaunchSwiGlu(gate_up, tokens, f.ffn, h, stream));
-  return GemmXWt(cublas, h, tokens, f.ffn, f.down, hidden, out, OutType::kF32);
+                    int tokens, bf16* gate_up, bf16* h, float* out, const LaunchChecker* check) {
+  const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
+  MOED_RETURN_IF_ERROR(
+      c.After(GemmXWt(cublas, x, tokens, hidden, f.gate_up, 2 * f.ffn, gate_up, OutType::kBF16), stream,
+              "gate_up GEMM"));
+  MOED_RETURN_IF_ERROR(c.After(LaunchSwiGlu(gate_up, tokens, f.ffn, h, stream), stream, "SwiGLU"));
+  return c.After(GemmXWt(cublas, h, tokens, f.ffn, f.down, hidden, out, OutType::kF32), stream, "down GEMM");
 }
 
 absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
                     const bf16* x, int tokens, int64_t capacity, float* out, MoeWorkspace* ws, MoeCounts* counts,
-                    std::vector<int32_t>* experts_out) {
+                    std::vector<int32_t>* experts_out, const LaunchChecker* check) {
   if (tokens == 0) return absl::OkStatus();
+  const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
   MOED_RETURN_IF_ERROR(ws->Reserve(s, tokens));
   const int E = s.num_experts, A = tokens * s.top_k, H = s.hidden, F = s.ffn;
   float* logits = ws->logits.as<float>();
-  MOED_RETURN_IF_ERROR(GemmXWt(cublas, x, tokens, H, w.router, E, logits, OutType::kF32));
+  MOED_RETURN_IF_ERROR(
+      c.After(GemmXWt(cublas, x, tokens, H, w.router, E, logits, OutType::kF32), stream, "router GEMM"));
   int32_t* experts = ws->experts.as<int32_t>();
   float* weights = ws->weights.as<float>();
-  MOED_CUDA_RETURN_IF_ERROR(LaunchRouterTopK(logits, tokens, E, s.top_k, s.normalize, experts, weights, stream));
+  MOED_RETURN_IF_ERROR(
+      c.After(LaunchRouterTopK(logits, tokens, E, s.top_k, s.normalize, experts, weights, stream), stream,
+              "router top-k"));
 
   PermuteArgs pa;
   pa.experts = experts;
@@ -63,7 +75,7 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
   pa.offsets = pa.counts + 2 * E;
   pa.row_token = ws->row_token.as<int32_t>();
   pa.assign_row = ws->assign_row.as<int32_t>();
-  MOED_CUDA_RETURN_IF_ERROR(LaunchPermute(pa, stream));
+  MOED_RETURN_IF_ERROR(c.After(LaunchPermute(pa, stream), stream, "expert permutation"));
   int32_t* host = ws->host_meta.as<int32_t>();
   MOED_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(host, pa.counts, (3 * E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
@@ -72,12 +84,14 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
   const float* shared_out = nullptr;
   const float* shared_gate = nullptr;
   if (s.shared_ffn > 0) {
-    MOED_RETURN_IF_ERROR(RunFfn(cublas, stream, w.shared_expert, H, x, tokens, ws->shared_gate_up.as<bf16>(),
-                                ws->shared_h.as<bf16>(), ws->shared_out.as<float>()));
+    MOED_RETURN_IF_ERROR(c.After(RunFfn(cublas, stream, w.shared_expert, H, x, tokens, ws->shared_gate_up.as<bf16>(),
+                                        ws->shared_h.as<bf16>(), ws->shared_out.as<float>(), check),
+                                 stream, "shared expert"));
     shared_out = ws->shared_out.as<float>();
     if (w.shared_expert_gate != nullptr) {
-      MOED_RETURN_IF_ERROR(
-          GemmXWt(cublas, x, tokens, H, w.shared_expert_gate, 1, ws->shared_gate.as<float>(), OutType::kF32));
+      MOED_RETURN_IF_ERROR(c.After(
+          GemmXWt(cublas, x, tokens, H, w.shared_expert_gate, 1, ws->shared_gate.as<float>(), OutType::kF32), stream,
+          "shared expert gate GEMM"));
       shared_gate = ws->shared_gate.as<float>();
     }
   }
@@ -99,22 +113,25 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
   bf16* gate_up = ws->gate_up.as<bf16>();
   bf16* hbuf = ws->h.as<bf16>();
   float* ys = ws->ys.as<float>();
-  MOED_CUDA_RETURN_IF_ERROR(LaunchGatherRows(x, pa.row_token, rows, H, xs, stream));
+  MOED_RETURN_IF_ERROR(c.After(LaunchGatherRows(x, pa.row_token, rows, H, xs, stream), stream, "expert row gather"));
   for (int e = 0; e < E; ++e) {
     if (kept[e] == 0) continue;
     const int64_t o = offsets[e];
-    MOED_RETURN_IF_ERROR(GemmXWt(cublas, xs + o * H, kept[e], H, w.experts[e].gate_up, 2 * F, gate_up + o * 2 * F,
-                                 OutType::kBF16));
+    MOED_RETURN_IF_ERROR(c.After(GemmXWt(cublas, xs + o * H, kept[e], H, w.experts[e].gate_up, 2 * F,
+                                         gate_up + o * 2 * F, OutType::kBF16),
+                                 stream, "expert gate_up GEMM"));
   }
-  MOED_CUDA_RETURN_IF_ERROR(LaunchSwiGlu(gate_up, rows, F, hbuf, stream));
+  MOED_RETURN_IF_ERROR(c.After(LaunchSwiGlu(gate_up, rows, F, hbuf, stream), stream, "expert SwiGLU"));
   for (int e = 0; e < E; ++e) {
     if (kept[e] == 0) continue;
     const int64_t o = offsets[e];
-    MOED_RETURN_IF_ERROR(GemmXWt(cublas, hbuf + o * F, kept[e], F, w.experts[e].down, H, ys + o * H, OutType::kF32));
+    MOED_RETURN_IF_ERROR(c.After(
+        GemmXWt(cublas, hbuf + o * F, kept[e], F, w.experts[e].down, H, ys + o * H, OutType::kF32), stream,
+        "expert down GEMM"));
   }
-  MOED_CUDA_RETURN_IF_ERROR(LaunchUnpermute(ys, pa.assign_row, weights, tokens, s.top_k, H, shared_out, shared_gate,
-                                            out, stream));
-  return absl::OkStatus();
+  return c.After(
+      LaunchUnpermute(ys, pa.assign_row, weights, tokens, s.top_k, H, shared_out, shared_gate, out, stream), stream,
+      "expert un-permutation");
 }
 
 }  // namespace moed::cuda

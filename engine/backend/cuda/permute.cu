@@ -12,6 +12,12 @@ namespace {
 constexpr int kPermuteThreads = 1024;
 constexpr int kPermuteWarps = kPermuteThreads / 32;
 
+// Expert id of assignment i, clamped into [0, E): the router never produces another, and a bad id must not become
+// an out-of-bounds shared-memory write.
+__device__ __forceinline__ int ExpertOf(const PermuteArgs& a, int i) {
+  return min(max(a.experts[i], 0), a.num_experts - 1);
+}
+
 // One block. Pass 1 counts assignments per expert; pass 2 walks tiles of 1024 assignments in order, ranking each
 // assignment among earlier ones of its expert (warp match + per-warp counts), so ranks are in token order.
 __global__ void __launch_bounds__(kPermuteThreads) PermuteKernel(PermuteArgs a) {
@@ -26,7 +32,7 @@ __global__ void __launch_bounds__(kPermuteThreads) PermuteKernel(PermuteArgs a) 
     s_base[e] = 0;
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < a.assignments; i += blockDim.x) atomicAdd(&s_routed[a.experts[i]], 1);
+  for (int i = threadIdx.x; i < a.assignments; i += blockDim.x) atomicAdd(&s_routed[ExpertOf(a, i)], 1);
   __syncthreads();
   if (threadIdx.x == 0) {
     int acc = 0;
@@ -47,7 +53,7 @@ __global__ void __launch_bounds__(kPermuteThreads) PermuteKernel(PermuteArgs a) 
   for (int tile = 0; tile < a.assignments; tile += blockDim.x) {
     const int i = tile + threadIdx.x;
     const bool valid = i < a.assignments;
-    const int e = valid ? a.experts[i] : -1;
+    const int e = valid ? ExpertOf(a, i) : -1;
     for (int j = threadIdx.x; j < kPermuteWarps * E; j += blockDim.x) s_warp[j / E][j % E] = 0;
     __syncthreads();
     const unsigned same = __match_any_sync(kFullMask, e);

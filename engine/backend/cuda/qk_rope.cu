@@ -30,18 +30,18 @@ __device__ void FullNorm(float* row, int dim, const __nv_bfloat16* w, float eps,
 }
 
 // Rotates `n_heads` heads in shared memory at position `pos`; one thread per (head, pair).
-__device__ void Rope(float* row, int n_heads, int head_dim, float theta, int pos) {
+__device__ void Rope(float* row, int n_heads, int head_dim, const float* inv_freq, int pos) {
   const int half = head_dim / 2;
   for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
     const int h = j / half, i = j % half;
-    const float inv_freq = 1.0f / powf(theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
-    const float angle = inv_freq * static_cast<float>(pos);
+    const float angle = __fmul_rn(inv_freq[i], static_cast<float>(pos));
     double s, c;
     sincos(static_cast<double>(angle), &s, &c);
     float* v = row + h * head_dim;
     const float a = v[i], b = v[i + half];
-    v[i] = a * static_cast<float>(c) - b * static_cast<float>(s);
-    v[i + half] = b * static_cast<float>(c) + a * static_cast<float>(s);
+    // No FMA contraction: the CPU rounds each product.
+    v[i] = __fsub_rn(__fmul_rn(a, static_cast<float>(c)), __fmul_rn(b, static_cast<float>(s)));
+    v[i + half] = __fadd_rn(__fmul_rn(b, static_cast<float>(c)), __fmul_rn(a, static_cast<float>(s)));
   }
 }
 
@@ -69,8 +69,8 @@ __global__ void QkNormRopeKernel(QkRopeArgs a) {
   }
   __syncthreads();
   const int pos = a.positions[t];
-  Rope(q, a.num_heads, a.head_dim, a.rope_theta, pos);
-  Rope(k, a.num_kv_heads, a.head_dim, a.rope_theta, pos);
+  Rope(q, a.num_heads, a.head_dim, a.inv_freq, pos);
+  Rope(k, a.num_kv_heads, a.head_dim, a.inv_freq, pos);
   __syncthreads();
   float* qo = a.q_out + static_cast<int64_t>(t) * q_dim;
   for (int i = threadIdx.x; i < q_dim; i += blockDim.x) qo[i] = q[i];
@@ -81,7 +81,7 @@ __global__ void QkNormRopeKernel(QkRopeArgs a) {
 
 cudaError_t LaunchQkNormRope(const QkRopeArgs& a, cudaStream_t stream) {
   if (a.tokens == 0) return cudaSuccess;
-  if (a.head_dim % 2 != 0 || a.head_dim > 256) return cudaErrorInvalidValue;
+  if (a.head_dim % 2 != 0 || a.head_dim > 256 || a.inv_freq == nullptr) return cudaErrorInvalidValue;
   const size_t smem = (static_cast<size_t>(a.num_heads + a.num_kv_heads) * a.head_dim + 33) * sizeof(float);
   if (smem > 48 * 1024) {
     const cudaError_t err =

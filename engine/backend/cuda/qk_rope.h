@@ -19,7 +19,7 @@ struct QkRopeArgs {
   const __nv_bfloat16* q_norm = nullptr;  // kPerHead: (head_dim); kFull: (q_dim)
   const __nv_bfloat16* k_norm = nullptr;  // kPerHead: (head_dim); kFull: (kv_dim)
   float eps = 1e-6f;
-  float rope_theta = 10000.0f;
+  const float* inv_freq = nullptr;     // (head_dim / 2) RoPE inverse frequencies, host/rope_table.h
   const int32_t* positions = nullptr;  // (tokens)
   const int64_t* kv_rows = nullptr;    // (tokens) cache row = block_id * block_size + slot
   int tokens = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;  // head_dim even, ≤ 256
@@ -28,7 +28,8 @@ struct QkRopeArgs {
   __nv_bfloat16* v_cache = nullptr;    // (cache_rows, kv_dim)
 };
 
-// One block per token. RoPE follows the HF rotate_half convention (pairs i, i + head_dim/2).
+// One block per token. RoPE follows the HF rotate_half convention (pairs i, i + head_dim/2); the angle is
+// inv_freq[i] · pos in fp32 and its sine/cosine are taken in double, as on the CPU (cpu::ApplyRope).
 cudaError_t LaunchQkNormRope(const QkRopeArgs& a, cudaStream_t stream);
 
 }  // namespace moed::cuda

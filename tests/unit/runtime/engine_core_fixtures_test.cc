@@ -1,4 +1,4 @@
-// EngineCore on the four tiny golden fixtures: all cases batched together (chunked prefill, staggered)
+// EngineCore on the tiny golden fixtures: all cases batched together (chunked prefill, staggered)
 // reproduce transformers' greedy tokens up to the first near-tie.
 #include "engine/runtime/engine_core.h"
 
@@ -41,7 +41,9 @@ TEST_P(EngineCoreFixtureTest, BatchedGreedyMatchesGolden) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, EngineCoreFixtureTest,
-                         ::testing::Values("tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe", "tiny-olmoe"),
+                         ::testing::Values("tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe", "tiny-olmoe",
+                                           "tiny-qwen3-moe-long", "tiny-mixtral-swa", "tiny-mixtral-hd24",
+                                           "tiny-qwen2-moe-dense"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
                            for (char& ch : n) if (ch == '-') ch = '_';

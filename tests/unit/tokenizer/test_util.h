@@ -15,7 +15,7 @@ namespace moed::tokenizer_test {
 inline const std::vector<std::string>& ModelDirs() {
   static const std::vector<std::string> dirs = {"models/fortune-moe", "tests/fixtures/tiny-mixtral",
                                                 "tests/fixtures/tiny-qwen2-moe", "tests/fixtures/tiny-qwen3-moe",
-                                                "tests/fixtures/tiny-olmoe"};
+                                                "tests/fixtures/tiny-olmoe", "tests/fixtures/tiny-deepseek-v3"};
   return dirs;
 }
 

@@ -1,36 +1,43 @@
 // StepPlan construction and batch validation.
-#include "engine/backend/cuda/step_plan.h"
+#include "engine/backend/cuda/host/step_plan.h"
+
+#include <limits>
+#include <string>
 
 #include "absl/strings/str_format.h"
-#include "engine/common/status_macros.h"
 #include "engine/runtime/sampler.h"
 
 namespace moed::cuda {
 
 absl::Status BuildStepPlan(const StepBatch& batch, const ModelSpec& spec, int num_blocks, int block_size,
                            StepPlan* plan) {
-  const int T = static_cast<int>(batch.token_ids.size());
   *plan = StepPlan();
-  plan->tokens = T;
-  plan->positions.assign(T, -1);
-  plan->kv_rows.assign(T, -1);
-  plan->table_offsets.assign(T, 0);
-  plan->token_seq.assign(T, -1);
-  for (int i = 0; i < T; ++i) {
-    const int32_t id = batch.token_ids[i];
-    if (id < 0 || id >= spec.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("token %d of the step: id %d outside the vocabulary [0, %d)", i, id, spec.vocab_size));
-    }
+  if (block_size <= 0 || num_blocks <= 0) {
+    return absl::FailedPreconditionError("cuda backend: Step before InitKvCache");
   }
+  const int64_t num_ids = static_cast<int64_t>(batch.token_ids.size());
+  int64_t total_rows = 0;
   for (size_t si = 0; si < batch.seqs.size(); ++si) {
     const SequenceStep& s = batch.seqs[si];
     const std::string where = absl::StrFormat("sequence %d (index %d)", s.seq_id, si);
-    if (s.num_tokens < 1 || s.token_offset < 0 || s.token_offset + s.num_tokens > T) {
-      return absl::InvalidArgumentError(absl::StrFormat("%s: tokens [%d, %d) outside the step's %d tokens", where,
-                                                        s.token_offset, s.token_offset + s.num_tokens, T));
+    if (s.num_tokens < 1) {
+      return absl::InvalidArgumentError(absl::StrFormat("%s: num_tokens must be ≥ 1, got %d", where, s.num_tokens));
     }
-    if (s.start_pos < 0) return absl::InvalidArgumentError(absl::StrFormat("%s: negative start_pos", where));
+    const int64_t first = s.token_offset, last = first + s.num_tokens;
+    if (first < 0 || last > num_ids) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: tokens [%d, %d) outside the step's %d token ids", where, first, last, num_ids));
+    }
+    if (s.start_pos < 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("%s: start_pos %d < 0", where, s.start_pos));
+    }
+    for (int64_t t = first; t < last; ++t) {
+      const int32_t id = batch.token_ids[t];
+      if (id < 0 || id >= spec.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: token id %d outside the vocabulary [0, %d)", where, id, spec.vocab_size));
+      }
+    }
     const int64_t end = static_cast<int64_t>(s.start_pos) + s.num_tokens;
     const int64_t needed = (end + block_size - 1) / block_size;
     if (static_cast<int64_t>(s.block_table.size()) < needed) {
@@ -47,30 +54,29 @@ absl::Status BuildStepPlan(const StepBatch& batch, const ModelSpec& spec, int nu
       const absl::Status st = ValidateSamplingParams(s.sampling, spec.vocab_size);
       if (!st.ok()) return absl::InvalidArgumentError(absl::StrFormat("%s: %s", where, st.message()));
     }
+    total_rows += s.num_tokens;
+    if (total_rows > std::numeric_limits<int32_t>::max() ||
+        static_cast<int64_t>(plan->block_tables.size()) + needed > std::numeric_limits<int32_t>::max()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: the step exceeds 2^31 rows or block-table entries", where));
+    }
     const int32_t table_offset = static_cast<int32_t>(plan->block_tables.size());
     plan->block_tables.insert(plan->block_tables.end(), s.block_table.begin(), s.block_table.begin() + needed);
     for (int j = 0; j < s.num_tokens; ++j) {
-      const int t = s.token_offset + j;
-      if (plan->token_seq[t] != -1) {
-        return absl::InvalidArgumentError(absl::StrFormat("%s: token %d already belongs to another sequence", where, t));
-      }
       const int32_t pos = s.start_pos + j;
-      plan->token_seq[t] = static_cast<int32_t>(si);
-      plan->positions[t] = pos;
-      plan->table_offsets[t] = table_offset;
-      plan->kv_rows[t] = static_cast<int64_t>(s.block_table[pos / block_size]) * block_size + pos % block_size;
+      plan->ids.push_back(batch.token_ids[first + j]);
+      plan->positions.push_back(pos);
+      plan->kv_rows.push_back(static_cast<int64_t>(s.block_table[pos / block_size]) * block_size + pos % block_size);
+      plan->table_offsets.push_back(table_offset);
+      plan->row_seq.push_back(static_cast<int32_t>(si));
     }
     if (s.sample || s.want_logits) {
-      plan->out_rows.push_back(s.token_offset + s.num_tokens - 1);
+      plan->out_rows.push_back(static_cast<int32_t>(total_rows - 1));
       plan->out_row_seq.push_back(static_cast<int32_t>(si));
     }
     plan->any_routing = plan->any_routing || s.want_routing;
   }
-  for (int t = 0; t < T; ++t) {
-    if (plan->token_seq[t] == -1) {
-      return absl::InvalidArgumentError(absl::StrFormat("token %d of the step belongs to no sequence", t));
-    }
-  }
+  plan->rows = static_cast<int>(total_rows);
   return absl::OkStatus();
 }
 

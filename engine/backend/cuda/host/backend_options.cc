@@ -1,0 +1,34 @@
+// CUDA backend option checks (the CPU backend's rules, cpu_backend.cc CpuBackend::Create).
+#include "engine/backend/cuda/host/backend_options.h"
+
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+
+namespace moed::cuda {
+
+absl::Status ValidateCudaBackendOptions(const BackendOptions& o) {
+  if (o.num_threads < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("cuda backend: num_threads must be ≥ 0, got %d", o.num_threads));
+  }
+  if (!(o.moe_capacity_factor >= 0.0f) || !std::isfinite(o.moe_capacity_factor)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: moe_capacity_factor must be ≥ 0 and finite, got %g", o.moe_capacity_factor));
+  }
+  if (o.expert_cache_slots < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: expert_cache_slots must be ≥ 0, got %d", o.expert_cache_slots));
+  }
+  if (o.expert_cache_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: expert_cache_bytes must be ≥ 0, got %d", o.expert_cache_bytes));
+  }
+  if (o.expert_cache_slots > 0 || o.expert_cache_bytes > 0) {
+    return absl::UnimplementedError(
+        "cuda backend: the hot-expert cache has no GPU tier yet (every expert stays resident); drop the "
+        "--expert-cache-* sizing flags or use --backend cpu, whose simulated tier implements it");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace moed::cuda
