@@ -31,12 +31,18 @@ Sends Generate streams until N requests were sent or the duration passed (at lea
 requests when neither is given), waits for those in flight, and prints one JSON report.
 --rate: requests per second with exponential gaps; --concurrency alone: closed loop of N streams.
 --prompt-len: synthetic prompts of L random token ids (seeded); --prompts-file: one prompt per line.
+Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --token T (default $MOED_TOKEN).
+--version prints the version.
 )";
 
-const std::vector<FlagSpec> kFlags = {
-    {"addr"}, {"concurrency"}, {"rate"}, {"num-requests"}, {"duration"}, {"prompt-len"}, {"output-len"},
-    {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"help", false},
-};
+const std::vector<FlagSpec> kFlags = [] {
+  std::vector<FlagSpec> flags = {
+      {"addr"}, {"concurrency"}, {"rate"}, {"num-requests"}, {"duration"}, {"prompt-len"}, {"output-len"},
+      {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"help", false},
+  };
+  flags.insert(flags.end(), SecurityFlags().begin(), SecurityFlags().end());
+  return flags;
+}();
 
 struct Options {
   std::string addr = "127.0.0.1:50051";
@@ -202,6 +208,10 @@ int Main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
+  if (args.ok() && args->Has("version")) {
+    std::cout << VersionLine("moe-bench") << "\n";
+    return 0;
+  }
   absl::StatusOr<Options> opts = args.ok() ? ParseOptions(*args) : absl::StatusOr<Options>(args.status());
   if (opts.ok() && !args->positional().empty()) {
     opts = absl::InvalidArgumentError(absl::StrCat("unexpected argument '", args->positional()[0], "'"));
@@ -211,7 +221,12 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const Options& o = *opts;
-  std::shared_ptr<grpc::Channel> channel = MakeChannel(o.addr);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = MakeChannel(o.addr, SecurityFromArgs(*args));
+  if (!made.ok()) {
+    std::cerr << "moe-bench: " << made.status().message() << "\n";
+    return 2;
+  }
+  std::shared_ptr<grpc::Channel> channel = *made;
   std::unique_ptr<moed::v1::Moed::Stub> stub = moed::v1::Moed::NewStub(channel);
 
   moed::v1::ModelInfo info;
