@@ -19,7 +19,7 @@ struct ServerConfig {
   int threads = 0;                           // CPU worker threads; 0 = all hardware threads
 
   // Network.
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";  // loopback unless told otherwise (deploy/ sets 0.0.0.0)
   int port = 50051;          // 0 = pick a free port (printed on start)
   std::string metrics_host;  // empty = --host
   int metrics_port = 9400;   // 0 = pick a free port (printed on start)

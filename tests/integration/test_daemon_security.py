@@ -133,7 +133,8 @@ def test_bad_security_flags_are_refused_at_start(tmp_path):
                        (["--auth-token-file", str(tokens), "--port", "0", "--metrics-port", "0"], "holds no token"),
                        (["--auth-token-file", str(tmp_path / "missing"), "--port", "0", "--metrics-port", "0"],
                         "cannot be read")]:
-        out = subprocess.run([str(binary("moed")), "--model", str(MODEL_DIR), "--backend", "cpu", *args], capture_output=True, text=True,
+        out = subprocess.run([str(binary("moed")), "--model", str(MODEL_DIR), "--backend", "cpu", *args],
+                             capture_output=True, text=True,
                              timeout=60)
         assert out.returncode == 2 and want in out.stderr, (args, out.stderr)
 

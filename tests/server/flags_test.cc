@@ -40,7 +40,7 @@ TEST(Flags, Defaults) {
   absl::StatusOr<ServerConfig> c = Parse({});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model, "");  // the built-in model, found next to the binary by main
-  EXPECT_EQ(c->host, "0.0.0.0");
+  EXPECT_EQ(c->host, "127.0.0.1");  // not every interface unless asked
   EXPECT_EQ(c->port, 50051);
   EXPECT_EQ(c->metrics_port, 9400);
   EXPECT_EQ(c->backend, "auto");
