@@ -259,7 +259,7 @@ bool IsStringMethod(const std::string& n) {
 std::string UndefinedHint(const Value& obj, const Value& name) {
   std::string type = obj.kind() == Value::Kind::kNamespace ? "jinja2.utils.Namespace" : obj.TypeName();
   if (name.is_string()) return absl::StrCat("'", type, " object' has no attribute '", name.str(), "'");
-  return absl::StrCat("'", type, " object' has no element ", name.Repr());
+  return absl::StrCat(type, " object has no element ", name.Repr());
 }
 
 absl::StatusOr<Value> Length(const Value& v) {

@@ -299,7 +299,7 @@ class Interpreter {
           MOED_TRY_ASSIGN(v, Eval(*k));
           items.push_back(v);
         }
-        return Value::MakeList(std::move(items));
+        return n.kind == Node::Kind::kTuple ? Value::MakeTuple(std::move(items)) : Value::MakeList(std::move(items));
       }
       case Node::Kind::kDict: {
         Value d = Value::MakeDict();

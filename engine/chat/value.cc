@@ -224,9 +224,11 @@ std::string Value::Repr() const {
     case Kind::kFloat: return FloatRepr(float_);
     case Kind::kString: return StrRepr(str_);
     case Kind::kList: {
-      std::string out = "[";
+      const bool tuple = int_ != 0;
+      std::string out = tuple ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) out += (i ? ", " : "") + (*list_)[i].Repr();
-      return out + "]";
+      if (tuple && list_->size() == 1) out += ",";
+      return out + (tuple ? ")" : "]");
     }
     case Kind::kDict: {
       std::string out = "{";

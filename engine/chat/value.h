@@ -64,6 +64,12 @@ class Value {
     v.list_ = std::make_shared<List>(std::move(items));
     return v;
   }
+  // A tuple is a list that prints as (a, b); Jinja tuple literals make one.
+  static Value MakeTuple(List items) {
+    Value v = MakeList(std::move(items));
+    v.int_ = 1;
+    return v;
+  }
   static Value MakeDict(Dict items = {}, bool is_namespace = false) {
     Value v(is_namespace ? Kind::kNamespace : Kind::kDict);
     v.dict_ = std::make_shared<Dict>(std::move(items));

@@ -132,8 +132,114 @@ def specific_cases(stem):
         yield "no_bos_token", [SYS, U1], True, {"__no_bos__": True}
 
 
+# Small templates exercising Jinja features one at a time, rendered in transformers' Jinja environment:
+# (name, template, variables). `messages` defaults to [].
+FEATURES = [
+    ("ws_dash_both", "a  {{- ' b ' -}}  c\n  {%- if true -%}  d  {%- endif -%}  e", {}),
+    ("ws_trim_blocks", "{% if true %}\nx\n{% endif %}\ny\n", {}),
+    ("ws_lstrip_blocks", "line\n    {% if true %}\n    in\n    {% endif %}\nend", {}),
+    ("ws_lstrip_plus", "a\n    {%+ if true %}b{% endif %}\n", {}),
+    ("ws_lstrip_not_after_text", "a {% if true %}b{% endif %}", {}),
+    ("ws_var_not_lstripped", "a\n    {{ 'v' }}\n", {}),
+    ("ws_comments", "a\n  {# note #}\nb {#- c -#}   d\n{# x #}e", {}),
+    ("ws_trailing_newline_dropped", "x\n", {}),
+    ("crlf_normalized", "a\r\nb\rc", {}),
+    ("for_else_and_loop", "{% for x in xs %}{{ loop.index }}/{{ loop.index0 }}/{{ loop.revindex }}/{{ loop.length }}"
+     "{{ 'F' if loop.first }}{{ 'L' if loop.last }}{{ loop.cycle('a', 'b') }} {% else %}empty{% endfor %}"
+     "{% for x in [] %}x{% else %}none{% endfor %}", {"xs": [3, 4, 5]}),
+    ("for_prev_next", "{% for x in xs %}[{{ loop.previtem }}|{{ x }}|{{ loop.nextitem }}]{% endfor %}", {"xs": [1, 2, 3]}),
+    ("for_filter", "{% for x in xs if x is odd %}{{ x }}:{{ loop.index }}:{{ loop.length }} {% endfor %}",
+     {"xs": [1, 2, 3, 4, 5]}),
+    ("for_tuple_unpack", "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}{% for k, v in d|items %}{{ k }}{% endfor %}",
+     {"d": {"b": 1, "a": [1, 2]}}),
+    ("for_dict_and_string", "{% for k in d %}{{ k }}{% endfor %}|{% for c in 'héllo' %}{{ c }}.{% endfor %}",
+     {"d": {"z": 1, "y": 2}}),
+    ("break_continue", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x > 4 %}{% break %}"
+     "{% endif %}{{ x }}{% endfor %}", {}),
+    ("nested_loops", "{% for a in xs %}{% for b in xs %}{{ loop.index }}{{ a }}{{ b }},{% endfor %}{{ loop.index }};"
+     "{% endfor %}", {"xs": ["p", "q"]}),
+    ("set_scoping", "{% set x = 1 %}{% for i in [1, 2] %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}"
+     "{% if true %}{% set x = 9 %}{% endif %}{{ x }}", {}),
+    ("namespace", "{% set ns = namespace(n=0, s='') %}{% for i in range(4) %}{% set ns.n = ns.n + i %}"
+     "{% set ns.s = ns.s ~ i %}{% endfor %}{{ ns.n }} {{ ns.s }}", {}),
+    ("set_block_and_tuple", "{% set a, b = [1, 'two'] %}{% set blk %}[{{ a }}{{ b }}]{% endset %}{{ blk }}{{ blk|length }}", {}),
+    ("macro", "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('A') }} "
+     "{{ greet('B', '?') }} {{ greet(name='C', punct='.') }}", {}),
+    ("macro_recursive_type", "{%- macro t(spec) -%}{%- if spec.type == 'array' -%}list[{{ t(spec['items']) }}]"
+     "{%- elif spec.type is string -%}{{ spec.type }}{%- else -%}Union[{% for x in spec.type %}{{ x }}"
+     "{% if not loop.last %},{% endif %}{% endfor %}]{%- endif -%}{%- endmacro -%}"
+     "{{ t({'type': 'array', 'items': {'type': ['int', 'str']}}) }}", {}),
+    ("filters_text", "{{ '  pad  '|trim }}|{{ 'xxhixx'|trim('x') }}|{{ 'abc'|upper }}|{{ 'ABC'|lower }}|"
+     "{{ 'hello wORLD'|title }}|{{ 'hello World'|capitalize }}|{{ 'a-b-c'|replace('-', '+') }}|"
+     "{{ 'a-b-c'|replace('-', '', 1) }}|{{ 42|string ~ '!' }}|{{ 'ünï'|length }}|{{ [1, 2]|length }}", {}),
+    ("filters_default", "{{ missing|default('dflt') }}|{{ ''|default('e') }}|{{ ''|default('e', true) }}|"
+     "{{ none|d('n') }}|{{ x|default(1) }}", {"x": 0}),
+    ("filters_lists", "{{ xs|join(', ') }}|{{ xs|first }}|{{ xs|last }}|{{ xs|reverse|list }}|{{ 'abc'|reverse }}|"
+     "{{ ds|map(attribute='n')|join }}|{{ ds|selectattr('n', 'equalto', 2)|list }}|"
+     "{{ ds|rejectattr('n', 'equalto', 2)|map(attribute='n')|list }}|{{ ds|selectattr('f')|list|length }}|"
+     "{{ 'ab'|list }}|{{ ds|join('/', attribute='n') }}", {"xs": [3, 1, 2], "ds": [{"n": 1, "f": True},
+                                                                                   {"n": 2, "f": False}, {"n": 3}]}),
+    ("filters_numbers", "{{ '7'|int + 1 }}|{{ 'x'|int }}|{{ 3.7|int }}|{{ '2.5'|float }}|{{ -3|abs }}|{{ -2.5|abs }}", {}),
+    ("tojson", "{{ d|tojson }}|{{ d|tojson(indent=2) }}|{{ 'ünï \"q\"\n'|tojson }}|{{ [1, 2.5, none, true]|tojson }}"
+     "|{{ {}|tojson }}|{{ []|tojson }}|{{ 1e-7|tojson }}|{{ 1e22|tojson }}",
+     {"d": {"b": [1, {"c": None}], "a": "x\ty", "e": {}}}),
+    ("tests", "{{ x is defined }}{{ y is defined }}{{ y is undefined }}{{ none is none }}{{ 'a' is string }}"
+     "{{ d is mapping }}{{ xs is mapping }}{{ xs is iterable }}{{ 'a' is iterable }}{{ 3 is number }}"
+     "{{ 3 is integer }}{{ 3.0 is integer }}{{ 3.0 is float }}{{ true is boolean }}{{ 1 is boolean }}"
+     "{{ 6 is divisibleby 3 }}{{ 7 is divisibleby(3) }}{{ 2 is even }}{{ x is sameas none }}{{ 'b' is in 'abc' }}"
+     "{{ 3 is not string }}{{ true is true }}{{ 0 is false }}{{ x is eq 5 }}{{ 'ab' is lower }}",
+     {"x": 5, "d": {}, "xs": [1]}),
+    ("slicing", "{{ xs[1:] }}{{ xs[:-1] }}{{ xs[::-1] }}{{ xs[::2] }}{{ xs[-2:] }}{{ xs[5:] }}{{ 'héllo'[1:3] }}"
+     "{{ 'héllo'[::-1] }}{{ 'héllo'[-1] }}{{ xs[-1] }}{{ xs.0 }}", {"xs": [1, 2, 3, 4]}),
+    ("operators", "{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 2 ** 10 }} {{ 7 / 2 }} {{ 4 / 2 }} "
+     "{{ 1 + 2.5 }} {{ 'ab' * 3 }} {{ [1] + [2] }} {{ 1 ~ 'x' ~ none }} {{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} "
+     "{{ 'a' < 'b' }} {{ 1 == 1.0 }} {{ 'x' in ['x'] }} {{ 'k' in {'k': 1} }} {{ 'z' not in 'abc' }} "
+     "{{ not 0 }} {{ 0 or 'y' }} {{ 1 and 'z' }} {{ -(3) }} {{ 10 - 2 - 3 }} {{ 2 + 3 * 4 }}", {}),
+    ("python_repr", "{{ d }}|{{ xs }}|{{ none }}|{{ true }}|{{ 1.0 }}|{{ 0.1 + 0.2 }}|{{ 1e-5 }}|{{ 123456789.0 * 1e10 }}"
+     "|{{ \"it's\" }}|{{ ['it\\'s', 'a\"b', 'n\\nl'] }}",
+     {"d": {"k": [1, "v", None, True, 2.5]}, "xs": []}),
+    ("str_methods", "{{ 'a,b,,c'.split(',') }}|{{ '  a  b '.split() }}|{{ 'a b c'.split(' ', 1) }}|{{ 'xyhixy'.strip('xy') }}"
+     "|{{ '..a..'.lstrip('.') }}|{{ '..a..'.rstrip('.') }}|{{ 'abc'.startswith('ab') }}|{{ 'abc'.endswith(('x', 'c')) }}"
+     "|{{ 'abc'.upper() }}|{{ 'a-b'.replace('-', '_') }}|{{ '-'.join(['a', 'b']) }}|{{ 'hello'.find('l') }}"
+     "|{{ 'hello'.count('l') }}|{{ 'Title me'.title() }}", {}),
+    ("dict_methods_and_attrs", "{{ d.get('a') }}{{ d.get('zz', 'no') }}{{ d.get('zz') }}{{ d.keys()|list }}{{ d.values()|list }}"
+     "{{ d.a }}{{ d['a'] }}{{ d.missing is defined }}{{ d['missing'] is defined }}", {"d": {"a": 1, "b": 2}}),
+    ("literals", "{{ 'con' 'cat' }}|{{ '\\x41\\u00e9\\t|' }}|{{ (1, 2) }}|{{ {'a': [1, {'b': none}]} }}|{{ 1_000 }}|{{ 2.50 }}"
+     "|{{ True }}{{ False }}{{ None }}|{{ 'x' if false }}|{{ 'y' if false else 'n' }}", {}),
+    ("undefined_printing", "[{{ nothing }}][{{ d.nope }}][{{ xs[9] }}][{{ nothing|length }}][{{ nothing is none }}]"
+     "[{% for x in nothing %}x{% endfor %}][{{ nothing ~ 'ok' }}][{{ nothing == nothing }}]",
+     {"d": {}, "xs": []}),
+    ("err_raise", "{% if true %}{{ raise_exception('Custom failure: ' ~ 3) }}{% endif %}", {}),
+    ("err_undefined_attr", "{{ nothing.attr }}", {}),
+    ("err_undefined_item", "{{ messages[0]['role'] }}", {}),
+    ("err_str_plus_int", "{{ 'a' + 1 }}", {}),
+    ("err_syntax", "{% if true %}unclosed", {}),
+    ("err_unknown_filter", "{{ 1|nosuchfilter }}", {}),
+]
+
+
+def feature_cases():
+    cases = []
+    for name, template, variables in FEATURES:
+        case = {"name": name, "template": template, "vars": variables}
+        try:
+            rendered, _ = render_jinja_template(conversations=[variables.get("messages", [])], chat_template=template,
+                                                **{k: v for k, v in variables.items() if k != "messages"})
+            case["expected"] = rendered[0]
+        except Exception as e:  # template errors and the Python errors (TypeError...) a render can raise
+            case["error"] = str(e)
+            case["error_type"] = type(e).__name__
+        cases.append(case)
+    return cases
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
+    features = feature_cases()
+    (OUT.parent / "features.json").write_text(json.dumps(
+        {"generator": "tools/parity/make_chat_goldens.py", "transformers": transformers.__version__,
+         "jinja2": jinja2.__version__, "cases": features}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"features: {len(features)} cases ({sum('error' in c for c in features)} raise)")
     for path in sorted(TEMPLATES.glob("*.jinja")):
         stem = path.stem
         template = path.read_text(encoding="utf-8")
