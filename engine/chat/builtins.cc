@@ -294,7 +294,7 @@ absl::StatusOr<List> Iterate(const Value& v) {
       for (char32_t c : Decode(v.str())) chars.push_back(Value::String(Encode(std::u32string(1, c))));
       return chars;
     }
-    default: return TypeError("'" + v.TypeName() + "' object is not iterable");
+    default: return TypeError(absl::StrCat("'", v.TypeName(), "' object is not iterable"));
   }
 }
 
@@ -342,7 +342,7 @@ absl::StatusOr<Value> Slice(const Value& v, const Value& start, const Value& sto
   } else if (v.kind() == Value::Kind::kList) {
     n = static_cast<int64_t>(v.list().size());
   } else {
-    return TypeError("'" + v.TypeName() + "' object is not subscriptable");
+    return TypeError(absl::StrCat("'", v.TypeName(), "' object is not subscriptable"));
   }
   auto clamp = [&](int64_t i, int64_t lo, int64_t hi) {
     if (i < 0) i += n;

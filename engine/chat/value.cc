@@ -89,7 +89,7 @@ std::string FloatRepr(double d) {
     }
   } else {
     out = digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) out.append(".").append(digits, 1, std::string::npos);
     char eb[16];
     std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     out += eb;
@@ -151,7 +151,7 @@ void JsonString(const std::string& s, std::string& out) {
 
 absl::Status JsonDump(const Value& v, int indent, int depth, std::string& out) {
   auto newline = [&](int d) {
-    if (indent >= 0) out += "\n" + std::string(static_cast<size_t>(indent) * d, ' ');
+    if (indent >= 0) out.append("\n").append(static_cast<size_t>(indent) * d, ' ');
   };
   const char* item_sep = indent >= 0 ? "," : ", ";
   switch (v.kind()) {
