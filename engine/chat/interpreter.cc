@@ -182,6 +182,8 @@ class Interpreter {
   void DefineMacro(const Node& n) {
     const Node* node = &n;
     frames_.back()[n.name] = Value::Function(n.name, [this, node](CallArgs& a) -> absl::StatusOr<Value> {
+      // A recursive macro must not overflow the stack: Python's own recursion limit stops Jinja near 1000 frames.
+      if (frames_.size() > kMaxFrames) return absl::InvalidArgumentError("maximum macro recursion depth exceeded");
       Frame frame;
       for (size_t i = 0; i < node->targets.size(); ++i) {
         Value v = i < a.positional.size() ? a.positional[i] : Value::Undefined("'" + node->targets[i] + "' is undefined");
@@ -405,6 +407,7 @@ class Interpreter {
     return Value::Bool(true);
   }
 
+  static constexpr size_t kMaxFrames = 200;
   std::vector<Frame> frames_;
 };
 

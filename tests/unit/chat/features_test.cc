@@ -149,3 +149,48 @@ TEST_F(LoadChatTemplateTest, ModelWithoutTemplateIsNotFound) {
 
 }  // namespace
 }  // namespace moed::chat
+
+namespace moed::chat {
+namespace {
+
+// Every prefix of every real template either parses or gives a syntax error; odd message shapes render or give an
+// error. Nothing crashes or hangs.
+TEST(ChatTemplateRobustness, PrefixesAndOddMessages) {
+  const auto odd = nlohmann::ordered_json::parse(R"([
+      [], [1, "two", null], [{"role": "user"}], [{"content": "no role"}],
+      [{"role": "user", "content": [{"type": "text", "text": "parts"}]}],
+      [{"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}],
+      [{"role": "tool", "content": 7}], [{"role": "system", "content": "s"}, {"role": "system", "content": "t"}]])");
+  int parsed = 0, refused = 0;
+  for (const auto& e : fs::directory_iterator(kDir)) {
+    if (e.path().extension() != ".jinja") continue;
+    const std::string src = Slurp(e.path());
+    for (size_t len = 0; len <= src.size(); len += 7) {
+      auto t = ChatTemplate::Parse(src.substr(0, len));
+      (t.ok() ? parsed : refused)++;
+      if (!t.ok()) EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+    }
+    auto t = ChatTemplate::Parse(src);
+    ASSERT_TRUE(t.ok());
+    for (const auto& messages : odd) {
+      for (bool gen : {false, true}) {
+        ChatTemplateOptions opt;
+        opt.add_generation_prompt = gen;
+        auto out = t->Render(messages, opt);
+        if (!out.ok()) EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << out.status();
+      }
+    }
+  }
+  EXPECT_GT(parsed, 0);
+  EXPECT_GT(refused, 0);
+}
+
+TEST(ChatTemplateRobustness, RecursiveMacroIsAnError) {
+  auto out = RenderChatTemplate("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                                nlohmann::ordered_json::array(), {});
+  ASSERT_FALSE(out.ok());
+  EXPECT_THAT(out.status().message(), HasSubstr("recursion"));
+}
+
+}  // namespace
+}  // namespace moed::chat
