@@ -27,7 +27,8 @@ class ChatTemplate {
  public:
   // Syntax errors are InvalidArgument naming the line and column.
   static absl::StatusOr<ChatTemplate> Parse(const std::string& source);
-  // `messages` is the OpenAI-style JSON list of {role, content, ...}. A template that calls raise_exception (e.g.
+  // `messages` is the OpenAI-style JSON list of {role, content, ...}; parse requests with nlohmann::ordered_json so
+  // that object key order survives (tojson and dict iteration print keys in the request's order, as Python does). A template that calls raise_exception (e.g.
   // roles not alternating) gives InvalidArgument with exactly its message; other render errors give
   // InvalidArgument naming the template line and column.
   absl::StatusOr<std::string> Render(const nlohmann::ordered_json& messages, const ChatTemplateOptions& options) const;
