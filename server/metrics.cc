@@ -111,6 +111,7 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
   }
 
   cache_ = std::make_unique<ExpertCacheMetrics>(reg, num_layers_, info.routed_experts);
+  balance_ = std::make_unique<BalanceMetrics>(reg, num_layers_, num_experts_, info.layer_is_moe);
 
   if (per_expert_) {
     auto& routed = BuildCounter().Name("moed_expert_tokens_total")
@@ -177,6 +178,7 @@ void ServerMetrics::UpdateExperts(const EngineStats& stats) {
     if (routed > 0) routed_[series]->Increment(static_cast<double>(routed));
     if (dropped > 0) dropped_[series]->Increment(static_cast<double>(dropped));
   }
+  balance_->Update(stats.window_routed, stats.routed);
   if (stats.last_step_routed.size() != cells) return;
   const absl::Span<const int64_t> step(stats.last_step_routed);
   for (int l = 0; l < num_layers_; ++l) {

@@ -16,6 +16,7 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/expert_cache_metrics.h"
+#include "server/balance_metrics.h"
 #include "server/expert_load.h"
 
 namespace moed::server {
@@ -38,6 +39,7 @@ struct MetricsModelInfo {
   int num_layers = 0;
   int num_experts = 0;
   int routed_experts = 0;  // MoE layers × experts (what the hot-expert cache can hold)
+  std::vector<bool> layer_is_moe;  // (num_layers); empty = every layer is MoE
 };
 
 // Steps in the sliding window of moed_expert_imbalance_ratio.
@@ -99,6 +101,7 @@ class ServerMetrics {
   std::vector<prometheus::Gauge*> imbalance_;       // per layer
 
   std::unique_ptr<ExpertCacheMetrics> cache_;
+  std::unique_ptr<BalanceMetrics> balance_;
 
   // Engine-thread state: the previous cumulative stats.
   EngineStats prev_;

@@ -22,6 +22,9 @@ class MoedService final : public v1::Moed::CallbackService {
   grpc::ServerUnaryReactor* GetExpertStats(grpc::CallbackServerContext* context,
                                            const v1::GetExpertStatsRequest* request,
                                            v1::ExpertStats* response) override;
+  grpc::ServerUnaryReactor* GetExpertProfile(grpc::CallbackServerContext* context,
+                                             const v1::GetExpertProfileRequest* request,
+                                             v1::ExpertProfile* response) override;
 
  private:
   ServiceContext* const service_;

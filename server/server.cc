@@ -105,6 +105,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   metrics_info.num_layers = (*engine)->spec().num_layers;
   metrics_info.num_experts = (*engine)->spec().num_experts;
   metrics_info.routed_experts = (*engine)->spec().num_routed_experts();
+  metrics_info.layer_is_moe = (*engine)->spec().layer_is_moe;
   s->family_ = metrics_info.family;
   s->metrics_ = std::make_unique<ServerMetrics>(metrics_info, config.metrics_per_expert);
   MOED_ASSIGN_OR_RETURN(s->metrics_http_,

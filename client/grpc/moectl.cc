@@ -8,7 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include <fstream>
+
 #include "client/grpc/cli_args.h"
+#include "client/grpc/experts_report.h"
 #include "client/grpc/grpc_util.h"
 #include "moed/v1/moed.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -25,6 +28,8 @@ commands:
   tokenize "TEXT" [--json]      token ids of TEXT
   info [--json]                 the served model and its limits
   stats [--json]                the layer x expert matrix of routed (and dropped) tokens
+  experts [--top-n N] [--html FILE] [--json]
+                                load heatmap and the tokens each expert receives (--html: a report page)
   health [--service NAME]       grpc.health.v1 status; exit 0 only when SERVING
 --addr defaults to $MOECTL_ADDR or 127.0.0.1:50051; --timeout 0 means no deadline.
 )";
@@ -33,6 +38,7 @@ const std::vector<FlagSpec> kFlags = {
     {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
     {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
     {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
+    {"top-n"}, {"html"},
 };
 
 constexpr int kExitCallFailed = 1;
@@ -235,7 +241,13 @@ int RunStats(Session& s) {
                         {"steps", st.steps()},
                         {"routed_tokens", std::vector<int64_t>(st.routed_tokens().begin(), st.routed_tokens().end())},
                         {"dropped_tokens", std::vector<int64_t>(st.dropped_tokens().begin(), st.dropped_tokens().end())},
-                        {"resident", std::vector<bool>(st.resident().begin(), st.resident().end())}};
+                        {"resident", std::vector<bool>(st.resident().begin(), st.resident().end())},
+                        {"window_steps", st.window_steps()}, {"balance", nlohmann::json::array()}};
+    for (const moed::v1::LayerBalance& b : st.balance()) {
+      j["balance"].push_back({{"layer", b.layer()}, {"window", b.window()}, {"gini", b.gini()},
+                              {"entropy", b.entropy()}, {"max_over_mean", b.max_over_mean()}, {"cv", b.cv()},
+                              {"assignments", b.assignments()}});
+    }
     const moed::v1::ExpertCacheStats& c = st.cache();
     j["cache"] = {{"enabled", c.enabled()}};
     if (c.enabled()) {
@@ -257,6 +269,15 @@ int RunStats(Session& s) {
   int64_t dropped = 0;
   for (int64_t v : st.dropped_tokens()) dropped += v;
   if (dropped > 0) PrintMatrix("dropped tokens", st.dropped_tokens(), layers, experts);
+  if (st.balance_size() > 0) {
+    std::cout << absl::StrFormat("balance (last_1000_steps = the last %d steps with assignments)\n%6s %-16s %8s %8s %9s "
+                                 "%8s %12s\n", st.window_steps(), "layer", "window", "gini", "entropy", "max/mean",
+                                 "cv", "assignments");
+    for (const moed::v1::LayerBalance& b : st.balance()) {
+      std::cout << absl::StrFormat("%6d %-16s %8.4f %8.4f %9.3f %8.4f %12d\n", b.layer(), b.window(), b.gini(),
+                                   b.entropy(), b.max_over_mean(), b.cv(), b.assignments());
+    }
+  }
   const moed::v1::ExpertCacheStats& c = st.cache();
   if (!c.enabled()) {
     std::cout << "expert cache: off (every expert resident)\n";
@@ -273,6 +294,52 @@ int RunStats(Session& s) {
   }
   std::cout << absl::StrFormat("  prefetch: %d issued, %d used, %d wasted\n", c.prefetch_issued(), c.prefetch_used(),
                                c.prefetch_wasted());
+  return 0;
+}
+
+int RunExperts(Session& s) {
+  absl::StatusOr<std::optional<int64_t>> top_n = s.args.GetInt("top-n");
+  if (!top_n.ok()) return UsageError(std::string(top_n.status().message()));
+  moed::v1::GetExpertProfileRequest req;
+  req.set_top_n(static_cast<int32_t>(top_n->value_or(5)));  // the server checks the range
+  moed::v1::ExpertStats stats;
+  moed::v1::ExpertProfile profile;
+  grpc::ClientContext c1, c2;
+  SetTimeout(c1, s.timeout);
+  SetTimeout(c2, s.timeout);
+  if (grpc::Status st = s.stub->GetExpertStats(&c1, moed::v1::GetExpertStatsRequest(), &stats); !st.ok()) {
+    return CallFailed(st);
+  }
+  if (grpc::Status st = s.stub->GetExpertProfile(&c2, req, &profile); !st.ok()) return CallFailed(st);
+  if (s.args.Has("html")) {
+    const std::string path = s.args.GetString("html", "");
+    std::ofstream out(path, std::ios::binary);
+    out << ExpertsHtml(stats, profile, req.top_n());
+    if (!out.good()) {
+      std::cerr << "moectl: cannot write " << path << "\n";
+      return kExitCallFailed;
+    }
+    std::cout << "wrote " << path << "\n";
+    return 0;
+  }
+  if (s.json) {
+    nlohmann::json experts = nlohmann::json::array();
+    for (const moed::v1::ExpertTokens& x : profile.experts()) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const moed::v1::TokenCount& t : x.top_tokens()) {
+        top.push_back({{"token_id", t.token_id()}, {"count", t.count()}, {"error", t.error()}, {"text", t.text()}});
+      }
+      experts.push_back({{"layer", x.layer()}, {"expert", x.expert()}, {"tokens", x.tokens()}, {"top_tokens", top},
+                         {"class_counts", std::vector<int64_t>(x.class_counts().begin(), x.class_counts().end())}});
+    }
+    std::cout << Dump({{"token_classes", std::vector<std::string>(profile.token_classes().begin(),
+                                                                   profile.token_classes().end())},
+                       {"tokens_profiled", profile.tokens_profiled()}, {"steps", profile.steps()},
+                       {"experts", experts}, {"balance_points", profile.balance_history_size()}})
+              << "\n";
+    return 0;
+  }
+  std::cout << ExpertsText(stats, profile, req.top_n());
   return 0;
 }
 
@@ -301,13 +368,14 @@ int Main(int argc, char** argv) {
   s.stub = moed::v1::Moed::NewStub(s.channel);
 
   const std::string& cmd = args->positional()[0];
-  const bool takes_no_args = cmd == "info" || cmd == "stats" || cmd == "health";
+  const bool takes_no_args = cmd == "info" || cmd == "stats" || cmd == "health" || cmd == "experts";
   if (takes_no_args && args->positional().size() > 1) return UsageError(cmd + " takes no arguments");
   if (cmd == "generate") return RunGenerate(s);
   if (cmd == "tokenize") return RunTokenize(s);
   if (cmd == "info") return RunInfo(s);
   if (cmd == "stats") return RunStats(s);
   if (cmd == "health") return RunHealth(s);
+  if (cmd == "experts") return RunExperts(s);
   return UsageError("unknown command '" + cmd + "'");
 }
 

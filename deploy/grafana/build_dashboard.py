@@ -133,6 +133,7 @@ def expert_panels(lay):
                    "sliding window. Alert MoedExpertHotspot at 3.",
                    targets((f"max by (layer) (moed_expert_imbalance_ratio{{{LAYER}}})", "layer {{layer}}")),
                    w=12, h=9, thresholds=3),
+        *balance_panels(lay),
         timeseries(lay, "Expert load ÷ layer mean",
                    "Each expert's assignment rate divided by its layer's mean rate (1 = balanced).",
                    targets((f"{per_expert} / on (layer) group_left () avg by (layer) ({per_expert})",
@@ -149,6 +150,37 @@ def expert_panels(lay):
                    "Share of each expert's assignments dropped by its capacity.",
                    targets((f"{rate(dropped, 'layer, expert', LAYER)} / {per_expert}", "L{{layer}} E{{expert}}")),
                    unit="percentunit", w=24),
+    ]
+
+
+def balance(metric, agg="max"):
+    """One layer's balance gauge over both windows, worst pod."""
+    return [(f'{agg} by (layer) ({metric}{{{LAYER}, window="{w}"}})', f"layer {{{{layer}}}} {label}")
+            for w, label in (("last_1000_steps", "last 1000 steps"), ("since_start", "since start"))]
+
+
+def balance_panels(lay):
+    """Balance per layer from the daemon's moed_expert_load_* gauges (both metrics modes), one unit per panel."""
+    return [
+        timeseries(lay, "Gini of expert load per layer",
+                   "moed_expert_load_gini: 0 = every expert equally loaded, (n-1)/n = one expert takes everything; "
+                   "over the last 1000 steps with assignments and since start.",
+                   targets(*balance("moed_expert_load_gini")), unit="none", w=6),
+        timeseries(lay, "Routing entropy per layer (normalized)",
+                   "moed_expert_load_entropy: entropy of the expert distribution over ln(experts); 1 = uniform, "
+                   "0 = one expert. Lowest pod.",
+                   targets(*balance("moed_expert_load_entropy", "min")), unit="percentunit", w=6),
+        timeseries(lay, "Busiest expert ÷ mean per layer",
+                   "moed_expert_load_max_mean_ratio over the last 1000 steps and since start. MoedExpertHotspot "
+                   "fires when the 1000-step value stays above 3 for 10 + 15 minutes.",
+                   targets(*balance("moed_expert_load_max_mean_ratio")), unit="none", w=6, thresholds=3),
+        timeseries(lay, "Coefficient of variation per layer",
+                   "moed_expert_load_cv: standard deviation of per-expert load over its mean (0 = uniform).",
+                   targets(*balance("moed_expert_load_cv")), unit="none", w=6),
+        timeseries(lay, "Assignments in the balance windows",
+                   "moed_expert_load_assignments: router assignments the balance gauges are computed over "
+                   "(0 = no data yet, the gauges then read 0).",
+                   targets(*balance("moed_expert_load_assignments", "sum")), unit="short", w=12),
     ]
 
 

@@ -33,6 +33,12 @@ EXPERTS = {
     "moed_layer_dropped_tokens_total": "counter",
     "moed_expert_load_ratio": "histogram",
     "moed_expert_imbalance_ratio": "gauge",
+    # Balance per MoE layer and window (issue 16).
+    "moed_expert_load_gini": "gauge",
+    "moed_expert_load_entropy": "gauge",
+    "moed_expert_load_max_mean_ratio": "gauge",
+    "moed_expert_load_cv": "gauge",
+    "moed_expert_load_assignments": "gauge",
 }
 
 CACHE = {
