@@ -12,6 +12,7 @@
 
 #include "client/grpc/cli_args.h"
 #include "client/grpc/experts_report.h"
+#include "client/grpc/plan_ep.h"
 #include "client/grpc/grpc_util.h"
 #include "moed/v1/moed.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -30,6 +31,10 @@ commands:
   stats [--json]                the layer x expert matrix of routed (and dropped) tokens
   experts [--top-n N] [--html FILE] [--json]
                                 load heatmap and the tokens each expert receives (--html: a report page)
+  plan-ep --gpus G [--redundant R] [--loads STATS.json --hidden-size H] [--json]
+                                expert-parallel placement of the observed loads (the daemon's last 1000
+                                steps, or a saved `moectl stats --json`): per-GPU load, balancedness,
+                                all-to-all bytes per step
   health [--service NAME]       grpc.health.v1 status; exit 0 only when SERVING
 --addr defaults to $MOECTL_ADDR or 127.0.0.1:50051; --timeout 0 means no deadline.
 )";
@@ -38,7 +43,7 @@ const std::vector<FlagSpec> kFlags = {
     {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
     {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
     {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
-    {"top-n"}, {"html"},
+    {"top-n"}, {"html"}, {"gpus"}, {"redundant"}, {"loads"}, {"hidden-size"},
 };
 
 constexpr int kExitCallFailed = 1;
@@ -343,6 +348,55 @@ int RunExperts(Session& s) {
   return 0;
 }
 
+int RunPlanEp(Session& s) {
+  absl::StatusOr<std::optional<int64_t>> gpus = s.args.GetInt("gpus");
+  absl::StatusOr<std::optional<int64_t>> redundant = s.args.GetInt("redundant");
+  absl::StatusOr<std::optional<int64_t>> hidden = s.args.GetInt("hidden-size");
+  for (const absl::Status& st : {gpus.status(), redundant.status(), hidden.status()}) {
+    if (!st.ok()) return UsageError(std::string(st.message()));
+  }
+  if (!*gpus) return UsageError("plan-ep needs --gpus G");
+  if (*redundant && **redundant < 0) return UsageError("--redundant must be >= 0");
+  PlanEpInput in;
+  if (s.args.Has("loads")) {
+    const std::string path = s.args.GetString("loads", "");
+    std::ifstream file(path, std::ios::binary);
+    if (!file) return UsageError("--loads: cannot read " + path);
+    const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    absl::StatusOr<PlanEpInput> parsed = PlanEpInputFromStatsJson(text, path);
+    if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+    if (!*hidden) return UsageError("--loads needs --hidden-size H (the model's hidden_size)");
+    in = *std::move(parsed);
+  } else {
+    moed::v1::ModelInfo info;
+    moed::v1::ExpertStats st;
+    grpc::ClientContext c1, c2;
+    SetTimeout(c1, s.timeout);
+    SetTimeout(c2, s.timeout);
+    if (grpc::Status call = s.stub->GetModelInfo(&c1, moed::v1::GetModelInfoRequest(), &info); !call.ok()) {
+      return CallFailed(call);
+    }
+    if (grpc::Status call = s.stub->GetExpertStats(&c2, moed::v1::GetExpertStatsRequest(), &st); !call.ok()) {
+      return CallFailed(call);
+    }
+    const bool window = st.window_steps() > 0 && st.window_routed_tokens_size() == st.routed_tokens_size();
+    in.num_layers = st.num_layers();
+    in.num_experts = st.num_experts();
+    in.top_k = st.top_k();
+    in.hidden_size = info.hidden_size();
+    const auto& m = window ? st.window_routed_tokens() : st.routed_tokens();
+    in.routed.assign(m.begin(), m.end());
+    in.steps = window ? st.window_steps() : st.steps();
+    in.source = absl::StrCat("GetExpertStats of ", info.model(), window ? " (last 1000 steps window)" : "");
+  }
+  if (*hidden) in.hidden_size = static_cast<int>(**hidden);
+  absl::StatusOr<std::string> report =
+      PlanEpReport(in, static_cast<int>(**gpus), *redundant ? static_cast<int>(**redundant) : -1, s.json);
+  if (!report.ok()) return UsageError(std::string(report.status().message()));
+  std::cout << *report;
+  return 0;
+}
+
 int RunHealth(Session& s) {
   std::string serving;
   grpc::Status st = CheckHealth(*s.channel, s.args.GetString("service", ""), s.timeout, &serving);
@@ -368,7 +422,8 @@ int Main(int argc, char** argv) {
   s.stub = moed::v1::Moed::NewStub(s.channel);
 
   const std::string& cmd = args->positional()[0];
-  const bool takes_no_args = cmd == "info" || cmd == "stats" || cmd == "health" || cmd == "experts";
+  const bool takes_no_args =
+      cmd == "info" || cmd == "stats" || cmd == "health" || cmd == "experts" || cmd == "plan-ep";
   if (takes_no_args && args->positional().size() > 1) return UsageError(cmd + " takes no arguments");
   if (cmd == "generate") return RunGenerate(s);
   if (cmd == "tokenize") return RunTokenize(s);
@@ -376,6 +431,7 @@ int Main(int argc, char** argv) {
   if (cmd == "stats") return RunStats(s);
   if (cmd == "health") return RunHealth(s);
   if (cmd == "experts") return RunExperts(s);
+  if (cmd == "plan-ep") return RunPlanEp(s);
   return UsageError("unknown command '" + cmd + "'");
 }
 
