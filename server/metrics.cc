@@ -54,7 +54,10 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
   per_expert_ = mode == PerExpertMetrics::kOn || (mode == PerExpertMetrics::kAuto && cells <= kPerExpertSeriesBudget);
 
   BuildGauge().Name("moed_info").Help("The model and backend this daemon serves (always 1).")
-      .Register(reg).Add({{"model", info.model}, {"family", info.family}, {"backend", info.backend}}).Set(1);
+      .Register(reg).Add({{"model", info.model}, {"model_name", info.model}, {"family", info.family},
+                          {"backend", info.backend}}).Set(1);
+  request_lengths_ = std::make_unique<RequestMetrics>(reg, info.model);
+  process_ = std::make_unique<ProcessMetrics>(reg, info.model);
 
   auto& requests = BuildCounter().Name("moed_requests_total")
       .Help("Generate requests by how they ended (gRPC status, lower snake case).").Register(reg);
@@ -112,6 +115,9 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
 
   cache_ = std::make_unique<ExpertCacheMetrics>(reg, num_layers_, info.routed_experts);
   balance_ = std::make_unique<BalanceMetrics>(reg, num_layers_, num_experts_, info.layer_is_moe);
+  specialization_ = std::make_unique<SpecializationMetrics>(
+      reg, num_layers_, num_experts_, info.layer_is_moe,
+      per_expert_ && cells * static_cast<int64_t>(TokenClass::kCount) <= kPerExpertSeriesBudget);
 
   if (per_expert_) {
     auto& routed = BuildCounter().Name("moed_expert_tokens_total")
@@ -143,6 +149,9 @@ void ServerMetrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }
 void ServerMetrics::ObserveInterTokenLatency(double s) { itl_->Observe(s); }
 void ServerMetrics::ObserveQueueTime(double s) { queue_time_->Observe(s); }
 void ServerMetrics::ObserveRequestDuration(double s) { duration_->Observe(s); }
+void ServerMetrics::RequestEnded(FinishReason reason, int prompt_tokens, int generation_tokens) {
+  request_lengths_->Finished(reason, prompt_tokens, generation_tokens);
+}
 
 void ServerMetrics::OnEngineStep(const EngineStats& stats, int pending) {
   running_->Set(stats.running);
@@ -179,6 +188,10 @@ void ServerMetrics::UpdateExperts(const EngineStats& stats) {
     if (dropped > 0) dropped_[series]->Increment(static_cast<double>(dropped));
   }
   balance_->Update(stats.window_routed, stats.routed);
+  if (stats.expert_profile != profile_) {
+    profile_ = stats.expert_profile;  // kept alive so that a new snapshot never reuses its address
+    specialization_->Update(profile_.get());
+  }
   if (stats.last_step_routed.size() != cells) return;
   const absl::Span<const int64_t> step(stats.last_step_routed);
   for (int l = 0; l < num_layers_; ++l) {

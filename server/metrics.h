@@ -18,6 +18,9 @@
 #include "server/expert_cache_metrics.h"
 #include "server/balance_metrics.h"
 #include "server/expert_load.h"
+#include "server/process_metrics.h"
+#include "server/request_metrics.h"
+#include "server/specialization_metrics.h"
 
 namespace moed::server {
 
@@ -62,6 +65,8 @@ class ServerMetrics {
   void ObserveInterTokenLatency(double seconds);
   void ObserveQueueTime(double seconds);
   void ObserveRequestDuration(double seconds);
+  // Once per request the engine finished: moed_requests_finished_total{finish_reason} and the length histograms.
+  void RequestEnded(FinishReason reason, int prompt_tokens, int generation_tokens);
 
   // After each engine step (or idle pass): gauges from `stats`; counters and histograms from the
   // difference to the previous call when stats.steps advanced. `pending`: submitted requests not yet
@@ -102,6 +107,10 @@ class ServerMetrics {
 
   std::unique_ptr<ExpertCacheMetrics> cache_;
   std::unique_ptr<BalanceMetrics> balance_;
+  std::unique_ptr<RequestMetrics> request_lengths_;
+  std::unique_ptr<SpecializationMetrics> specialization_;
+  std::shared_ptr<const ExpertProfileSnapshot> profile_;  // the last snapshot fed to specialization_
+  std::unique_ptr<ProcessMetrics> process_;
 
   // Engine-thread state: the previous cumulative stats.
   EngineStats prev_;

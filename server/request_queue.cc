@@ -282,6 +282,7 @@ void RequestQueue::Finalize(Live& live, RequestOutput& out, absl::Time now) {
   }
   metrics_->RequestFinished(RequestResultFromStatus(out.status));
   metrics_->ObserveRequestDuration(Seconds(now - live.arrival));
+  metrics_->RequestEnded(out.finish_reason, out.prompt_tokens, out.completion_tokens);
 }
 
 }  // namespace moed::server

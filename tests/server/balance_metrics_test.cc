@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "server/metrics.h"
+#include "server/specialization_metrics.h"
 
 namespace moed::server {
 namespace {
@@ -72,6 +73,37 @@ TEST(BalanceMetrics, ServerMetricsFeedsThemFromEngineStats) {
   EXPECT_DOUBLE_EQ(g["moed_expert_load_max_mean_ratio"]["0/last_1000_steps"], 1.5);
   EXPECT_DOUBLE_EQ(g["moed_expert_load_gini"]["0/since_start"], 0.25);
   EXPECT_EQ(g["moed_expert_load_assignments"]["0/since_start"], 40);
+}
+
+TEST(SpecializationMetrics, CountersFollowTheProfileSnapshots) {
+  prometheus::Registry reg;
+  SpecializationMetrics m(reg, /*num_layers=*/2, /*num_experts=*/2, /*layer_is_moe=*/{false, true}, true);
+  const auto families = reg.Collect();
+  ASSERT_EQ(families.size(), 1u);
+  EXPECT_EQ(families[0].metric.size(), 2u * 9u);  // layer 1 only: 2 experts x 9 classes
+  ExpertProfiler profiler(2, 2, 4, {TokenClass::kDigits, TokenClass::kLetters}, 4);
+  profiler.AddToken(0, std::vector<int32_t>{1, 1, 1, 1});
+  auto first = profiler.Snapshot(4, 1);
+  m.Update(first.get());
+  m.Update(first.get());  // the same snapshot again: no double counting
+  profiler.AddToken(1, std::vector<int32_t>{0, 0, 0, 1});
+  auto second = profiler.Snapshot(4, 2);
+  m.Update(second.get());
+  m.Update(nullptr);
+  std::map<std::string, double> value;
+  for (const auto& metric : reg.Collect()[0].metric) {
+    std::string key;
+    for (const auto& l : metric.label) key += l.value + "/";
+    value[key] = metric.counter.value;
+  }
+  // Keys: expert/layer/token_class (labels in name order). Token 0 (digits) went to both experts of layer 1,
+  // token 1 (letters) to expert 1 only.
+  EXPECT_EQ(value["0/1/digits/"], 1);
+  EXPECT_EQ(value["0/1/letters/"], 0);
+  EXPECT_EQ(value["1/1/digits/"], 1);
+  EXPECT_EQ(value["1/1/letters/"], 1);
+  SpecializationMetrics off(reg, 2, 2, {}, false);  // over budget: no family at all
+  EXPECT_EQ(reg.Collect().size(), 1u);
 }
 
 }  // namespace
