@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "engine/moe/load_balance.h"
 #include "server/request_validator.h"
 #include "server/status_convert.h"
 
@@ -95,6 +96,8 @@ void GenerateReactor::FillResponse(const RequestOutput& out) {
   for (int l = 0; l < layers; ++l) {
     v1::LayerRouting* layer = response_.add_routing();
     layer->set_layer(l);
+    const auto begin = out.routing.begin() + static_cast<ptrdiff_t>(l) * experts;
+    layer->set_entropy(ComputeLoadBalance(std::vector<int64_t>(begin, begin + experts)).entropy);
     for (int e = 0; e < experts; ++e) {
       const int32_t count = out.routing[static_cast<size_t>(l) * experts + e];
       if (count == 0) continue;

@@ -118,7 +118,8 @@ nlohmann::json RoutingJson(const google::protobuf::RepeatedPtrField<moed::v1::La
   for (const moed::v1::LayerRouting& l : routing) {
     layers.push_back({{"layer", l.layer()},
                       {"expert_ids", std::vector<int32_t>(l.expert_ids().begin(), l.expert_ids().end())},
-                      {"token_counts", std::vector<int32_t>(l.token_counts().begin(), l.token_counts().end())}});
+                      {"token_counts", std::vector<int32_t>(l.token_counts().begin(), l.token_counts().end())},
+                      {"entropy", l.entropy()}});
   }
   return layers;
 }

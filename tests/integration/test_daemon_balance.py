@@ -55,3 +55,15 @@ def test_balance_fields_and_gauges_match_the_definitions(daemon):
     # Fewer than 1000 steps so far: the window still holds everything since start.
     if stats.steps < 1000:
         assert list(stats.window_routed_tokens) == list(stats.routed_tokens)
+
+
+def test_routing_summary_carries_each_layers_entropy(daemon):
+    msgs = list(daemon.client.generate("Entropy of one request", temperature=0, max_tokens=6, ignore_eos=True,
+                                       include_routing=True, timeout=60))
+    routing = msgs[-1].routing
+    assert len(routing) == LAYERS
+    for layer in routing:
+        counts = dict(zip(layer.expert_ids, layer.token_counts))
+        want = balance([counts.get(e, 0) for e in range(EXPERTS)])[1]
+        assert layer.entropy == pytest.approx(want, rel=1e-12, abs=1e-12), layer.layer
+        assert 0 < layer.entropy < 1  # top-2 of 8 experts over several tokens: neither one expert nor uniform
