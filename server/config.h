@@ -51,6 +51,11 @@ struct ServerConfig {
   int max_logprobs = 20;
   int64_t max_prompt_bytes = 1 << 20;
   int max_receive_message_bytes = 4 << 20;
+
+  // Routing trace (engine/moe/routing_trace.h): started at start-up when `routing_trace` is set; moectl trace
+  // starts, stops and dumps it at run time.
+  std::string routing_trace;          // file; empty = not at start-up
+  double routing_trace_sample = 1.0;  // (0, 1]
 };
 
 }  // namespace moed::server

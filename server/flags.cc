@@ -43,6 +43,8 @@ ABSL_FLAG(int, max_stop_length, 64, "bytes per stop string");
 ABSL_FLAG(int, max_logprobs, 20, "largest sampling.logprobs a request may ask for");
 ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text in bytes");
 ABSL_FLAG(int, max_receive_message_bytes, 4 << 20, "largest gRPC message the server accepts");
+ABSL_FLAG(std::string, routing_trace, "", "write sampled per-token routing to this file (gzip JSON lines); empty = off");
+ABSL_FLAG(double, routing_trace_sample, 1.0, "share (0, 1] of requests the routing trace records");
 
 namespace moed::server {
 namespace {
@@ -53,7 +55,8 @@ constexpr const char* kFlagNames[] = {
     "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
     "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
     "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
-    "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes"};
+    "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes", "routing_trace",
+    "routing_trace_sample"};
 
 bool IsOurFlag(absl::string_view name) {
   for (const char* n : kFlagNames) {
@@ -166,6 +169,8 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
   c.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
   c.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+  c.routing_trace = absl::GetFlag(FLAGS_routing_trace);
+  c.routing_trace_sample = absl::GetFlag(FLAGS_routing_trace_sample);
   MOED_RETURN_IF_ERROR(ValidateServerConfig(c));
   return c;
 }
@@ -188,6 +193,10 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (!(c.moe_capacity_factor >= 0.0f) || c.moe_capacity_factor > 1e6f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--moe-capacity-factor must be >= 0 (0 = dropless), got ", c.moe_capacity_factor));
+  }
+  if (!(c.routing_trace_sample > 0.0 && c.routing_trace_sample <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--routing-trace-sample must be in (0, 1], got ", c.routing_trace_sample));
   }
   MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-slots", c.expert_cache_slots, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-bytes", c.expert_cache_bytes, 0));

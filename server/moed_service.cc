@@ -7,6 +7,7 @@
 #include "engine/moe/load_balance.h"
 #include "server/balance_metrics.h"
 #include "server/expert_profile_proto.h"
+#include "server/routing_trace_rpc.h"
 #include "server/generate_reactor.h"
 #include "server/status_convert.h"
 
@@ -145,6 +146,15 @@ grpc::ServerUnaryReactor* MoedService::GetExpertProfile(grpc::CallbackServerCont
   const EngineStats stats = service_->queue->StatsSnapshot();
   reactor->Finish(ToGrpcStatus(FillExpertProfile(stats.expert_profile.get(), service_->queue->info().spec,
                                                  *service_->tokenizer, request->top_n(), response)));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MoedService::ControlRoutingTrace(grpc::CallbackServerContext* context,
+                                                           const v1::RoutingTraceRequest* request,
+                                                           v1::RoutingTraceState* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = ControlTrace(*service_->routing_trace, service_->config, *request, response);
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 

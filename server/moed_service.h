@@ -25,6 +25,9 @@ class MoedService final : public v1::Moed::CallbackService {
   grpc::ServerUnaryReactor* GetExpertProfile(grpc::CallbackServerContext* context,
                                              const v1::GetExpertProfileRequest* request,
                                              v1::ExpertProfile* response) override;
+  grpc::ServerUnaryReactor* ControlRoutingTrace(grpc::CallbackServerContext* context,
+                                                const v1::RoutingTraceRequest* request,
+                                                v1::RoutingTraceState* response) override;
 
  private:
   ServiceContext* const service_;

@@ -94,8 +94,19 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   backend_options.expert_cache_prefetch = config.expert_cache_prefetch;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*backend_kind, *model, backend_options);
   if (!backend.ok()) return Prefixed(absl::StrCat("--backend ", config.backend, ": "), backend.status());
+  const ModelSpec& spec = (*model)->spec;
+  s->routing_trace_ = std::make_unique<RoutingTrace>(spec.num_layers, spec.num_experts);
+  if (!config.routing_trace.empty()) {
+    absl::Status started = s->routing_trace_->Start(RoutingTraceOptions{.path = config.routing_trace,
+                                                                        .sample = config.routing_trace_sample});
+    if (!started.ok()) return Prefixed(std::string("--routing-trace: "), started);
+  }
+  EngineConfig engine_config = ToEngineConfig(config);
+  engine_config.token_routing_observer = [trace = s->routing_trace_.get()](const TokenRoutingEvent& e) {
+    trace->Observe(e);
+  };
   absl::StatusOr<std::unique_ptr<EngineCore>> engine =
-      EngineCore::Create(*std::move(backend), shared_tokenizer, ToEngineConfig(config));
+      EngineCore::Create(*std::move(backend), shared_tokenizer, engine_config);
   if (!engine.ok()) return Prefixed(std::string("engine: "), engine.status());
 
   MetricsModelInfo metrics_info;
@@ -120,6 +131,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   s->context_->tokenizer = shared_tokenizer;
   s->context_->limits = ToLimits(config, s->queue_->info());
   s->context_->seed_base = std::random_device{}();
+  s->context_->routing_trace = s->routing_trace_.get();
   s->service_ = std::make_unique<MoedService>(s->context_.get());
   s->queue_->Start();
 

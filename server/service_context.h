@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/moe/routing_trace.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/config.h"
 #include "server/metrics.h"
@@ -21,6 +22,7 @@ struct ServiceContext {
   ServerMetrics* metrics = nullptr;
   std::shared_ptr<const Tokenizer> tokenizer;
   RequestLimits limits;
+  RoutingTrace* routing_trace = nullptr;   // thread-safe; owned by MoedServer
   std::atomic<uint64_t> next_request = 0;  // engine request ids: "r<N>", unique for the process
   uint64_t seed_base = 0;                  // server-chosen seeds: seed_base + request number
 };

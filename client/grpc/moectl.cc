@@ -35,6 +35,9 @@ commands:
                                 expert-parallel placement of the observed loads (the daemon's last 1000
                                 steps, or a saved `moectl stats --json`): per-GPU load, balancedness,
                                 all-to-all bytes per step
+  trace start [--sample P] | stop | dump | status [--json]
+                                the routing trace (moed --routing-trace FILE): start, stop, dump (close
+                                the records so far as FILE.1) or show it
   health [--service NAME]       grpc.health.v1 status; exit 0 only when SERVING
 --addr defaults to $MOECTL_ADDR or 127.0.0.1:50051; --timeout 0 means no deadline.
 )";
@@ -43,7 +46,7 @@ const std::vector<FlagSpec> kFlags = {
     {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
     {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
     {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
-    {"top-n"}, {"html"}, {"gpus"}, {"redundant"}, {"loads"}, {"hidden-size"},
+    {"top-n"}, {"html"}, {"gpus"}, {"redundant"}, {"loads"}, {"hidden-size"}, {"sample"},
 };
 
 constexpr int kExitCallFailed = 1;
@@ -398,6 +401,37 @@ int RunPlanEp(Session& s) {
   return 0;
 }
 
+int RunTrace(Session& s) {
+  if (s.args.positional().size() != 2) return UsageError("trace takes one of start, stop, dump, status");
+  const std::string& what = s.args.positional()[1];
+  moed::v1::RoutingTraceRequest req;
+  if (what == "start") req.set_action(moed::v1::RoutingTraceRequest::START);
+  else if (what == "stop") req.set_action(moed::v1::RoutingTraceRequest::STOP);
+  else if (what == "dump") req.set_action(moed::v1::RoutingTraceRequest::DUMP);
+  else if (what == "status") req.set_action(moed::v1::RoutingTraceRequest::STATUS);
+  else return UsageError("trace: unknown action '" + what + "' (start, stop, dump, status)");
+  absl::StatusOr<std::optional<double>> sample = s.args.GetDouble("sample");
+  if (!sample.ok()) return UsageError(std::string(sample.status().message()));
+  if (*sample) req.set_sample(**sample);  // the server checks the range
+  moed::v1::RoutingTraceState st;
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, s.timeout);
+  if (grpc::Status call = s.stub->ControlRoutingTrace(&ctx, req, &st); !call.ok()) return CallFailed(call);
+  nlohmann::json j = {{"active", st.active()}, {"path", st.path()}, {"sample", st.sample()},
+                      {"records", st.records()}, {"dropped", st.dropped()}, {"bytes", st.bytes()},
+                      {"rotations", st.rotations()}};
+  if (!st.dumped_path().empty()) j["dumped_path"] = st.dumped_path();
+  if (s.json) {
+    std::cout << Dump(j) << "\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("routing trace %s: %s, sample %g, %d tokens written (%d bytes, %d dropped, %d "
+                               "rotations)\n", st.active() ? "on" : "off", st.path(), st.sample(), st.records(),
+                               st.bytes(), st.dropped(), st.rotations());
+  if (!st.dumped_path().empty()) std::cout << "dumped to " << st.dumped_path() << "\n";
+  return 0;
+}
+
 int RunHealth(Session& s) {
   std::string serving;
   grpc::Status st = CheckHealth(*s.channel, s.args.GetString("service", ""), s.timeout, &serving);
@@ -433,6 +467,7 @@ int Main(int argc, char** argv) {
   if (cmd == "health") return RunHealth(s);
   if (cmd == "experts") return RunExperts(s);
   if (cmd == "plan-ep") return RunPlanEp(s);
+  if (cmd == "trace") return RunTrace(s);
   return UsageError("unknown command '" + cmd + "'");
 }
 

@@ -362,7 +362,13 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
     if (r.request.include_routing) {
       for (size_t j = 0; j < r.routing.size() && j < result.routing.size(); ++j) r.routing[j] += result.routing[j];
     }
-    if (c.num_tokens == 1) profiler_->AddToken(r.tokens[c.start_pos], result.routing);
+    if (c.num_tokens == 1) {
+      profiler_->AddToken(r.tokens[c.start_pos], result.routing);
+      if (config_.token_routing_observer) {
+        config_.token_routing_observer(
+            {r.request.request_id, c.start_pos, r.tokens[c.start_pos], &result.routing});
+      }
+    }
     if (c.reaches_end) AcceptToken(r, result, outputs);  // may finish and erase r
   }
   UpdateGauges(plan, start);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/time/time.h"
 #include "engine/backend/backend.h"
 #include "engine/moe/expert_profile.h"
+#include "engine/moe/routing_trace.h"
 #include "engine/runtime/sampling_params.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -57,6 +59,9 @@ struct EngineConfig {
   int max_model_len = 0;         // context limit; 0 → the model's max_position_embeddings
   int kv_block_size = 16;        // tokens per KV block
   int64_t kv_cache_bytes = 0;    // KV memory; 0 → enough for max_running_seqs full contexts
+  // Called on the engine thread for every token whose own routing is known (the input token of a single-token
+  // chunk: decode steps), e.g. RoutingTrace::Observe. The event's views live for the call only.
+  std::function<void(const TokenRoutingEvent&)> token_routing_observer;
 };
 
 // The recent-load window behind EngineStats::window_routed (and the "last_1000_steps" balance metrics).

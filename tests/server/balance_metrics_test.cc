@@ -91,7 +91,8 @@ TEST(SpecializationMetrics, CountersFollowTheProfileSnapshots) {
   m.Update(second.get());
   m.Update(nullptr);
   std::map<std::string, double> value;
-  for (const auto& metric : reg.Collect()[0].metric) {
+  const auto collected = reg.Collect();  // kept alive: the loop reads into it
+  for (const auto& metric : collected[0].metric) {
     std::string key;
     for (const auto& l : metric.label) key += l.value + "/";
     value[key] = metric.counter.value;
