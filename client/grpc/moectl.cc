@@ -31,9 +31,10 @@ commands:
   stats [--json]                the layer x expert matrix of routed (and dropped) tokens
   experts [--top-n N] [--html FILE] [--json]
                                 load heatmap and the tokens each expert receives (--html: a report page)
-  plan-ep --gpus G [--redundant R] [--loads STATS.json --hidden-size H] [--json]
+  plan-ep --gpus G [--redundant R] [--json]
+          [--loads STATS.json | --trace TRACE.gz [--tokens-per-step 256] [--num-experts E]] [--hidden-size H]
                                 expert-parallel placement of the observed loads (the daemon's last 1000
-                                steps, or a saved `moectl stats --json`): per-GPU load, balancedness,
+                                steps, a saved `moectl stats --json`, or a routing trace): per-GPU load, balancedness,
                                 all-to-all bytes per step
   trace start [--sample P] | stop | dump | status [--json]
                                 the routing trace (moed --routing-trace FILE): start, stop, dump (close
@@ -46,7 +47,8 @@ const std::vector<FlagSpec> kFlags = {
     {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
     {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
     {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
-    {"top-n"}, {"html"}, {"gpus"}, {"redundant"}, {"loads"}, {"hidden-size"}, {"sample"},
+    {"top-n"}, {"html"}, {"gpus"}, {"redundant"}, {"loads"}, {"hidden-size"}, {"sample"}, {"trace"}, {"tokens-per-step"},
+    {"num-experts"},
 };
 
 constexpr int kExitCallFailed = 1;
@@ -362,7 +364,17 @@ int RunPlanEp(Session& s) {
   if (!*gpus) return UsageError("plan-ep needs --gpus G");
   if (*redundant && **redundant < 0) return UsageError("--redundant must be >= 0");
   PlanEpInput in;
-  if (s.args.Has("loads")) {
+  if (s.args.Has("trace")) {
+    absl::StatusOr<std::optional<int64_t>> tps = s.args.GetInt("tokens-per-step");
+    absl::StatusOr<std::optional<int64_t>> experts = s.args.GetInt("num-experts");
+    if (!tps.ok()) return UsageError(std::string(tps.status().message()));
+    if (!experts.ok()) return UsageError(std::string(experts.status().message()));
+    if (!*hidden) return UsageError("--trace needs --hidden-size H (the model's hidden_size)");
+    absl::StatusOr<PlanEpInput> parsed = PlanEpInputFromTrace(
+        s.args.GetString("trace", ""), static_cast<int>(experts->value_or(0)), static_cast<int>(tps->value_or(256)));
+    if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+    in = *std::move(parsed);
+  } else if (s.args.Has("loads")) {
     const std::string path = s.args.GetString("loads", "");
     std::ifstream file(path, std::ios::binary);
     if (!file) return UsageError("--loads: cannot read " + path);

@@ -1,6 +1,8 @@
 // plan-ep report: per-layer placement, per-GPU load, balancedness and all-to-all bytes per step.
 #include "client/grpc/plan_ep.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <numeric>
 
@@ -34,6 +36,62 @@ absl::StatusOr<PlanEpInput> PlanEpInputFromStatsJson(const std::string& text, co
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.what()));
   }
+  return in;
+}
+
+absl::StatusOr<PlanEpInput> PlanEpInputFromTrace(const std::string& path, int num_experts, int tokens_per_step) {
+  if (tokens_per_step < 1) return absl::InvalidArgumentError("--tokens-per-step must be at least 1");
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open"));
+  std::string text;
+  char buf[1 << 16];
+  for (int n; (n = gzread(f, buf, sizeof buf)) > 0;) text.append(buf, n);
+  gzclose(f);
+  std::vector<std::vector<int64_t>> counts;  // [layer][expert]
+  int64_t tokens = 0;
+  int top_k = 0;
+  size_t line_no = 0;
+  for (size_t start = 0, nl; start < text.size(); start = nl + 1) {
+    nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    ++line_no;
+    const nlohmann::json j = nlohmann::json::parse(text.substr(start, nl - start), nullptr, false);
+    if (j.is_discarded() || !j.contains("experts") || !j["experts"].is_array()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": not a routing trace record"));
+    }
+    const auto& layers = j["experts"];
+    if (counts.empty()) counts.resize(layers.size());
+    if (layers.size() != counts.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": ", layers.size(), " layers, expected ",
+                                                     counts.size()));
+    }
+    for (size_t l = 0; l < layers.size(); ++l) {
+      top_k = std::max<int>(top_k, static_cast<int>(layers[l].size()));
+      for (const auto& e : layers[l]) {
+        const int id = e.get<int>();
+        if (id < 0) return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": negative expert id"));
+        if (static_cast<size_t>(id) >= counts[l].size()) counts[l].resize(id + 1, 0);
+        ++counts[l][id];
+      }
+    }
+    ++tokens;
+  }
+  if (tokens == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": no records"));
+  int experts = num_experts;
+  for (const auto& layer : counts) experts = std::max<int>(experts, static_cast<int>(layer.size()));
+  PlanEpInput in;
+  in.num_layers = static_cast<int>(counts.size());
+  in.num_experts = experts;
+  in.top_k = top_k;
+  for (auto& layer : counts) {
+    layer.resize(experts, 0);
+    in.routed.insert(in.routed.end(), layer.begin(), layer.end());
+  }
+  // Per step = count × tokens_per_step / tokens: the trace's mix at the chosen batch size.
+  for (int64_t& c : in.routed) c *= tokens_per_step;
+  in.steps = tokens;
+  in.source = absl::StrCat("routing trace ", path, " (", tokens, " tokens, scaled to ", tokens_per_step,
+                           " tokens per step)");
   return in;
 }
 

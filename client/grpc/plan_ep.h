@@ -28,4 +28,9 @@ absl::StatusOr<std::string> PlanEpReport(const PlanEpInput& in, int gpus, int re
 // and window_steps when present are preferred). hidden_size is not in it and must be set by the caller.
 absl::StatusOr<PlanEpInput> PlanEpInputFromStatsJson(const std::string& text, const std::string& source);
 
+// Reads a routing trace (moed --routing-trace: gzip JSON lines, rotated files included) and counts assignments per
+// (layer, expert). A trace is sampled, so per-step figures are scaled to `tokens_per_step` tokens per step.
+// num_experts 0 = the largest expert id seen + 1. hidden_size must be set by the caller.
+absl::StatusOr<PlanEpInput> PlanEpInputFromTrace(const std::string& path, int num_experts, int tokens_per_step);
+
 }  // namespace moed::client

@@ -6,6 +6,7 @@ import json
 import time
 
 import grpc
+import pytest
 
 from moed_client import pb
 from moed_harness import MODEL_DIR, model_config, rpc_error, run_tool
@@ -77,3 +78,27 @@ def test_trace_needs_a_file_and_samples_requests(make_daemon, tmp_path):
     s = make_daemon("--routing-trace", str(tmp_path / "few.jsonl.gz"), "--routing-trace-sample", "1e-12")
     s.client.complete("Not traced", temperature=0, max_tokens=4, ignore_eos=True, timeout=60)
     assert trace(s, "stop")["records"] == 0
+
+
+def test_plan_ep_from_a_trace(make_daemon, tmp_path):
+    path = tmp_path / "plan.jsonl.gz"
+    d = make_daemon("--routing-trace", str(path))
+    for prompt in ("One", "Two prompts", "Three prompts here"):
+        d.client.complete(prompt, temperature=0, max_tokens=8, ignore_eos=True, timeout=60)
+    dumped = trace(d, "dump")["dumped_path"]
+    records = lines(dumped)
+    out = run_tool("moectl", ["plan-ep", "--gpus", "4", "--trace", dumped, "--hidden-size",
+                              str(CONFIG["hidden_size"]), "--tokens-per-step", "100", "--json"])
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert len(plan["layers"]) == LAYERS
+    assert plan["redundant"] == 0  # 8 experts on 4 GPUs: two each, no copies
+    for layer in plan["layers"]:
+        counts = collections.Counter(e for r in records for e in r["experts"][layer["layer"]])
+        # Each GPU serves its experts' share of the trace, scaled to 100 tokens (x top-k assignments) per step.
+        for slots, load in zip(layer["gpu_experts"], layer["gpu_load"]):
+            assert load == pytest.approx(sum(counts[e] for e in slots) * 100 / len(records))
+        assert sum(layer["gpu_load"]) == pytest.approx(TOP_K * 100)
+        assert layer["balancedness"] == pytest.approx(TOP_K * 100 / 4 / max(layer["gpu_load"]))
+    bad = run_tool("moectl", ["plan-ep", "--gpus", "4", "--trace", str(tmp_path / "missing.gz"), "--hidden-size", "8"])
+    assert bad.returncode == 2 and "cannot open" in bad.stderr
