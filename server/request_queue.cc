@@ -198,7 +198,14 @@ void RequestQueue::Loop() {
     busy = engine_->HasUnfinished();
     if (busy) {
       const absl::Time step_start = absl::Now();
-      Deliver(engine_->Step(), step_start);
+      std::vector<RequestOutput> outputs = engine_->Step();
+      {
+        // Published before the outputs reach the streams: a client that has seen its last token also sees the
+        // stats (GetExpertStats, GetExpertProfile) of the step that produced it.
+        std::lock_guard<std::mutex> lock(mu_);
+        snapshot_ = engine_->stats();
+      }
+      Deliver(std::move(outputs), step_start);
       busy = engine_->HasUnfinished();
     }
     const EngineStats& stats = engine_->stats();

@@ -13,7 +13,10 @@ EXPERTS = CONFIG["num_local_experts"]
 
 
 @pytest.fixture(scope="module")
-def loaded(daemon):
+def loaded(tmp_path_factory):
+    """A private, otherwise idle moed that served one request (the shared one may still be finishing others)."""
+    from moed_harness import Daemon
+    daemon = Daemon(tmp_path_factory.mktemp("moed-plan-ep")).start()
     daemon.client.complete("Plan my experts across GPUs", temperature=0, max_tokens=10, ignore_eos=True, timeout=60)
     # The stream ends before the engine thread publishes that step's stats: wait until they have settled.
     deadline = time.monotonic() + 10
@@ -21,7 +24,8 @@ def loaded(daemon):
         if daemon.metrics().get("moed_engine_steps_total") == daemon.client.expert_stats(timeout=10).steps:
             break
         time.sleep(0.05)
-    return daemon
+    yield daemon
+    daemon.stop()
 
 
 @pytest.mark.parametrize("gpus,redundant", [(1, 0), (4, 0), (4, 4), (3, 1), (16, 8)])
