@@ -77,6 +77,10 @@ struct ServerConfig {
   absl::Duration grpc_keepalive_time = absl::Minutes(1);
   absl::Duration grpc_min_client_ping_interval = absl::Seconds(10);
   int64_t grpc_memory_bytes = int64_t{1} << 30;
+  // Routing trace (engine/moe/routing_trace.h): started at start-up when `routing_trace` is set; moectl trace
+  // starts, stops and dumps it at run time.
+  std::string routing_trace;          // file; empty = not at start-up
+  double routing_trace_sample = 1.0;  // (0, 1]
 };
 
 }  // namespace moed::server

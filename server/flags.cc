@@ -96,6 +96,10 @@ ABSL_FLAG(absl::Duration, grpc_keepalive_time, kDefaults.grpc_keepalive_time, "p
 ABSL_FLAG(absl::Duration, grpc_min_client_ping_interval, kDefaults.grpc_min_client_ping_interval,
           "clients pinging more often than this are disconnected (keepalive enforcement)");
 ABSL_FLAG(int64_t, grpc_memory_bytes, kDefaults.grpc_memory_bytes, "memory gRPC may use for all connections and calls");
+ABSL_FLAG(std::string, routing_trace, kDefaults.routing_trace,
+          "write sampled per-token routing to this file (gzip JSON lines); empty = off");
+ABSL_FLAG(double, routing_trace_sample, kDefaults.routing_trace_sample,
+          "share (0, 1] of requests the routing trace records");
 
 namespace moed::server {
 namespace {
@@ -245,6 +249,8 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.grpc_keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
   c.grpc_min_client_ping_interval = absl::GetFlag(FLAGS_grpc_min_client_ping_interval);
   c.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
+  c.routing_trace = absl::GetFlag(FLAGS_routing_trace);
+  c.routing_trace_sample = absl::GetFlag(FLAGS_routing_trace_sample);
   MOED_RETURN_IF_ERROR(ValidateServerConfig(c));
   return c;
 }
@@ -273,6 +279,10 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (!(c.moe_capacity_factor >= 0.0f) || c.moe_capacity_factor > 1e6f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--moe-capacity-factor must be >= 0 (0 = dropless), got ", c.moe_capacity_factor));
+  }
+  if (!(c.routing_trace_sample > 0.0 && c.routing_trace_sample <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--routing-trace-sample must be in (0, 1], got ", c.routing_trace_sample));
   }
   MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-slots", c.expert_cache_slots, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-bytes", c.expert_cache_bytes, 0));

@@ -2,6 +2,9 @@
 #include "server/grpc_convert.h"
 
 #include <string>
+#include <vector>
+
+#include "engine/moe/load_balance.h"
 
 namespace moed::server {
 
@@ -53,6 +56,8 @@ void ToProto(const RequestOutput& out, const std::string& request_id, int logpro
   for (int l = 0; l < layers; ++l) {
     v1::LayerRouting* layer = response->add_routing();
     layer->set_layer(l);
+    const auto begin = out.routing.begin() + static_cast<ptrdiff_t>(l) * num_experts;
+    layer->set_entropy(ComputeLoadBalance(std::vector<int64_t>(begin, begin + num_experts)).entropy);
     for (int e = 0; e < num_experts; ++e) {
       const int32_t count = out.routing[static_cast<size_t>(l) * num_experts + e];
       if (count == 0) continue;

@@ -59,9 +59,12 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
   per_expert_ = mode == PerExpertMetrics::kOn || (mode == PerExpertMetrics::kAuto && cells <= kPerExpertSeriesBudget);
 
   BuildGauge().Name("moed_info").Help("The model and backend this daemon serves (always 1).")
-      .Register(reg).Add({{"model", info.model}, {"family", info.family}, {"backend", info.backend}}).Set(1);
+      .Register(reg).Add({{"model", info.model}, {"model_name", info.model}, {"family", info.family},
+                          {"backend", info.backend}}).Set(1);
   BuildGauge().Name("moed_build_info").Help("The version and git revision this daemon was built from (always 1).")
       .Register(reg).Add({{"version", MOED_VERSION}, {"revision", MOED_REVISION}}).Set(1);
+  request_lengths_ = std::make_unique<RequestMetrics>(reg, info.model);
+  process_ = std::make_unique<ProcessMetrics>(reg, info.model);
 
   auto& requests = BuildCounter().Name("moed_requests_total")
       .Help("Generate requests by how they ended (gRPC status, lower snake case).").Register(reg);
@@ -121,6 +124,10 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
   }
 
   cache_ = std::make_unique<ExpertCacheMetrics>(reg, num_layers_, info.routed_experts);
+  balance_ = std::make_unique<BalanceMetrics>(reg, num_layers_, num_experts_, info.layer_is_moe);
+  specialization_ = std::make_unique<SpecializationMetrics>(
+      reg, num_layers_, num_experts_, info.layer_is_moe,
+      per_expert_ && cells * static_cast<int64_t>(TokenClass::kCount) <= kPerExpertSeriesBudget);
 
   if (per_expert_) {
     auto& routed = BuildCounter().Name("moed_expert_tokens_total")
@@ -153,6 +160,9 @@ void ServerMetrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }
 void ServerMetrics::ObserveInterTokenLatency(double s) { itl_->Observe(s); }
 void ServerMetrics::ObserveQueueTime(double s) { queue_time_->Observe(s); }
 void ServerMetrics::ObserveRequestDuration(double s) { duration_->Observe(s); }
+void ServerMetrics::RequestEnded(FinishReason reason, int prompt_tokens, int generation_tokens) {
+  request_lengths_->Finished(reason, prompt_tokens, generation_tokens);
+}
 
 void ServerMetrics::OnEngineStep(const EngineStats& stats, int pending) {
   running_->Set(stats.running);
@@ -187,6 +197,11 @@ void ServerMetrics::UpdateExperts(const EngineStats& stats) {
     const int64_t dropped = At(stats.dropped, i) - At(prev_.dropped, i);
     if (routed > 0) routed_[series]->Increment(static_cast<double>(routed));
     if (dropped > 0) dropped_[series]->Increment(static_cast<double>(dropped));
+  }
+  balance_->Update(stats.window_routed, stats.routed);
+  if (stats.expert_profile != profile_) {
+    profile_ = stats.expert_profile;  // kept alive so that a new snapshot never reuses its address
+    specialization_->Update(profile_.get());
   }
   if (stats.last_step_routed.size() != cells) return;
   const absl::Span<const int64_t> step(stats.last_step_routed);

@@ -16,7 +16,11 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/expert_cache_metrics.h"
+#include "server/balance_metrics.h"
 #include "server/expert_load.h"
+#include "server/process_metrics.h"
+#include "server/request_metrics.h"
+#include "server/specialization_metrics.h"
 
 namespace moed::server {
 
@@ -40,6 +44,7 @@ struct MetricsModelInfo {
   int num_layers = 0;
   int num_experts = 0;
   int routed_experts = 0;  // MoE layers × experts (what the hot-expert cache can hold)
+  std::vector<bool> layer_is_moe;  // (num_layers); empty = every layer is MoE
 };
 
 // Steps in the sliding window of moed_expert_imbalance_ratio.
@@ -63,6 +68,8 @@ class ServerMetrics {
   void ObserveInterTokenLatency(double seconds);
   void ObserveQueueTime(double seconds);
   void ObserveRequestDuration(double seconds);
+  // Once per request the engine finished: moed_requests_finished_total{finish_reason} and the length histograms.
+  void RequestEnded(FinishReason reason, int prompt_tokens, int generation_tokens);
 
   // After each engine step (or idle pass): gauges from `stats`; counters and histograms from the
   // difference to the previous call when stats.steps advanced. `pending`: submitted requests not yet
@@ -103,6 +110,11 @@ class ServerMetrics {
   std::vector<prometheus::Gauge*> imbalance_;       // per layer
 
   std::unique_ptr<ExpertCacheMetrics> cache_;
+  std::unique_ptr<BalanceMetrics> balance_;
+  std::unique_ptr<RequestMetrics> request_lengths_;
+  std::unique_ptr<SpecializationMetrics> specialization_;
+  std::shared_ptr<const ExpertProfileSnapshot> profile_;  // the last snapshot fed to specialization_
+  std::unique_ptr<ProcessMetrics> process_;
 
   // Engine-thread state: the previous cumulative stats.
   EngineStats prev_;

@@ -4,6 +4,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "engine/moe/load_balance.h"
+#include "server/balance_metrics.h"
+#include "server/expert_profile_proto.h"
+#include "server/routing_trace_rpc.h"
 #include "server/generate_reactor.h"
 #include "server/proto_parse.h"
 #include "server/status_convert.h"
@@ -114,6 +118,30 @@ void FillCacheStats(const cache::ExpertCacheStats& c, int num_layers, const Serv
   out->set_stall_seconds(c.stall_seconds);
 }
 
+// Balance per MoE layer over both windows, and the windowed matrix.
+void FillBalance(const EngineStats& stats, const ModelSpec& spec, v1::ExpertStats* out) {
+  const size_t cells = static_cast<size_t>(spec.num_layers) * spec.num_experts;
+  if (stats.routed.size() != cells || stats.window_routed.size() != cells) return;
+  out->mutable_window_routed_tokens()->Add(stats.window_routed.begin(), stats.window_routed.end());
+  out->set_window_steps(stats.window_steps);
+  for (int l = 0; l < spec.num_layers; ++l) {
+    if (static_cast<size_t>(l) < spec.layer_is_moe.size() && !spec.layer_is_moe[l]) continue;
+    for (size_t w = 0; w < kBalanceWindows.size(); ++w) {
+      const std::vector<int64_t>& m = w == 0 ? stats.window_routed : stats.routed;
+      const LoadBalance b = ComputeLoadBalance(
+          absl::Span<const int64_t>(m).subspan(static_cast<size_t>(l) * spec.num_experts, spec.num_experts));
+      v1::LayerBalance* lb = out->add_balance();
+      lb->set_layer(l);
+      lb->set_window(std::string(kBalanceWindows[w]));
+      lb->set_gini(b.gini);
+      lb->set_entropy(b.entropy);
+      lb->set_max_over_mean(b.max_over_mean);
+      lb->set_cv(b.cv);
+      lb->set_assignments(b.assignments);
+    }
+  }
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContext* context,
@@ -138,8 +166,35 @@ grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContex
     response->add_resident(resident.empty() || (i < resident.size() && resident[i] != 0));
   }
   FillCacheStats(stats.expert_cache, spec.num_layers, core_->config(), response->mutable_cache());
+  FillBalance(stats, spec, response);
   *raw_response = ToByteBuffer(out);
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MoedService::GetExpertProfile(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* raw, grpc::ByteBuffer* raw_response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::GetExpertProfileRequest request;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
+  v1::ExpertProfile out;
+  const EngineStats stats = core_->queue().StatsSnapshot();
+  const absl::Status status = FillExpertProfile(stats.expert_profile.get(), core_->queue().info().spec,
+                                                core_->tokenizer(), request.top_n(), &out);
+  if (status.ok()) *raw_response = ToByteBuffer(out);
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MoedService::ControlRoutingTrace(grpc::CallbackServerContext* context,
+                                                           const grpc::ByteBuffer* raw, grpc::ByteBuffer* raw_response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::RoutingTraceRequest request;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
+  v1::RoutingTraceState out;
+  const absl::Status status = ControlTrace(*trace_, core_->config(), request, &out);
+  if (status.ok()) *raw_response = ToByteBuffer(out);
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 

@@ -5,19 +5,24 @@
 #include <grpcpp/grpcpp.h>
 
 #include "moed/v1/moed.grpc.pb.h"
+#include "engine/moe/routing_trace.h"
 #include "server/auth.h"
 #include "server/engine_service.h"
 
 namespace moed::server {
 
 using RawMoedService = v1::Moed::WithRawCallbackMethod_Generate<v1::Moed::WithRawCallbackMethod_Tokenize<
-    v1::Moed::WithRawCallbackMethod_GetModelInfo<v1::Moed::WithRawCallbackMethod_GetExpertStats<v1::Moed::Service>>>>;
+    v1::Moed::WithRawCallbackMethod_GetModelInfo<v1::Moed::WithRawCallbackMethod_GetExpertStats<
+        v1::Moed::WithRawCallbackMethod_GetExpertProfile<v1::Moed::WithRawCallbackMethod_ControlRoutingTrace<
+            v1::Moed::Service>>>>>>;
 
 // Thread-safe; `core` and `auth` must outlive the gRPC server. Every method needs a token when `auth` has
 // tokens (health and reflection are other services, exempt).
 class MoedService final : public RawMoedService {
  public:
-  MoedService(EngineService* core, const Authenticator* auth) : core_(core), auth_(auth) {}
+  // `trace` (owned by MoedServer) is what ControlRoutingTrace starts, stops and dumps.
+  MoedService(EngineService* core, const Authenticator* auth, RoutingTrace* trace)
+      : core_(core), auth_(auth), trace_(trace) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
@@ -27,6 +32,10 @@ class MoedService final : public RawMoedService {
                                          grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetExpertStats(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                            grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetExpertProfile(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ControlRoutingTrace(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                                grpc::ByteBuffer* response) override;
 
  private:
   // The caller of `context` per its authorization header.
@@ -38,6 +47,7 @@ class MoedService final : public RawMoedService {
 
   EngineService* const core_;
   const Authenticator* const auth_;
+  RoutingTrace* const trace_;
 };
 
 }  // namespace moed::server

@@ -348,6 +348,7 @@ void RequestQueue::Finalize(Live& live, RequestOutput& out, absl::Time now) {
     out.status = absl::InternalError("the engine failed the request");
   }
   metrics_->ObserveRequestDuration(Seconds(now - live.arrival));
+  metrics_->RequestEnded(out.finish_reason, out.prompt_tokens, out.completion_tokens);
 }
 
 }  // namespace moed::server

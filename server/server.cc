@@ -109,8 +109,19 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   backend_options.expert_cache_prefetch = config.expert_cache_prefetch;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*backend_kind, *model, backend_options);
   if (!backend.ok()) return Prefixed(absl::StrCat("--backend ", config.backend, ": "), backend.status());
+  const ModelSpec& spec = (*model)->spec;
+  s->routing_trace_ = std::make_unique<RoutingTrace>(spec.num_layers, spec.num_experts);
+  if (!config.routing_trace.empty()) {
+    absl::Status started = s->routing_trace_->Start(RoutingTraceOptions{.path = config.routing_trace,
+                                                                        .sample = config.routing_trace_sample});
+    if (!started.ok()) return Prefixed(std::string("--routing-trace: "), started);
+  }
+  EngineConfig engine_config = ToEngineConfig(config);
+  engine_config.token_routing_observer = [trace = s->routing_trace_.get()](const TokenRoutingEvent& e) {
+    trace->Observe(e);
+  };
   absl::StatusOr<std::unique_ptr<EngineCore>> engine =
-      EngineCore::Create(*std::move(backend), shared_tokenizer, ToEngineConfig(config));
+      EngineCore::Create(*std::move(backend), shared_tokenizer, engine_config);
   if (!engine.ok()) return Prefixed(std::string("engine: "), engine.status());
 
   MetricsModelInfo metrics_info;
@@ -120,6 +131,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   metrics_info.num_layers = (*engine)->spec().num_layers;
   metrics_info.num_experts = (*engine)->spec().num_experts;
   metrics_info.routed_experts = (*engine)->spec().num_routed_experts();
+  metrics_info.layer_is_moe = (*engine)->spec().layer_is_moe;
   s->family_ = metrics_info.family;
   s->metrics_ = std::make_unique<ServerMetrics>(metrics_info, config.metrics_per_expert);
   MOED_ASSIGN_OR_RETURN(s->metrics_http_,
@@ -140,7 +152,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFor(config);
   if (!credentials.ok()) return credentials.status();
-  s->service_ = std::make_unique<MoedService>(s->core_.get(), s->auth_.get());
+  s->service_ = std::make_unique<MoedService>(s->core_.get(), s->auth_.get(), s->routing_trace_.get());
   s->queue_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -58,7 +58,9 @@ class MoedServer {
   int health_port_ = 0;
   bool shut_down_ = false;
 
-  // Destruction order matters: gRPC server first, then the service, queue, metrics.
+  // Destruction order matters: gRPC server first, then the service, queue, metrics; the routing trace last
+  // (the engine thread feeds it until the queue stops).
+  std::unique_ptr<RoutingTrace> routing_trace_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<HttpServer> metrics_http_;
   std::unique_ptr<RequestQueue> queue_;

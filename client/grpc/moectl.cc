@@ -10,7 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include <fstream>
+
 #include "client/grpc/cli_args.h"
+#include "client/grpc/experts_report.h"
+#include "client/grpc/plan_ep.h"
 #include "client/grpc/grpc_util.h"
 #include "moed/v1/moed.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -27,6 +31,16 @@ commands:
   tokenize "TEXT" [--json]      token ids of TEXT
   info [--json]                 the served model and its limits
   stats [--json]                the layer x expert matrix of routed (and dropped) tokens
+  experts [--top-n N] [--html FILE] [--json]
+                                load heatmap and the tokens each expert receives (--html: a report page)
+  plan-ep --gpus G [--redundant R] [--json]
+          [--loads STATS.json | --trace TRACE.gz [--tokens-per-step 256] [--num-experts E]] [--hidden-size H]
+                                expert-parallel placement of the observed loads (the daemon's last 1000
+                                steps, a saved `moectl stats --json`, or a routing trace): per-GPU load, balancedness,
+                                all-to-all bytes per step
+  trace start [--sample P] | stop | dump | status [--json]
+                                the routing trace (moed --routing-trace FILE): start, stop, dump (close
+                                the records so far as FILE.1) or show it
   health [--service NAME]       grpc.health.v1 status; exit 0 only when SERVING
 --addr defaults to $MOECTL_ADDR or 127.0.0.1:50051; --timeout 0 means no deadline.
 Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --token T (default $MOED_TOKEN).
@@ -38,6 +52,8 @@ const std::vector<FlagSpec> kFlags = [] {
       {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
       {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
       {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
+      {"top-n"}, {"html"}, {"gpus"}, {"redundant"}, {"loads"}, {"hidden-size"}, {"sample"}, {"trace"},
+      {"tokens-per-step"}, {"num-experts"},
   };
   flags.insert(flags.end(), SecurityFlags().begin(), SecurityFlags().end());
   return flags;
@@ -115,7 +131,8 @@ nlohmann::json RoutingJson(const google::protobuf::RepeatedPtrField<moed::v1::La
   for (const moed::v1::LayerRouting& l : routing) {
     layers.push_back({{"layer", l.layer()},
                       {"expert_ids", std::vector<int32_t>(l.expert_ids().begin(), l.expert_ids().end())},
-                      {"token_counts", std::vector<int32_t>(l.token_counts().begin(), l.token_counts().end())}});
+                      {"token_counts", std::vector<int32_t>(l.token_counts().begin(), l.token_counts().end())},
+                      {"entropy", l.entropy()}});
   }
   return layers;
 }
@@ -281,7 +298,13 @@ int RunStats(Session& s) {
                         {"steps", st.steps()},
                         {"routed_tokens", std::vector<int64_t>(st.routed_tokens().begin(), st.routed_tokens().end())},
                         {"dropped_tokens", std::vector<int64_t>(st.dropped_tokens().begin(), st.dropped_tokens().end())},
-                        {"resident", std::vector<bool>(st.resident().begin(), st.resident().end())}};
+                        {"resident", std::vector<bool>(st.resident().begin(), st.resident().end())},
+                        {"window_steps", st.window_steps()}, {"balance", nlohmann::json::array()}};
+    for (const moed::v1::LayerBalance& b : st.balance()) {
+      j["balance"].push_back({{"layer", b.layer()}, {"window", b.window()}, {"gini", b.gini()},
+                              {"entropy", b.entropy()}, {"max_over_mean", b.max_over_mean()}, {"cv", b.cv()},
+                              {"assignments", b.assignments()}});
+    }
     const moed::v1::ExpertCacheStats& c = st.cache();
     j["cache"] = {{"enabled", c.enabled()}};
     if (c.enabled()) {
@@ -303,6 +326,15 @@ int RunStats(Session& s) {
   int64_t dropped = 0;
   for (int64_t v : st.dropped_tokens()) dropped += v;
   if (dropped > 0) PrintMatrix("dropped tokens", st.dropped_tokens(), layers, experts);
+  if (st.balance_size() > 0) {
+    std::cout << absl::StrFormat("balance (last_1000_steps = the last %d steps with assignments)\n%6s %-16s %8s %8s %9s "
+                                 "%8s %12s\n", st.window_steps(), "layer", "window", "gini", "entropy", "max/mean",
+                                 "cv", "assignments");
+    for (const moed::v1::LayerBalance& b : st.balance()) {
+      std::cout << absl::StrFormat("%6d %-16s %8.4f %8.4f %9.3f %8.4f %12d\n", b.layer(), b.window(), b.gini(),
+                                   b.entropy(), b.max_over_mean(), b.cv(), b.assignments());
+    }
+  }
   const moed::v1::ExpertCacheStats& c = st.cache();
   if (!c.enabled()) {
     std::cout << "expert cache: off (every expert resident)\n";
@@ -319,6 +351,142 @@ int RunStats(Session& s) {
   }
   std::cout << absl::StrFormat("  prefetch: %d issued, %d used, %d wasted\n", c.prefetch_issued(), c.prefetch_used(),
                                c.prefetch_wasted());
+  return 0;
+}
+
+int RunExperts(Session& s) {
+  absl::StatusOr<std::optional<int64_t>> top_n = s.args.GetInt("top-n");
+  if (!top_n.ok()) return UsageError(std::string(top_n.status().message()));
+  moed::v1::GetExpertProfileRequest req;
+  req.set_top_n(static_cast<int32_t>(top_n->value_or(5)));  // the server checks the range
+  moed::v1::ExpertStats stats;
+  moed::v1::ExpertProfile profile;
+  grpc::ClientContext c1, c2;
+  SetTimeout(c1, s.timeout);
+  SetTimeout(c2, s.timeout);
+  if (grpc::Status st = s.stub->GetExpertStats(&c1, moed::v1::GetExpertStatsRequest(), &stats); !st.ok()) {
+    return CallFailed(st);
+  }
+  if (grpc::Status st = s.stub->GetExpertProfile(&c2, req, &profile); !st.ok()) return CallFailed(st);
+  if (s.args.Has("html")) {
+    const std::string path = s.args.GetString("html", "");
+    std::ofstream out(path, std::ios::binary);
+    out << ExpertsHtml(stats, profile, req.top_n());
+    if (!out.good()) {
+      std::cerr << "moectl: cannot write " << path << "\n";
+      return kExitCallFailed;
+    }
+    std::cout << "wrote " << path << "\n";
+    return 0;
+  }
+  if (s.json) {
+    nlohmann::json experts = nlohmann::json::array();
+    for (const moed::v1::ExpertTokens& x : profile.experts()) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const moed::v1::TokenCount& t : x.top_tokens()) {
+        top.push_back({{"token_id", t.token_id()}, {"count", t.count()}, {"error", t.error()}, {"text", t.text()}});
+      }
+      experts.push_back({{"layer", x.layer()}, {"expert", x.expert()}, {"tokens", x.tokens()}, {"top_tokens", top},
+                         {"class_counts", std::vector<int64_t>(x.class_counts().begin(), x.class_counts().end())}});
+    }
+    std::cout << Dump({{"token_classes", std::vector<std::string>(profile.token_classes().begin(),
+                                                                   profile.token_classes().end())},
+                       {"tokens_profiled", profile.tokens_profiled()}, {"steps", profile.steps()},
+                       {"experts", experts}, {"balance_points", profile.balance_history_size()}})
+              << "\n";
+    return 0;
+  }
+  std::cout << ExpertsText(stats, profile, req.top_n());
+  return 0;
+}
+
+int RunPlanEp(Session& s) {
+  absl::StatusOr<std::optional<int64_t>> gpus = s.args.GetInt("gpus");
+  absl::StatusOr<std::optional<int64_t>> redundant = s.args.GetInt("redundant");
+  absl::StatusOr<std::optional<int64_t>> hidden = s.args.GetInt("hidden-size");
+  for (const absl::Status& st : {gpus.status(), redundant.status(), hidden.status()}) {
+    if (!st.ok()) return UsageError(std::string(st.message()));
+  }
+  if (!*gpus) return UsageError("plan-ep needs --gpus G");
+  if (*redundant && **redundant < 0) return UsageError("--redundant must be >= 0");
+  PlanEpInput in;
+  if (s.args.Has("trace")) {
+    absl::StatusOr<std::optional<int64_t>> tps = s.args.GetInt("tokens-per-step");
+    absl::StatusOr<std::optional<int64_t>> experts = s.args.GetInt("num-experts");
+    if (!tps.ok()) return UsageError(std::string(tps.status().message()));
+    if (!experts.ok()) return UsageError(std::string(experts.status().message()));
+    if (!*hidden) return UsageError("--trace needs --hidden-size H (the model's hidden_size)");
+    absl::StatusOr<PlanEpInput> parsed = PlanEpInputFromTrace(
+        s.args.GetString("trace", ""), static_cast<int>(experts->value_or(0)), static_cast<int>(tps->value_or(256)));
+    if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+    in = *std::move(parsed);
+  } else if (s.args.Has("loads")) {
+    const std::string path = s.args.GetString("loads", "");
+    std::ifstream file(path, std::ios::binary);
+    if (!file) return UsageError("--loads: cannot read " + path);
+    const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    absl::StatusOr<PlanEpInput> parsed = PlanEpInputFromStatsJson(text, path);
+    if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+    if (!*hidden) return UsageError("--loads needs --hidden-size H (the model's hidden_size)");
+    in = *std::move(parsed);
+  } else {
+    moed::v1::ModelInfo info;
+    moed::v1::ExpertStats st;
+    grpc::ClientContext c1, c2;
+    SetTimeout(c1, s.timeout);
+    SetTimeout(c2, s.timeout);
+    if (grpc::Status call = s.stub->GetModelInfo(&c1, moed::v1::GetModelInfoRequest(), &info); !call.ok()) {
+      return CallFailed(call);
+    }
+    if (grpc::Status call = s.stub->GetExpertStats(&c2, moed::v1::GetExpertStatsRequest(), &st); !call.ok()) {
+      return CallFailed(call);
+    }
+    const bool window = st.window_steps() > 0 && st.window_routed_tokens_size() == st.routed_tokens_size();
+    in.num_layers = st.num_layers();
+    in.num_experts = st.num_experts();
+    in.top_k = st.top_k();
+    in.hidden_size = info.hidden_size();
+    const auto& m = window ? st.window_routed_tokens() : st.routed_tokens();
+    in.routed.assign(m.begin(), m.end());
+    in.steps = window ? st.window_steps() : st.steps();
+    in.source = absl::StrCat("GetExpertStats of ", info.model(), window ? " (last 1000 steps window)" : "");
+  }
+  if (*hidden) in.hidden_size = static_cast<int>(**hidden);
+  absl::StatusOr<std::string> report =
+      PlanEpReport(in, static_cast<int>(**gpus), *redundant ? static_cast<int>(**redundant) : -1, s.json);
+  if (!report.ok()) return UsageError(std::string(report.status().message()));
+  std::cout << *report;
+  return 0;
+}
+
+int RunTrace(Session& s) {
+  if (s.args.positional().size() != 2) return UsageError("trace takes one of start, stop, dump, status");
+  const std::string& what = s.args.positional()[1];
+  moed::v1::RoutingTraceRequest req;
+  if (what == "start") req.set_action(moed::v1::RoutingTraceRequest::START);
+  else if (what == "stop") req.set_action(moed::v1::RoutingTraceRequest::STOP);
+  else if (what == "dump") req.set_action(moed::v1::RoutingTraceRequest::DUMP);
+  else if (what == "status") req.set_action(moed::v1::RoutingTraceRequest::STATUS);
+  else return UsageError("trace: unknown action '" + what + "' (start, stop, dump, status)");
+  absl::StatusOr<std::optional<double>> sample = s.args.GetDouble("sample");
+  if (!sample.ok()) return UsageError(std::string(sample.status().message()));
+  if (*sample) req.set_sample(**sample);  // the server checks the range
+  moed::v1::RoutingTraceState st;
+  grpc::ClientContext ctx;
+  SetTimeout(ctx, s.timeout);
+  if (grpc::Status call = s.stub->ControlRoutingTrace(&ctx, req, &st); !call.ok()) return CallFailed(call);
+  nlohmann::json j = {{"active", st.active()}, {"path", st.path()}, {"sample", st.sample()},
+                      {"records", st.records()}, {"dropped", st.dropped()}, {"bytes", st.bytes()},
+                      {"rotations", st.rotations()}};
+  if (!st.dumped_path().empty()) j["dumped_path"] = st.dumped_path();
+  if (s.json) {
+    std::cout << Dump(j) << "\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("routing trace %s: %s, sample %g, %d tokens written (%d bytes, %d dropped, %d "
+                               "rotations)\n", st.active() ? "on" : "off", st.path(), st.sample(), st.records(),
+                               st.bytes(), st.dropped(), st.rotations());
+  if (!st.dumped_path().empty()) std::cout << "dumped to " << st.dumped_path() << "\n";
   return 0;
 }
 
@@ -353,13 +521,17 @@ int Main(int argc, char** argv) {
   s.stub = moed::v1::Moed::NewStub(s.channel);
 
   const std::string& cmd = args->positional()[0];
-  const bool takes_no_args = cmd == "info" || cmd == "stats" || cmd == "health";
+  const bool takes_no_args =
+      cmd == "info" || cmd == "stats" || cmd == "health" || cmd == "experts" || cmd == "plan-ep";
   if (takes_no_args && args->positional().size() > 1) return UsageError(cmd + " takes no arguments");
   if (cmd == "generate") return RunGenerate(s);
   if (cmd == "tokenize") return RunTokenize(s);
   if (cmd == "info") return RunInfo(s);
   if (cmd == "stats") return RunStats(s);
   if (cmd == "health") return RunHealth(s);
+  if (cmd == "experts") return RunExperts(s);
+  if (cmd == "plan-ep") return RunPlanEp(s);
+  if (cmd == "trace") return RunTrace(s);
   return UsageError("unknown command '" + cmd + "'");
 }
 

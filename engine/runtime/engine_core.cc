@@ -12,6 +12,7 @@
 #include "engine/common/status_macros.h"
 #include "engine/kv/kv_block_manager.h"
 #include "engine/kv/kv_sizing.h"
+#include "engine/moe/load_balance.h"
 #include "engine/runtime/request_state.h"
 #include "engine/runtime/sampler.h"
 #include "engine/scheduler/scheduler.h"
@@ -51,6 +52,15 @@ absl::Status ValidateConfig(const EngineConfig& c, const ModelSpec& spec) {
   return absl::OkStatus();
 }
 
+// The token class of every id of the vocabulary, from the bytes it decodes to.
+std::vector<TokenClass> ClassifyVocabulary(const Tokenizer& tok, int vocab_size) {
+  std::vector<TokenClass> out(static_cast<size_t>(std::max(0, vocab_size)));
+  for (int32_t id = 0; id < vocab_size; ++id) {
+    out[id] = ClassifyToken(tok.TokenBytes(id), tok.IsSpecial(id), tok.IsByteFallback(id));
+  }
+  return out;
+}
+
 class EngineCoreImpl final : public EngineCore {
  public:
   EngineCoreImpl(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
@@ -60,7 +70,9 @@ class EngineCoreImpl final : public EngineCore {
         config_(config),
         kv_(num_blocks, config.kv_block_size),
         scheduler_({.max_running_seqs = config.max_running_seqs, .max_batch_tokens = config.max_batch_tokens},
-                   &kv_) {
+                   &kv_),
+        load_window_(static_cast<int64_t>(backend_->spec().num_layers) * backend_->spec().num_experts,
+                     kLoadWindowSteps, kLoadWindowBucketSteps) {
     const ModelSpec& spec = backend_->spec();
     for (int32_t id : tokenizer_->eos_ids()) eos_ids_.insert(id);
     for (int id : spec.eos_token_ids) eos_ids_.insert(id);
@@ -68,6 +80,11 @@ class EngineCoreImpl final : public EngineCore {
     stats_.routed.assign(cells, 0);
     stats_.dropped.assign(cells, 0);
     stats_.last_step_routed.assign(cells, 0);
+    stats_.window_routed.assign(cells, 0);
+    profiler_ = std::make_unique<ExpertProfiler>(spec.num_layers, spec.num_experts, kProfileSketchCapacity,
+                                                 ClassifyVocabulary(*tokenizer_, spec.vocab_size),
+                                                 kProfileHistoryPoints);
+    stats_.expert_profile = profiler_->Snapshot(kProfileSketchCapacity, 0);
     stats_.kv_blocks_total = kv_.num_total();
   }
 
@@ -120,6 +137,8 @@ class EngineCoreImpl final : public EngineCore {
   std::map<int64_t, RequestState> requests_;  // live requests by seq id, in arrival order
   absl::flat_hash_map<std::string, int64_t> seq_of_;  // request_id → seq id
   int64_t next_seq_id_ = 1;
+  StepWindow load_window_;  // recent routed assignments; copied into stats_.window_routed each step
+  std::unique_ptr<ExpertProfiler> profiler_;
   EngineStats stats_;
 };
 
@@ -231,7 +250,7 @@ StepBatch EngineCoreImpl::BuildBatch(const SchedulePlan& plan) const {
     s.sample = c.reaches_end;
     s.sampling = r.request.sampling;
     s.sample_index = r.generated;
-    s.want_routing = r.request.include_routing;
+    s.want_routing = r.request.include_routing || c.num_tokens == 1;  // single tokens feed the profiler
     batch.token_ids.insert(batch.token_ids.end(), r.tokens.begin() + c.start_pos,
                            r.tokens.begin() + c.start_pos + c.num_tokens);
     batch.seqs.push_back(std::move(s));
@@ -273,6 +292,9 @@ void EngineCoreImpl::AccumulateStepCounters(const StepOutput& out) {
     stats_.last_step_routed[i] = out.routed[i];
   }
   for (size_t i = 0; i < cells && i < out.dropped.size(); ++i) stats_.dropped[i] += out.dropped[i];
+  load_window_.Add(stats_.last_step_routed);
+  stats_.window_routed = load_window_.sums();
+  stats_.window_steps = load_window_.steps();
   stats_.expert_cache.Add(out.expert_cache);
   stats_.last_step_expert_cache = out.expert_cache;
 }
@@ -329,9 +351,20 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
     if (r.request.include_routing) {
       for (size_t j = 0; j < r.routing.size() && j < result.routing.size(); ++j) r.routing[j] += result.routing[j];
     }
-    if (c.reaches_end) AcceptToken(r, result, outputs);
+    if (c.num_tokens == 1) {
+      profiler_->AddToken(r.tokens[c.start_pos], result.routing);
+      if (config_.token_routing_observer) {
+        config_.token_routing_observer(
+            {r.request.request_id, c.start_pos, r.tokens[c.start_pos], &result.routing});
+      }
+    }
+    if (c.reaches_end) AcceptToken(r, result, outputs);  // may finish and erase r
   }
   UpdateGauges(plan, start);
+  if (stats_.steps % kLoadWindowBucketSteps == 0) profiler_->AddBalancePoint(stats_.steps, stats_.window_routed);
+  if (stats_.steps % kLoadWindowBucketSteps == 0 || requests_.empty()) {
+    stats_.expert_profile = profiler_->Snapshot(kProfileSketchCapacity, stats_.steps);
+  }
   return outputs.Take();
 }
 

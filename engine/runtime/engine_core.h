@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/backend/backend.h"
+#include "engine/moe/expert_profile.h"
+#include "engine/moe/routing_trace.h"
 #include "engine/runtime/sampling_params.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -59,7 +62,18 @@ struct EngineConfig {
   // Resolved by EngineCore::Create (ignored on input): KV bytes one token takes over all layers, as the backend
   // stores it (GQA: K and V per kv head; MLA: the latent and the rope key).
   int64_t kv_bytes_per_token = 0;
+  // Called on the engine thread for every token whose own routing is known (the input token of a single-token
+  // chunk: decode steps), e.g. RoutingTrace::Observe. The event's views live for the call only.
+  std::function<void(const TokenRoutingEvent&)> token_routing_observer;
 };
+
+// The recent-load window behind EngineStats::window_routed (and the "last_1000_steps" balance metrics).
+inline constexpr int kLoadWindowSteps = 1000;
+inline constexpr int kLoadWindowBucketSteps = 50;
+// Expert specialization (EngineStats::expert_profile): SpaceSaving counters per (layer, expert), and balance
+// points kept (one every kLoadWindowBucketSteps steps: 240 points = the last 12000 steps).
+inline constexpr int kProfileSketchCapacity = 32;
+inline constexpr int kProfileHistoryPoints = 240;
 
 // Counters and gauges the server turns into metrics. Cumulative unless said otherwise.
 struct EngineStats {
@@ -74,6 +88,14 @@ struct EngineStats {
   std::vector<int64_t> routed;    // (layers * experts) since start
   std::vector<int64_t> dropped;   // (layers * experts) since start
   std::vector<int64_t> last_step_routed;  // (layers * experts) of the most recent step only
+  // Assignments over the last kLoadWindowSteps steps that had any (engine/moe/load_balance.h StepWindow:
+  // buckets of kLoadWindowBucketSteps), (layers * experts), and how many such steps that covers.
+  std::vector<int64_t> window_routed;
+  int64_t window_steps = 0;
+  // Which tokens each expert receives: re-published every kLoadWindowBucketSteps steps and whenever the engine
+  // runs out of work. Counts the input token of every single-token chunk (decode steps, 1-token prefills):
+  // the backend reports routing per sequence, so multi-token prefill chunks cannot be split by token.
+  std::shared_ptr<const ExpertProfileSnapshot> expert_profile;
   double last_step_seconds = 0.0;
   int last_step_tokens = 0;
   // Hot-expert cache: counters since start (resident/capacity/residency as of the last step) and the most

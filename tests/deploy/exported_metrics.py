@@ -24,6 +24,10 @@ SERVING = {
     "moed_preemptions_total": "counter",
     "moed_engine_step_seconds": "histogram",
     "moed_engine_steps_total": "counter",
+    # vLLM-style request metrics with a model_name label (issue 16).
+    "moed_requests_finished_total": "counter",
+    "moed_request_prompt_tokens": "histogram",
+    "moed_request_generation_tokens": "histogram",
 }
 
 # moed_expert_{tokens,dropped_tokens}_total exist while --metrics-per-expert allows per-expert series;
@@ -35,6 +39,14 @@ EXPERTS = {
     "moed_layer_dropped_tokens_total": "counter",
     "moed_expert_load_ratio": "histogram",
     "moed_expert_imbalance_ratio": "gauge",
+    # Balance per MoE layer and window (issue 16).
+    "moed_expert_load_gini": "gauge",
+    "moed_expert_load_entropy": "gauge",
+    "moed_expert_load_max_mean_ratio": "gauge",
+    "moed_expert_load_cv": "gauge",
+    "moed_expert_load_assignments": "gauge",
+    # Specialization: decode tokens per expert by token class (while within the per-expert series budget).
+    "moed_expert_token_class_total": "counter",
 }
 
 CACHE = {
@@ -50,7 +62,17 @@ CACHE = {
     "moed_expert_cache_stall_seconds_total": "counter",
 }
 
-FAMILIES = {**SERVING, **EXPERTS, **CACHE}
+# The standard process collector's families (named as every Prometheus client library names them).
+PROCESS = {
+    "process_cpu_seconds_total": "counter",
+    "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
+    "process_start_time_seconds": "gauge",
+}
+
+FAMILIES = {**SERVING, **EXPERTS, **CACHE, **PROCESS}
 
 
 def sample_names(families):

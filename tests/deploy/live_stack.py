@@ -73,11 +73,11 @@ class Moed:
 
 
 def families(exposition):
-    """`# TYPE name kind` lines → {family: kind}, moed's own families only (not the exporter's)."""
+    """`# TYPE name kind` lines → {family: kind}: moed's own families and its process_* families."""
     out = {}
     for line in exposition.splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[:2] == ["#", "TYPE"] and parts[2].startswith("moed_"):
+        if len(parts) == 4 and parts[:2] == ["#", "TYPE"] and parts[2].startswith(("moed_", "process_")):
             out[parts[2]] = parts[3]
     return out
 

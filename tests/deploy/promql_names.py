@@ -60,11 +60,13 @@ def adapter_query(rule, label_matchers, group_by):
             .replace("<<.LabelMatchers>>", label_matchers).replace("<<.GroupBy>>", group_by))
 
 
-def substitute(expr, layers, rate_interval="15s", interval="5s"):
-    """Dashboard variables as Grafana replaces them for Prometheus: multi-value $layer becomes (a|b|...)."""
+def substitute(expr, layers, rate_interval="15s", interval="5s", time_range="1m"):
+    """Dashboard variables as Grafana replaces them for Prometheus: multi-value $layer becomes (a|b|...); the
+    namespace, job and pod variables set to All become their allValue ".*"."""
     layer = "(" + "|".join(layers) + ")" if len(layers) > 1 else layers[0]
-    for var, value in (("$__rate_interval", rate_interval), ("$__interval", interval), ("${layer}", layer),
-                       ("$layer", layer)):
+    for var, value in (("$__rate_interval", rate_interval), ("$__interval", interval), ("$__range", time_range),
+                       ("${layer}", layer), ("$layer", layer), ("$namespace", ".*"), ("$job", ".*"),
+                       ("$pod", ".*")):
         expr = expr.replace(var, value)
     assert "$" not in expr, f"unsubstituted variable left in {expr!r}"
     return expr

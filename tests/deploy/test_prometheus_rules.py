@@ -54,6 +54,21 @@ def test_alert_has_severity_summary_description(alert):
     assert alert.get("for"), "every alert waits before firing"
 
 
+def readme_anchors():
+    """GitHub's anchors of deploy/README.md's headings: lower case, spaces to '-', other punctuation dropped."""
+    import re
+    heads = re.findall(r"^#+ (.+)$", (DEPLOY / "README.md").read_text(), re.M)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("alert", alerts(), ids=lambda a: a["alert"])
+def test_alert_runbook_points_at_its_readme_section(alert):
+    url = alert["annotations"].get("runbook_url", "")
+    path, _, anchor = url.partition("#")
+    assert path == "deploy/README.md" and anchor == alert["alert"].lower(), url
+    assert anchor in readme_anchors(), f"deploy/README.md has no section #{anchor}"
+
+
 def test_every_alert_has_a_firing_and_a_quiet_unit_test():
     cases = {}
     for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:

@@ -299,7 +299,7 @@ TEST_F(ServerTest, MetricsExpositionPassesPromtool) {
   for (const char* family : {"moed_requests_total{status=\"ok\"}", "moed_requests_rejected_total{reason=\"queue_full\"}",
                              "moed_expert_tokens_total{expert=\"7\",layer=\"3\"}", "moed_expert_load_ratio_bucket",
                              "moed_expert_imbalance_ratio{layer=\"0\"}", "moed_engine_step_seconds_count{phase=\"mixed\"}",
-                             "moed_info{backend=\"cpu\",family=\"mixtral\",model=\"fortune-moe\"} 1",
+                             "moed_info{backend=\"cpu\",family=\"mixtral\",model=\"fortune-moe\",model_name=\"fortune-moe\"} 1",
                              "moed_time_to_first_token_seconds_count", "moed_kv_cache_usage_ratio"}) {
     EXPECT_NE(metrics.find(family), std::string::npos) << family;
   }

@@ -80,6 +80,11 @@ TEST(EngineCoreTest, ConcurrentGreedyMatchesGolden) {
   ExpectGoldenOutputs(*engine, /*stagger=*/2);
   EXPECT_EQ(engine->stats().preemptions, 0);
   EXPECT_EQ(engine->stats().generated_tokens, 5 * 32 + 5 * 23);
+  // Fewer steps than the load window: the window holds everything routed since start.
+  EXPECT_LT(engine->stats().steps, kLoadWindowSteps);
+  EXPECT_EQ(engine->stats().window_routed, engine->stats().routed);
+  EXPECT_GT(engine->stats().window_steps, 0);
+  EXPECT_LE(engine->stats().window_steps, engine->stats().steps);
 }
 
 TEST(EngineCoreTest, GreedyUnderPreemptionStillMatchesGolden) {
