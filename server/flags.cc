@@ -28,6 +28,8 @@ ABSL_FLAG(int, max_queue, 256, "requests waiting for the batch; more are refused
 ABSL_FLAG(int, max_model_len, 0, "context limit in tokens; 0 = the model's");
 ABSL_FLAG(int, kv_block_size, 16, "tokens per KV-cache block");
 ABSL_FLAG(int64_t, kv_cache_bytes, 0, "KV-cache memory in bytes; 0 = enough for max-running-seqs full contexts");
+ABSL_FLAG(bool, enable_prefix_caching, true,
+          "reuse the KV blocks of shared prompt prefixes (whole blocks; output is the same either way)");
 ABSL_FLAG(float, moe_capacity_factor, 0.0f, "expert capacity factor; 0 = dropless");
 ABSL_FLAG(int, expert_cache_slots, 0, "hot-expert cache: resident routed experts in total; 0 = all resident");
 ABSL_FLAG(int64_t, expert_cache_bytes, 0, "hot-expert cache: device-tier bytes for expert weights; 0 = unset");
@@ -50,7 +52,7 @@ namespace {
 // Every flag above, in help order.
 constexpr const char* kFlagNames[] = {
     "model", "tokenizer", "host", "port", "metrics_port", "backend", "threads", "max_running_seqs", "max_batch_tokens",
-    "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "moe_capacity_factor",
+    "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "enable_prefix_caching", "moe_capacity_factor",
     "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
     "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
     "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes"};
@@ -151,6 +153,7 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   c.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
   c.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  c.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   c.moe_capacity_factor = absl::GetFlag(FLAGS_moe_capacity_factor);
   c.expert_cache_slots = absl::GetFlag(FLAGS_expert_cache_slots);
   c.expert_cache_bytes = absl::GetFlag(FLAGS_expert_cache_bytes);

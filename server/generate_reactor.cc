@@ -89,6 +89,7 @@ void GenerateReactor::FillResponse(const RequestOutput& out) {
   response_.set_finish_reason(std::string(FinishReasonName(out.finish_reason)));
   response_.mutable_usage()->set_prompt_tokens(out.prompt_tokens);
   response_.mutable_usage()->set_completion_tokens(out.completion_tokens);
+  response_.mutable_usage()->set_cached_tokens(out.cached_tokens);
   const int experts = service_->queue->info().spec.num_experts;
   if (out.routing.empty() || experts <= 0) return;
   const int layers = static_cast<int>(out.routing.size()) / experts;
