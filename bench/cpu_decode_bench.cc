@@ -41,9 +41,9 @@ double MemcpyBandwidth() {
 // fp32 bytes of the weights one decode step reads, given how many distinct experts each MoE layer ran.
 double WeightBytesPerStep(const ModelSpec& s, double experts_per_layer) {
   const double h = s.hidden_size, f = 4.0;
-  const double attn = (2.0 * s.q_dim() * h + 2.0 * s.kv_dim() * h) * f;
+  const double attn = (2.0 * s.attention.q_dim() * h + 2.0 * s.attention.kv_dim() * h) * f;
   const double expert = 3.0 * s.moe_intermediate_size * h * f;
-  const double shared = 3.0 * s.shared_expert_intermediate_size * h * f;
+  const double shared = 3.0 * s.shared_experts.intermediate_size * h * f;
   double bytes = 0;
   for (int l = 0; l < s.num_layers; ++l) {
     const bool moe = l < static_cast<int>(s.layer_is_moe.size()) ? s.layer_is_moe[l] : true;

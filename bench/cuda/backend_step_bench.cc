@@ -84,7 +84,7 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
   const int64_t H = s.hidden_size, F = s.moe_intermediate_size;
   const double expert_bytes = 3.0 * H * F * 2;
   const double dense_bytes_per_layer =
-      (static_cast<double>(s.q_dim() + 2 * s.kv_dim()) * H + static_cast<double>(H) * s.q_dim() +
+      (static_cast<double>(s.attention.q_dim() + 2 * s.attention.kv_dim()) * H + static_cast<double>(H) * s.attention.q_dim() +
        static_cast<double>(s.num_experts) * H) * 2;
   const double head_bytes = static_cast<double>(s.vocab_size) * H * 2;
 
@@ -108,7 +108,7 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
     const double t = Seconds(a, std::chrono::steady_clock::now()) / reps;
     const double flops = 2.0 * args.prefill *
                          (s.num_layers * (dense_bytes_per_layer / 2 + s.top_k * expert_bytes / 2)) +
-                         2.0 * s.num_layers * s.num_heads * s.head_dim * 2.0 * args.prefill * args.prefill / 2;
+                         2.0 * s.num_layers * s.attention.num_heads * s.attention.head_dim * 2.0 * args.prefill * args.prefill / 2;
     const double fl = flops / floor.bf16_flops_per_s;
     std::printf("prefill %5d tokens: %8.2f ms   floor %7.2f ms (%5.1f%%)\n", args.prefill, t * 1e3, fl * 1e3,
                 100.0 * fl / t);
@@ -154,7 +154,7 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
       if (step == 0) continue;  // warm-up
       int64_t touched = 0;
       for (int64_t r : out.routed) touched += r > 0;
-      const double kv_bytes = 2.0 * s.num_layers * bs * (args.context + step) * s.kv_dim() * 2;
+      const double kv_bytes = 2.0 * s.num_layers * bs * (args.context + step) * s.attention.kv_dim() * 2;
       const double bytes = s.num_layers * dense_bytes_per_layer + touched * expert_bytes + head_bytes + kv_bytes;
       total += t;
       floor_s += bytes / floor.bandwidth_bytes_per_s;

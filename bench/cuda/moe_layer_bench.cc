@@ -63,7 +63,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
 absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor, BenchRows& rows) {
   MOED_ASSIGN_OR_RETURN(const ModelSpec spec, SyntheticModelSpec(name, false));
   const int64_t H = spec.hidden_size, F = spec.moe_intermediate_size, E = spec.num_experts;
-  cuda::MoeShape s{static_cast<int>(H), static_cast<int>(E), spec.top_k, static_cast<int>(F), spec.norm_topk_prob, 0};
+  cuda::MoeShape s{static_cast<int>(H), static_cast<int>(E), spec.top_k, static_cast<int>(F), spec.router.norm_topk_prob, 0};
 
   // One layer's weights, generated on the device; the router on the host (skewed rows).
   cuda::DeviceBuffer weights, router_buf, x_buf, out_buf;
@@ -82,7 +82,7 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
   layer.router = router_buf.as<bf16>();
   for (int64_t e = 0; e < E; ++e) {
     const bf16* base = weights.as<bf16>() + e * per_expert;
-    layer.experts.push_back({base, base + 2 * H * F, static_cast<int>(F)});
+    layer.experts.push_back({base, base + H * F, base + 2 * H * F, static_cast<int>(F)});
   }
   MOED_ASSIGN_OR_RETURN(cuda::CublasHandle cublas, cuda::CublasHandle::Create(nullptr));
   cuda::MoeWorkspace ws;

@@ -1,8 +1,10 @@
 // moectl: command-line client of the moed daemon (generate, tokenize, info, stats, health).
 // Exit codes: 0 success, 1 the call failed (gRPC code and message on stderr), 2 usage error.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -187,7 +189,10 @@ int RunInfo(Session& s) {
       {"vocab_size", info.vocab_size()}, {"num_heads", info.num_heads()}, {"num_kv_heads", info.num_kv_heads()},
       {"head_dim", info.head_dim()}, {"moe_intermediate_size", info.moe_intermediate_size()},
       {"shared_expert", info.shared_expert()}, {"moe_capacity_factor", info.moe_capacity_factor()},
-      {"max_tokens_limit", info.max_tokens_limit()},
+      {"max_tokens_limit", info.max_tokens_limit()}, {"attention", info.attention()},
+      {"kv_lora_rank", info.kv_lora_rank()}, {"qk_rope_head_dim", info.qk_rope_head_dim()},
+      {"v_head_dim", info.v_head_dim()}, {"kv_cache_bytes_per_token", info.kv_cache_bytes_per_token()},
+      {"num_shared_experts", info.num_shared_experts()},
       {"eos_token_ids", std::vector<int32_t>(info.eos_token_ids().begin(), info.eos_token_ids().end())}};
   if (s.json) {
     std::cout << Dump(j) << "\n";
@@ -197,7 +202,42 @@ int RunInfo(Session& s) {
   return 0;
 }
 
+// Above this many experts a layer's row is summarised (total, max/mean, hottest experts, idle count) instead of
+// printed in full, so 64–256-expert models stay readable; --json keeps every number.
+constexpr int kMaxMatrixColumns = 16;
+constexpr int kHottestShown = 8;
+
+void PrintLayerSummaries(const char* title, const google::protobuf::RepeatedField<int64_t>& m, int layers,
+                         int experts) {
+  std::cout << title << " (per layer: total, max/mean, the " << kHottestShown << " busiest experts as id:count)\n";
+  std::vector<int> order(experts);
+  for (int l = 0; l < layers; ++l) {
+    const int64_t* row = m.data() + static_cast<int64_t>(l) * experts;
+    int64_t sum = 0, max = 0;
+    int idle = 0;
+    for (int e = 0; e < experts; ++e) {
+      sum += row[e];
+      max = std::max(max, row[e]);
+      idle += row[e] == 0 ? 1 : 0;
+    }
+    std::iota(order.begin(), order.end(), 0);
+    const int shown = std::min(kHottestShown, experts);
+    std::partial_sort(order.begin(), order.begin() + shown, order.end(),
+                      [&](int a, int b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    std::string hottest;
+    for (int i = 0; i < shown && row[order[i]] > 0; ++i) absl::StrAppend(&hottest, " ", order[i], ":", row[order[i]]);
+    const double mean = static_cast<double>(sum) / experts;
+    std::cout << absl::StrFormat("  layer %3d: %10d total, max/mean %s, %d of %d idle;%s\n", l, sum,
+                                 mean > 0 ? absl::StrFormat("%.2f", max / mean) : "-", idle, experts,
+                                 hottest.empty() ? " -" : hottest);
+  }
+}
+
 void PrintMatrix(const char* title, const google::protobuf::RepeatedField<int64_t>& m, int layers, int experts) {
+  if (experts > kMaxMatrixColumns) {
+    PrintLayerSummaries(title, m, layers, experts);
+    return;
+  }
   std::cout << title << " (rows: layers, columns: experts)\n" << absl::StrFormat("%6s", "layer");
   for (int e = 0; e < experts; ++e) std::cout << absl::StrFormat(" %10d", e);
   std::cout << absl::StrFormat(" %12s\n", "max/mean");

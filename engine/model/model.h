@@ -8,41 +8,14 @@
 #include "absl/status/statusor.h"
 #include "engine/model/model_spec.h"
 #include "engine/model/tensor.h"
+#include "engine/model/weights.h"
 
 namespace moed {
 
-// One SwiGLU FFN: down(silu(gate(x)) * up(x)). Mixtral: w1 = gate, w3 = up, w2 = down.
-struct FfnWeights {
-  TensorView gate;  // (ffn, hidden)
-  TensorView up;    // (ffn, hidden)
-  TensorView down;  // (hidden, ffn)
-};
-
-struct LayerWeights {
-  TensorView input_norm;      // (hidden)
-  TensorView q_proj;          // (num_heads*head_dim, hidden)
-  TensorView k_proj;          // (num_kv_heads*head_dim, hidden)
-  TensorView v_proj;          // (num_kv_heads*head_dim, hidden)
-  TensorView o_proj;          // (hidden, num_heads*head_dim)
-  TensorView q_bias, k_bias, v_bias;  // (q_dim) / (kv_dim) — qwen2_moe only
-  TensorView q_norm, k_norm;  // QkNorm::kPerHead: (head_dim); kFull: (q_dim) / (kv_dim)
-  TensorView post_attn_norm;  // (hidden)
-
-  // MoE layers (spec.layer_is_moe[l]):
-  TensorView router;                // (num_experts, hidden)
-  std::vector<FfnWeights> experts;  // num_experts entries, each of width moe_intermediate_size
-  FfnWeights shared_expert;         // qwen2_moe: width shared_expert_intermediate_size
-  TensorView shared_expert_gate;    // qwen2_moe: (1, hidden)
-  // Dense layers (not layer_is_moe[l]): one FFN of width dense_intermediate_size.
-  FfnWeights dense_mlp;
-};
-
-struct ModelWeights {
-  TensorView embed;        // (vocab, hidden)
-  std::vector<LayerWeights> layers;
-  TensorView final_norm;   // (hidden)
-  TensorView lm_head;      // (vocab, hidden); equals embed when tie_word_embeddings
-};
+// The checkpoint's tensors, bound by the family's weight-name map (see weights.h for the shapes).
+using FfnWeights = FfnOf<TensorView>;
+using LayerWeights = LayerOf<TensorView>;
+using ModelWeights = WeightsOf<TensorView>;
 
 // Owns the bytes behind the views (shard mappings or generated buffers). Immutable after load;
 // safe to share between threads.

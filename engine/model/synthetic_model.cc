@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "engine/model/dtype.h"
+#include "engine/model/rope.h"
 
 namespace moed {
 namespace {
@@ -31,15 +32,15 @@ ModelSpec Mixtral8x7b() {
   s.vocab_size = 32000;
   s.hidden_size = 4096;
   s.num_layers = 32;
-  s.num_heads = 32;
-  s.num_kv_heads = 8;
-  s.head_dim = 128;
+  s.attention.num_heads = 32;
+  s.attention.num_kv_heads = 8;
+  s.attention.head_dim = 128;
   s.max_position_embeddings = 32768;
   s.rms_norm_eps = 1e-5f;
-  s.rope_theta = 1e6f;
+  s.attention.rope.theta = 1e6f;
   s.num_experts = 8;
   s.top_k = 2;
-  s.norm_topk_prob = true;
+  s.router.norm_topk_prob = true;
   s.moe_intermediate_size = 14336;
   s.bos_token_id = 1;
   s.eos_token_ids = {2};
@@ -52,17 +53,17 @@ ModelSpec Olmoe1b7b() {
   s.vocab_size = 50304;
   s.hidden_size = 2048;
   s.num_layers = 16;
-  s.num_heads = 16;
-  s.num_kv_heads = 16;
-  s.head_dim = 128;
+  s.attention.num_heads = 16;
+  s.attention.num_kv_heads = 16;
+  s.attention.head_dim = 128;
   s.max_position_embeddings = 4096;
   s.rms_norm_eps = 1e-5f;
-  s.rope_theta = 10000.0f;
+  s.attention.rope.theta = 10000.0f;
   s.num_experts = 64;
   s.top_k = 8;
-  s.norm_topk_prob = false;
+  s.router.norm_topk_prob = false;
   s.moe_intermediate_size = 1024;
-  s.qk_norm = QkNorm::kFull;
+  s.attention.qk_norm = QkNorm::kFull;
   s.eos_token_ids = {50279};
   return s;
 }
@@ -73,33 +74,105 @@ ModelSpec Qwen3_30bA3b() {
   s.vocab_size = 151936;
   s.hidden_size = 2048;
   s.num_layers = 48;
-  s.num_heads = 32;
-  s.num_kv_heads = 4;
-  s.head_dim = 128;
+  s.attention.num_heads = 32;
+  s.attention.num_kv_heads = 4;
+  s.attention.head_dim = 128;
   s.max_position_embeddings = 40960;
   s.rms_norm_eps = 1e-6f;
-  s.rope_theta = 1e6f;
+  s.attention.rope.theta = 1e6f;
   s.num_experts = 128;
   s.top_k = 8;
-  s.norm_topk_prob = true;
+  s.router.norm_topk_prob = true;
   s.moe_intermediate_size = 768;
-  s.qk_norm = QkNorm::kPerHead;
+  s.attention.qk_norm = QkNorm::kPerHead;
   s.eos_token_ids = {151645};
+  return s;
+}
+
+// MLA attention with YaRN as DeepSeek-V2/V3 ship it (rope 64, nope 128, v 128, latent 512, factor 40).
+void DeepseekAttention(ModelSpec& s, int heads, int q_lora_rank, float mscale) {
+  AttentionSpec& a = s.attention;
+  a.kind = AttentionKind::kMla;
+  a.num_heads = a.num_kv_heads = heads;
+  a.q_lora_rank = q_lora_rank;
+  a.kv_lora_rank = 512;
+  a.v_head_dim = 128;
+  a.qk_head_dim = a.head_dim = 128 + 64;
+  a.rope = RopeSpec{.type = RopeType::kYarn, .theta = 10000.0f, .dim = 64, .interleave = true, .factor = 40.0f,
+                    .original_max_position = 4096, .mscale = mscale, .mscale_all_dim = mscale};
+  s.max_position_embeddings = 163840;
+  s.rms_norm_eps = 1e-6f;
+}
+
+ModelSpec DeepseekV2Lite() {
+  ModelSpec s;
+  s.family = Family::kDeepseekV2;
+  s.vocab_size = 102400;
+  s.hidden_size = 2048;
+  s.num_layers = 27;
+  DeepseekAttention(s, 16, /*q_lora_rank=*/0, 0.707f);
+  s.num_experts = 64;
+  s.top_k = 6;
+  s.moe_intermediate_size = 1408;
+  s.dense_intermediate_size = 10944;
+  s.shared_experts = {2, 2 * 1408, /*gated=*/false};
+  s.router.norm_topk_prob = false;
+  s.layer_is_moe.assign(s.num_layers, true);
+  s.layer_is_moe[0] = false;  // first_k_dense_replace 1
+  s.bos_token_id = 100000;
+  s.eos_token_ids = {100001};
+  return s;
+}
+
+// DeepSeek-V3's shape with 4 of its 61 layers (2 dense, then 2 MoE of 256 experts): ~51 GB of bf16 weights.
+ModelSpec DeepseekV3FourLayers() {
+  ModelSpec s;
+  s.family = Family::kDeepseekV3;
+  s.vocab_size = 129280;
+  s.hidden_size = 7168;
+  s.num_layers = 4;
+  DeepseekAttention(s, 128, /*q_lora_rank=*/1536, 1.0f);
+  s.num_experts = 256;
+  s.top_k = 8;
+  s.moe_intermediate_size = 2048;
+  s.dense_intermediate_size = 18432;
+  s.shared_experts = {1, 2048, /*gated=*/false};
+  s.router = RouterSpec{.scoring = RouterScoring::kSigmoid, .method = TopKMethod::kNoauxTc, .num_groups = 8,
+                        .topk_groups = 4, .norm_topk_prob = true, .routed_scaling_factor = 2.5f,
+                        .selection_bias = true};
+  s.layer_is_moe = {false, false, true, true};
+  s.bos_token_id = 0;
+  s.eos_token_ids = {1};
   return s;
 }
 
 // Keeps family, experts, top-k, q/k norm and the GQA ratio; shrinks everything else.
 ModelSpec Shrink(ModelSpec s) {
-  const int ratio = s.num_heads / s.num_kv_heads;
-  s.num_kv_heads = ratio >= 8 ? 1 : 2;
-  s.num_heads = s.num_kv_heads * ratio;
-  s.head_dim = 16;
+  AttentionSpec& a = s.attention;
+  if (a.kind == AttentionKind::kMla) {
+    a.num_heads = a.num_kv_heads = 4;
+    if (a.q_lora_rank > 0) a.q_lora_rank = 48;
+    a.kv_lora_rank = 32;
+    a.v_head_dim = 16;
+    a.qk_head_dim = a.head_dim = 32;
+    a.rope.dim = 16;
+    a.rope.original_max_position = 256;
+    s.shared_experts.intermediate_size = s.shared_experts.count * 64;
+    s.dense_intermediate_size = 128;
+    s.layer_is_moe = {false, true};
+  } else {
+    const int ratio = a.num_heads / a.num_kv_heads;
+    a.num_kv_heads = ratio >= 8 ? 1 : 2;
+    a.num_heads = a.num_kv_heads * ratio;
+    a.head_dim = 16;
+  }
   s.hidden_size = 128;
   s.num_layers = 2;
   s.moe_intermediate_size = 64;
   s.vocab_size = 512;
   s.max_position_embeddings = 2048;
   s.eos_token_ids = {2};
+  if (s.bos_token_id) s.bos_token_id = 1;
   return s;
 }
 
@@ -125,13 +198,15 @@ class Builder {
     return t;
   }
 
-  TensorView Ones(std::string name, int64_t n) {
+  TensorView Ones(std::string name, int64_t n, float value = 1.0f) {
     TensorView t = Shell(std::move(name), {n});
-    auto buf = std::make_shared<std::vector<uint16_t>>(n, FloatToBf16(1.0f));
+    auto buf = std::make_shared<std::vector<uint16_t>>(n, FloatToBf16(value));
     t.data = buf->data();
     model_->storage.push_back(std::move(buf));
     return t;
   }
+
+  TensorView Zeros(std::string name, int64_t n) { return Ones(std::move(name), n, 0.0f); }
 
   static SyntheticFill FillOf(const Model& m, const TensorView& t);
 
@@ -176,34 +251,61 @@ void BuildWeights(Model* m, const SyntheticOptions& opt) {
     LayerWeights lw;
     lw.input_norm = b.Ones(p + "input_layernorm.weight", H);
     lw.post_attn_norm = b.Ones(p + "post_attention_layernorm.weight", H);
-    lw.q_proj = b.Random(p + "self_attn.q_proj.weight", {s.q_dim(), H}, all);
-    lw.k_proj = b.Random(p + "self_attn.k_proj.weight", {s.kv_dim(), H}, all);
-    lw.v_proj = b.Random(p + "self_attn.v_proj.weight", {s.kv_dim(), H}, all);
-    lw.o_proj = b.Random(p + "self_attn.o_proj.weight", {H, s.q_dim()}, all);
-    if (s.qk_norm == QkNorm::kPerHead) {
-      lw.q_norm = b.Ones(p + "self_attn.q_norm.weight", s.head_dim);
-      lw.k_norm = b.Ones(p + "self_attn.k_norm.weight", s.head_dim);
-    } else if (s.qk_norm == QkNorm::kFull) {
-      lw.q_norm = b.Ones(p + "self_attn.q_norm.weight", s.q_dim());
-      lw.k_norm = b.Ones(p + "self_attn.k_norm.weight", s.kv_dim());
+    const AttentionSpec& a = s.attention;
+    if (a.kind == AttentionKind::kMla) {
+      const std::string sa = p + "self_attn.";
+      const int64_t C = a.kv_lora_rank;
+      if (a.q_lora_rank > 0) {
+        lw.q_a_proj = b.Random(sa + "q_a_proj.weight", {a.q_lora_rank, H}, all);
+        lw.q_a_norm = b.Ones(sa + "q_a_layernorm.weight", a.q_lora_rank);
+        lw.q_b_proj = b.Random(sa + "q_b_proj.weight", {a.q_dim(), a.q_lora_rank}, all);
+      } else {
+        lw.q_proj = b.Random(sa + "q_proj.weight", {a.q_dim(), H}, all);
+      }
+      lw.kv_a_proj = b.Random(sa + "kv_a_proj_with_mqa.weight", {C + a.rope.dim, H}, all);
+      lw.kv_a_norm = b.Ones(sa + "kv_a_layernorm.weight", C);
+      lw.kv_b_proj = b.Random(sa + "kv_b_proj.weight", {static_cast<int64_t>(a.num_heads) * (a.nope_dim() + a.v_head_dim), C},
+                              all);
+    } else {
+      lw.q_proj = b.Random(p + "self_attn.q_proj.weight", {a.q_dim(), H}, all);
+      lw.k_proj = b.Random(p + "self_attn.k_proj.weight", {a.kv_dim(), H}, all);
+      lw.v_proj = b.Random(p + "self_attn.v_proj.weight", {a.kv_dim(), H}, all);
+    }
+    lw.o_proj = b.Random(p + "self_attn.o_proj.weight", {H, a.o_dim()}, all);
+    if (a.qk_norm == QkNorm::kPerHead) {
+      lw.q_norm = b.Ones(p + "self_attn.q_norm.weight", a.head_dim);
+      lw.k_norm = b.Ones(p + "self_attn.k_norm.weight", a.head_dim);
+    } else if (a.qk_norm == QkNorm::kFull) {
+      lw.q_norm = b.Ones(p + "self_attn.q_norm.weight", a.q_dim());
+      lw.k_norm = b.Ones(p + "self_attn.k_norm.weight", a.kv_dim());
+    }
+    auto ffn = [&](const std::string& ep, int64_t width) {
+      FfnWeights f;
+      f.width = static_cast<int>(width);
+      f.gate = b.Random(ep + (mixtral ? "w1.weight" : "gate_proj.weight"), {width, H}, all);
+      f.up = b.Random(ep + (mixtral ? "w3.weight" : "up_proj.weight"), {width, H}, all);
+      f.down = b.Random(ep + (mixtral ? "w2.weight" : "down_proj.weight"), {H, width}, all);
+      return f;
+    };
+    if (!s.layer_is_moe[l]) {
+      lw.dense_mlp = ffn(p + "mlp.", s.dense_intermediate_size);
+      m->weights.layers.push_back(std::move(lw));
+      continue;
     }
     const std::string moe = p + (mixtral ? "block_sparse_moe." : "mlp.");
     lw.router = b.Random(moe + "gate.weight", {s.num_experts, H}, /*host=*/true, opt.router_skew);
-    for (int e = 0; e < s.num_experts; ++e) {
-      const std::string ep = absl::StrCat(moe, "experts.", e, ".");
-      FfnWeights f;
-      f.gate = b.Random(ep + (mixtral ? "w1.weight" : "gate_proj.weight"), {F, H}, all);
-      f.up = b.Random(ep + (mixtral ? "w3.weight" : "up_proj.weight"), {F, H}, all);
-      f.down = b.Random(ep + (mixtral ? "w2.weight" : "down_proj.weight"), {H, F}, all);
-      lw.experts.push_back(std::move(f));
-    }
+    if (s.router.selection_bias) lw.router_bias = b.Zeros(moe + "gate.e_score_correction_bias", s.num_experts);
+    for (int e = 0; e < s.num_experts; ++e) lw.experts.push_back(ffn(absl::StrCat(moe, "experts.", e, "."), F));
+    if (s.shared_experts.count > 0) lw.shared_expert = ffn(moe + "shared_experts.", s.shared_experts.intermediate_size);
     m->weights.layers.push_back(std::move(lw));
   }
 }
 
 }  // namespace
 
-std::vector<std::string> SyntheticModelNames() { return {"mixtral-8x7b", "olmoe-1b-7b", "qwen3-30b-a3b"}; }
+std::vector<std::string> SyntheticModelNames() {
+  return {"mixtral-8x7b", "olmoe-1b-7b", "qwen3-30b-a3b", "deepseek-v2-lite", "deepseek-v3-4l"};
+}
 
 absl::StatusOr<ModelSpec> SyntheticModelSpec(std::string_view full_name, bool small) {
   const absl::string_view name = absl::StripPrefix(absl::string_view(full_name.data(), full_name.size()), kPrefix);
@@ -214,12 +316,27 @@ absl::StatusOr<ModelSpec> SyntheticModelSpec(std::string_view full_name, bool sm
     s = Olmoe1b7b();
   } else if (name == "qwen3-30b-a3b") {
     s = Qwen3_30bA3b();
+  } else if (name == "deepseek-v2-lite") {
+    s = DeepseekV2Lite();
+  } else if (name == "deepseek-v3-4l") {
+    s = DeepseekV3FourLayers();
   } else {
     return absl::NotFoundError(absl::StrFormat("unknown synthetic model '%s' (known: %s)", std::string(name),
                                                absl::StrJoin(SyntheticModelNames(), ", ")));
   }
   if (small) s = Shrink(s);
-  s.layer_is_moe.assign(s.num_layers, true);
+  if (s.layer_is_moe.empty()) s.layer_is_moe.assign(s.num_layers, true);
+  AttentionSpec& a = s.attention;
+  if (a.kind == AttentionKind::kGqa) {
+    a.qk_head_dim = a.v_head_dim = a.head_dim;
+    a.rope.dim = a.head_dim;
+  }
+  a.softmax_scale = 1.0f / std::sqrt(static_cast<float>(a.qk_head_dim));
+  if (a.rope.type == RopeType::kYarn) {  // as the DeepSeek config parser derives them
+    a.rope.attention_factor = YarnMscale(a.rope.factor, a.rope.mscale) / YarnMscale(a.rope.factor, a.rope.mscale_all_dim);
+    const float m = YarnMscale(a.rope.factor, a.rope.mscale_all_dim);
+    a.softmax_scale *= m * m;
+  }
   return s;
 }
 

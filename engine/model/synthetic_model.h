@@ -1,4 +1,5 @@
-// Synthetic models at published shapes (mixtral-8x7b, olmoe-1b-7b, qwen3-30b-a3b): a ModelSpec from a name and
+// Synthetic models at published shapes (mixtral-8x7b, olmoe-1b-7b, qwen3-30b-a3b, deepseek-v2-lite, and
+// deepseek-v3-4l: DeepSeek-V3 with 4 layers): a ModelSpec from a name and
 // random bf16 weights generated without files, either on the host (every tensor materialised) or left for the CUDA
 // backend to generate on the device from the same per-tensor (seed, scale) rule.
 #pragma once
@@ -17,7 +18,7 @@ namespace moed {
 
 struct SyntheticOptions {
   // Small variant for CPU tests: 2 layers, hidden 128, ffn 64, vocab 512; keeps the family, expert count, top-k,
-  // q/k norm kind and GQA ratio of the named shape.
+  // q/k norm kind and GQA ratio of the named shape (MLA: 4 heads, latent 32, the first layer dense, the router).
   bool small = false;
   // Router skew ≥ 0: row e of every router is scaled by exp(-skew · e / num_experts), so low-numbered experts get
   // larger logits spread and are picked more often (0 = uniform random routing).
@@ -29,7 +30,7 @@ struct SyntheticOptions {
   bool materialize = true;
 };
 
-// Names accepted by SyntheticModelSpec / CreateSyntheticModel ("mixtral-8x7b", "olmoe-1b-7b", "qwen3-30b-a3b").
+// Names accepted by SyntheticModelSpec / CreateSyntheticModel ("mixtral-8x7b", …, "deepseek-v3-4l").
 std::vector<std::string> SyntheticModelNames();
 
 // The published shape of `name` (or its small variant). NOT_FOUND lists the known names.

@@ -1,20 +1,27 @@
-// MoE router as pure functions: softmax → top-k → optional renormalisation, then expert capacity and drops.
+// MoE router as pure functions: scoring (softmax | sigmoid) → top-k (greedy | group-limited | noaux_tc) → optional
+// renormalisation and scaling, then expert capacity and drops.
 // The CPU backend uses these directly; the CUDA router kernel is tested against them.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "engine/model/model_spec.h"
+
 namespace moed {
 
-// Top-k routing of `num_tokens` tokens.
+// Top-k routing of `num_tokens` tokens as transformers does it for each family.
 //   logits  (num_tokens, num_experts)  router logits, fp32
-//   experts (num_tokens, top_k)        chosen expert ids, best first (ties: lower id first)
-//   weights (num_tokens, top_k)        softmax probabilities of the chosen experts (over all experts),
-//                                      divided by their sum when `normalize` (norm_topk_prob)
-// Requires 1 ≤ top_k ≤ num_experts.
-void RouteTopK(const float* logits, int num_tokens, int num_experts, int top_k, bool normalize, int32_t* experts,
-               float* weights);
+//   bias    (num_experts)              selection bias (router.selection_bias), else nullptr
+//   experts (num_tokens, top_k)        chosen expert ids, best choice score first (ties: lower id first)
+//   weights (num_tokens, top_k)        the chosen experts' scores (softmax over all experts, or sigmoid; never biased),
+//                                      divided by their sum when router.norm_topk_prob, times routed_scaling_factor
+// Choice scores are the scores plus the bias. Group methods split the experts into router.num_groups consecutive
+// groups, rank groups by their max (group_limited_greedy) or the sum of their top 2 (noaux_tc) choice scores, keep
+// router.topk_groups (ties: lower group first) and exclude the other groups' experts from the top-k.
+// Requires 1 ≤ top_k ≤ experts of the kept groups.
+void RouteTopK(const float* logits, int num_tokens, int num_experts, int top_k, const RouterSpec& router,
+               const float* bias, int32_t* experts, float* weights);
 
 // Capacity per expert for one layer and step: ceil(factor · assignments / num_experts); factor ≤ 0 → no limit
 // (returns `assignments`).

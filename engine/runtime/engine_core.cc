@@ -384,6 +384,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(std::unique_ptr<B
                                                             .max_model_len = resolved.max_model_len,
                                                             .max_running_seqs = resolved.max_running_seqs}));
   resolved.kv_cache_bytes = bytes_per_block * num_blocks;
+  resolved.kv_bytes_per_token = bytes_per_block / resolved.kv_block_size;
   MOED_RETURN_IF_ERROR(
       backend->InitKvCache({.num_blocks = num_blocks, .block_size = resolved.kv_block_size}));
   return std::unique_ptr<EngineCore>(

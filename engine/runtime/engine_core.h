@@ -46,6 +46,9 @@ struct EngineConfig {
   // starts from the longest cached run of whole blocks of its prompt. Output is the same with it on or off.
   bool enable_prefix_caching = true;
   std::string model_identity;    // the served model's source (path or synthetic name): salts the block hashes
+  // Resolved by EngineCore::Create (ignored on input): KV bytes one token takes over all layers, as the backend
+  // stores it (GQA: K and V per kv head; MLA: the latent and the rope key).
+  int64_t kv_bytes_per_token = 0;
 };
 
 // Counters and gauges the server turns into metrics. Cumulative unless said otherwise.

@@ -145,6 +145,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                                            Golden{"tests/fixtures/tiny-mixtral-swa", kFixtureTolerance},
                                            Golden{"tests/fixtures/tiny-mixtral-hd24", kFixtureTolerance},
                                            Golden{"tests/fixtures/tiny-qwen2-moe-dense", kFixtureTolerance},
+                                           // MLA + YaRN, greedy / group-limited / noaux_tc routing, shared experts,
+                                           // a dense first layer: measured 1.5e-6 to 1.9e-6 (the issue asks ≤ 5e-5).
+                                           Golden{"tests/fixtures/tiny-deepseek-v2-lite", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-deepseek-v2", kFixtureTolerance},
+                                           Golden{"tests/fixtures/tiny-deepseek-v3", kFixtureTolerance},
                                            Golden{"models/fortune-moe", kFortuneTolerance}),
                          [](const ::testing::TestParamInfo<Golden>& info) {
                            std::string name = info.param.dir.substr(info.param.dir.rfind('/') + 1);

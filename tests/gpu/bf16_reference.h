@@ -16,6 +16,7 @@
 #include "engine/backend/cpu/ops.h"
 #include "engine/model/dtype.h"
 #include "engine/model/model.h"
+#include "engine/model/rope.h"
 #include "engine/moe/router.h"
 #include "gtest/gtest.h"
 
@@ -30,8 +31,7 @@ class Bf16Reference {
     auto w = cpu::ConvertWeights(model);
     EXPECT_TRUE(w.ok()) << w.status();
     if (w.ok()) w_ = std::move(w).value();
-    inv_freq_.resize(spec_.head_dim / 2);
-    cpu::RopeInvFreq(spec_.rope_theta, spec_.head_dim, inv_freq_.data());
+    inv_freq_ = RopeInvFreq(spec_.attention.rope);
     k_.resize(spec_.num_layers);
     v_.resize(spec_.num_layers);
   }
@@ -58,7 +58,7 @@ class Bf16Reference {
       cpu::RmsNormTo(x.data(), n, H, L.post_attn_norm.data(), s.rms_norm_eps, xn.data());
       Round(xn);
       std::fill(delta.begin(), delta.end(), 0.0f);
-      if (!L.is_moe) {
+      if (!s.layer_is_moe[l]) {
         Ffn(L.dense_mlp, xn.data(), n, delta.data(), 1.0f);
       } else {
         Moe(l, n, xn, delta, out.routing);
@@ -88,35 +88,36 @@ class Bf16Reference {
   void Attention(int l, int n, const std::vector<float>& xn, std::vector<float>& delta) {
     const ModelSpec& s = spec_;
     const cpu::CpuLayer& L = w_.layers[l];
-    const int H = s.hidden_size, qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
+    const AttentionSpec& a = s.attention;
+    const int H = s.hidden_size, qd = a.q_dim(), kvd = a.kv_dim(), hd = a.head_dim;
     std::vector<float> q(static_cast<size_t>(n) * qd), k(static_cast<size_t>(n) * kvd), v(k.size());
     cpu::MatMul(xn.data(), n, H, L.q_proj.data(), qd, L.q_bias.empty() ? nullptr : L.q_bias.data(), q.data(), nullptr);
     cpu::MatMul(xn.data(), n, H, L.k_proj.data(), kvd, L.k_bias.empty() ? nullptr : L.k_bias.data(), k.data(),
                 nullptr);
     cpu::MatMul(xn.data(), n, H, L.v_proj.data(), kvd, L.v_bias.empty() ? nullptr : L.v_bias.data(), v.data(),
                 nullptr);
-    if (s.qk_norm == QkNorm::kPerHead) {
-      cpu::RmsNorm(q.data(), static_cast<int64_t>(n) * s.num_heads, hd, L.q_norm.data(), s.rms_norm_eps);
-      cpu::RmsNorm(k.data(), static_cast<int64_t>(n) * s.num_kv_heads, hd, L.k_norm.data(), s.rms_norm_eps);
-    } else if (s.qk_norm == QkNorm::kFull) {
+    if (a.qk_norm == QkNorm::kPerHead) {
+      cpu::RmsNorm(q.data(), static_cast<int64_t>(n) * a.num_heads, hd, L.q_norm.data(), s.rms_norm_eps);
+      cpu::RmsNorm(k.data(), static_cast<int64_t>(n) * a.num_kv_heads, hd, L.k_norm.data(), s.rms_norm_eps);
+    } else if (a.qk_norm == QkNorm::kFull) {
       cpu::RmsNorm(q.data(), n, qd, L.q_norm.data(), s.rms_norm_eps);
       cpu::RmsNorm(k.data(), n, kvd, L.k_norm.data(), s.rms_norm_eps);
     }
     for (int t = 0; t < n; ++t) {
-      for (int h = 0; h < s.num_heads; ++h) cpu::ApplyRope(&q[t * qd + h * hd], hd, inv_freq_.data(), pos_ + t);
-      for (int h = 0; h < s.num_kv_heads; ++h) cpu::ApplyRope(&k[t * kvd + h * hd], hd, inv_freq_.data(), pos_ + t);
+      for (int h = 0; h < a.num_heads; ++h) ApplyRope(a.rope, inv_freq_.data(), pos_ + t, &q[t * qd + h * hd]);
+      for (int h = 0; h < a.num_kv_heads; ++h) ApplyRope(a.rope, inv_freq_.data(), pos_ + t, &k[t * kvd + h * hd]);
     }
     Round(k);
     Round(v);
     k_[l].insert(k_[l].end(), k.begin(), k.end());
     v_[l].insert(v_[l].end(), v.begin(), v.end());
     std::vector<float> attn(static_cast<size_t>(n) * qd), scores;
-    const int group = s.num_heads / s.num_kv_heads;
+    const int group = a.num_heads / a.num_kv_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     for (int t = 0; t < n; ++t) {
       const int pos = pos_ + t;
-      const int lo = s.sliding_window > 0 ? std::max(0, pos - s.sliding_window + 1) : 0;
-      for (int h = 0; h < s.num_heads; ++h) {
+      const int lo = a.sliding_window > 0 ? std::max(0, pos - a.sliding_window + 1) : 0;
+      for (int h = 0; h < a.num_heads; ++h) {
         const float* qh = &q[t * qd + h * hd];
         const int64_t off = static_cast<int64_t>(h / group) * hd;
         scores.assign(pos - lo + 1, 0.0f);
@@ -153,7 +154,7 @@ class Bf16Reference {
     std::vector<float> logits(static_cast<size_t>(n) * E), weights(static_cast<size_t>(n) * K);
     std::vector<int32_t> experts(weights.size());
     cpu::MatMul(xn.data(), n, H, L.router.data(), E, nullptr, logits.data(), nullptr);
-    RouteTopK(logits.data(), n, E, K, s.norm_topk_prob, experts.data(), weights.data());
+    RouteTopK(logits.data(), n, E, K, s.router, nullptr, experts.data(), weights.data());
     for (int t = 0; t < n; ++t) {
       for (int k = 0; k < K; ++k) {
         const int e = experts[t * K + k];

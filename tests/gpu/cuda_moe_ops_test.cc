@@ -50,7 +50,9 @@ void ExpectRoutesEqual(const std::vector<float>& logits, int n, const RouteCase&
   }
   std::vector<int32_t> ref_e(d_e.size());
   std::vector<float> ref_w(d_w.size());
-  RouteTopK(cpu_logits.data(), n, c.experts, c.top_k, c.normalize, ref_e.data(), ref_w.data());
+  RouterSpec router;
+  router.norm_topk_prob = c.normalize;
+  RouteTopK(cpu_logits.data(), n, c.experts, c.top_k, router, nullptr, ref_e.data(), ref_w.data());
   const std::vector<int32_t> got_e = d_e.Download();
   const std::vector<float> got_w = d_w.Download();
   ASSERT_EQ(got_e, ref_e) << what;
@@ -264,13 +266,15 @@ struct RandomMoe {
     for (int e = 0; e < E; ++e) {
       gate_up.push_back(RandomBf16Values(static_cast<size_t>(2) * F * H, std::sqrt(3.0f / H), rng));
       down.push_back(RandomBf16Values(static_cast<size_t>(H) * F, std::sqrt(3.0f / F), rng));
-      layer.experts.push_back({Dev(gate_up.back()), Dev(down.back()), F});
+      const bf16* g = Dev(gate_up.back());  // gate rows then up rows
+      layer.experts.push_back({g, g + static_cast<int64_t>(F) * H, Dev(down.back()), F});
     }
     if (s.shared_ffn > 0) {
       shared_gate_up = RandomBf16Values(static_cast<size_t>(2) * s.shared_ffn * H, std::sqrt(3.0f / H), rng);
       shared_down = RandomBf16Values(static_cast<size_t>(H) * s.shared_ffn, std::sqrt(3.0f / s.shared_ffn), rng);
       shared_gate = RandomBf16Values(H, 0.2f, rng);
-      layer.shared_expert = {Dev(shared_gate_up), Dev(shared_down), s.shared_ffn};
+      const bf16* g = Dev(shared_gate_up);
+      layer.shared_expert = {g, g + static_cast<int64_t>(s.shared_ffn) * H, Dev(shared_down), s.shared_ffn};
       layer.shared_expert_gate = Dev(shared_gate);
     }
   }
@@ -291,7 +295,9 @@ struct RandomMoe {
     const int E = shape.num_experts, K = shape.top_k, H = shape.hidden;
     std::vector<int32_t> ex(static_cast<size_t>(n) * K);
     std::vector<float> w(ex.size());
-    RouteTopK(logits.data(), n, E, K, shape.normalize, ex.data(), w.data());
+    RouterSpec router;
+    router.norm_topk_prob = shape.normalize;
+    RouteTopK(logits.data(), n, E, K, router, nullptr, ex.data(), w.data());
     std::vector<uint8_t> kept(ex.size());
     routed->assign(E, 0);
     dropped->assign(E, 0);

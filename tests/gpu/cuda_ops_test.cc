@@ -18,6 +18,7 @@
 #include "engine/backend/cuda/qk_rope.h"
 #include "engine/backend/cuda/rmsnorm.h"
 #include "engine/backend/cuda/synthetic_fill.h"
+#include "engine/model/rope.h"
 #include "engine/model/synthetic_model.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -33,10 +34,11 @@ using gpu_test::ToBf16;
 
 constexpr int kTokenCounts[] = {1, 7, 64, 1000};
 
-ModelSpec RopeSpec(float theta, int head_dim) {
+// A spec with default RoPE of `theta` over heads of `head_dim`.
+ModelSpec RopeModel(float theta, int head_dim) {
   ModelSpec s;
-  s.rope_theta = theta;
-  s.head_dim = head_dim;
+  s.attention.rope.theta = theta;
+  s.attention.rope.dim = s.attention.head_dim = head_dim;
   return s;
 }
 
@@ -177,7 +179,7 @@ TEST(CudaOpsTest, QkNormRopeMatchesCpuAndWritesCache) {
       a.q_norm = d_qn.get();
       a.k_norm = d_kn.get();
       a.eps = 1e-6f;
-      const std::vector<float> inv_freq = cuda::RopeInvFreqTable(RopeSpec(1e6f, c.head_dim));
+      const std::vector<float> inv_freq = cuda::RopeInvFreqTable(RopeModel(1e6f, c.head_dim));
       DevVec<float> d_inv_freq(inv_freq);
       a.inv_freq = d_inv_freq.get();
       a.positions = d_pos.get();
@@ -209,8 +211,9 @@ TEST(CudaOpsTest, QkNormRopeMatchesCpuAndWritesCache) {
           cpu::RmsNorm(rq.data(), 1, qd, qn.data(), 1e-6f);
           cpu::RmsNorm(rk.data(), 1, kvd, kn.data(), 1e-6f);
         }
-        for (int h = 0; h < c.heads; ++h) cpu::ApplyRope(rq.data() + h * c.head_dim, c.head_dim, inv_freq.data(), pos[t]);
-        for (int h = 0; h < c.kv_heads; ++h) cpu::ApplyRope(rk.data() + h * c.head_dim, c.head_dim, inv_freq.data(), pos[t]);
+        const RopeSpec rope = RopeModel(1e6f, c.head_dim).attention.rope;
+        for (int h = 0; h < c.heads; ++h) ApplyRope(rope, inv_freq.data(), pos[t], rq.data() + h * c.head_dim);
+        for (int h = 0; h < c.kv_heads; ++h) ApplyRope(rope, inv_freq.data(), pos[t], rk.data() + h * c.head_dim);
         std::copy(rq.begin(), rq.end(), ref_q.begin() + t * qd);
         ref_k.insert(ref_k.end(), rk.begin(), rk.end());
         ref_v.insert(ref_v.end(), rv.begin(), rv.end());
@@ -289,9 +292,11 @@ TEST(CudaOpsTest, PagedAttentionMatchesCpu) {
       MOED_CUDA_ASSERT(cuda::LaunchPagedAttention(a, nullptr));
 
       std::vector<float> kf = kc, vf = vc;
-      cpu::KvLayerView kv{kf.data(), vf.data(), c.block_size, c.kv_heads, c.head_dim};
+      cpu::KvLayerView kv{kf.data(), vf.data(), c.block_size, c.kv_heads, c.head_dim,
+                          static_cast<int64_t>(c.kv_heads) * c.head_dim};
       std::vector<float> ref(static_cast<size_t>(n) * qd);
-      cpu::PagedAttention(kv, qrows, q.data(), c.heads, c.window, ref.data(), nullptr);
+      cpu::PagedAttention(kv, qrows, q.data(), c.heads, c.window, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                          ref.data(), nullptr);
       EXPECT_LT(MaxRelErr(FromBf16(d_out.Download()), ref), 1e-2)
           << "heads " << c.heads << "/" << c.kv_heads << " hd " << c.head_dim << " decode " << decode;
     }

@@ -19,6 +19,10 @@ def test_model_info_matches_config(daemon):
     assert info.vocab_size == CFG["vocab_size"] and info.hidden_size == CFG["hidden_size"]
     assert (info.num_heads, info.num_kv_heads) == (CFG["num_attention_heads"], CFG["num_key_value_heads"])
     assert info.head_dim == CFG["hidden_size"] // CFG["num_attention_heads"]
+    # GQA: the cache holds K and V per kv head, fp32 on the CPU backend.
+    assert info.attention == "gqa" and info.kv_lora_rank == 0 and info.num_shared_experts == 0
+    assert info.qk_rope_head_dim == info.v_head_dim == info.head_dim
+    assert info.kv_cache_bytes_per_token == LAYERS * 2 * info.num_kv_heads * info.head_dim * 4
     assert info.backend == "cpu"
     assert list(info.eos_token_ids) == [CFG["eos_token_id"]]
     assert info.max_tokens_limit == 512  # --max-tokens-limit of the shared daemon

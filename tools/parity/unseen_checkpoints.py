@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Parity of moe-run with transformers on checkpoints the tests have never seen.
 
-For each of the four families it builds a random checkpoint with transformers at shapes unlike the fixtures
+For each family (DeepSeek-V2/V3 included) it builds a random checkpoint with transformers at shapes unlike the fixtures
 (other hidden sizes, head counts and GQA ratios, expert counts, top-k, dense layers, head_dim ≠ hidden/heads,
 normalised and unnormalised top-k), saves it in bf16 (Mixtral sharded) with the classic hub config spelling (top-level
 `rope_theta`, `num_experts` / `num_local_experts`), borrows the matching fixture's tokenizer, and compares:
@@ -58,12 +58,44 @@ CASES = [
      "num_experts"),
 ]
 
+# DeepSeek shapes unlike the tiny-deepseek-* fixtures: other head/latent/rope widths, q LoRA on and off, other group
+# counts, unequal yarn mscales, linear RoPE, rope_interleave off, a random selection bias, no renormalisation.
+CASES += [
+    ("dsv2-h48-nolora-greedy-dense2", "DeepseekV2Config", "tiny-deepseek-v2-lite",
+     dict(hidden_size=48, intermediate_size=72, moe_intermediate_size=20, num_hidden_layers=4, num_attention_heads=3,
+          num_key_value_heads=3, q_lora_rank=None, kv_lora_rank=24, qk_nope_head_dim=8, qk_rope_head_dim=8,
+          v_head_dim=12, n_routed_experts=12, n_shared_experts=1, num_experts_per_tok=3, first_k_dense_replace=2,
+          topk_method="greedy", n_group=1, topk_group=1, routed_scaling_factor=1.0, max_position_embeddings=256,
+          rope_parameters={"rope_type": "default", "rope_theta": 20000.0}),
+     "n_routed_experts"),
+    ("dsv2-e12-group3-yarn-mscales", "DeepseekV2Config", "tiny-deepseek-v2",
+     dict(hidden_size=64, intermediate_size=80, moe_intermediate_size=16, num_hidden_layers=3, num_attention_heads=4,
+          num_key_value_heads=4, q_lora_rank=20, kv_lora_rank=40, qk_nope_head_dim=12, qk_rope_head_dim=20,
+          v_head_dim=16, n_routed_experts=12, n_shared_experts=2, num_experts_per_tok=4, first_k_dense_replace=1,
+          topk_method="group_limited_greedy", n_group=3, topk_group=2, routed_scaling_factor=2.0,
+          max_position_embeddings=1024,
+          rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 8.0, "mscale": 1.0,
+                           "mscale_all_dim": 0.5, "original_max_position_embeddings": 128, "beta_fast": 16,
+                           "beta_slow": 2}),
+     "n_routed_experts"),
+    ("dsv3-e8-group2-linear-nointerleave", "DeepseekV3Config", "tiny-deepseek-v3",
+     dict(hidden_size=40, intermediate_size=64, moe_intermediate_size=12, num_hidden_layers=3, num_attention_heads=2,
+          num_key_value_heads=2, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8,
+          v_head_dim=20, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2, first_k_dense_replace=1,
+          n_group=2, topk_group=1, norm_topk_prob=False, routed_scaling_factor=1.5, rope_interleave=False,
+          max_position_embeddings=256, rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
+     "n_routed_experts"),
+]
+
 
 def classic_config(path: pathlib.Path, expert_key: str) -> None:
     """Rewrites config.json in the hub's older spelling: top-level rope_theta and the family's expert-count key."""
     cfg = json.loads(path.read_text())
     rope = cfg.pop("rope_parameters", None) or {}
-    cfg["rope_theta"] = rope.get("rope_theta", cfg.get("rope_theta"))
+    cfg["rope_theta"] = rope.pop("rope_theta", cfg.get("rope_theta"))
+    if rope.get("rope_type", "default") != "default":  # scaled RoPE: the hub's rope_scaling with "type"
+        rope["type"] = rope.pop("rope_type")
+        cfg["rope_scaling"] = rope
     for key in ("num_experts", "num_local_experts"):
         if key in cfg and key != expert_key:
             cfg[expert_key] = cfg.pop(key)
@@ -83,6 +115,9 @@ def build(name, cls, fixture, kwargs, expert_key, out: pathlib.Path):
         for n, p in model.named_parameters():
             if "norm" in n:
                 p.fill_(1.0).add_(torch.randn_like(p) * 0.1)
+        for n, b in model.named_buffers():  # DeepSeek-V3's selection bias: chooses experts, never weighs them
+            if n.endswith("e_score_correction_bias"):
+                b.normal_(0.0, 0.05)
     # Mixtral is written sharded (model.safetensors.index.json + shards), the others as one file.
     shard = "200KB" if cls == "MixtralConfig" else "1GB"
     model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True, max_shard_size=shard)

@@ -5,23 +5,23 @@
 #include <cmath>
 
 #include "engine/backend/cpu/ops.h"
+#include "engine/model/rope.h"
 
 namespace moed::cpu {
 
 void WriteKv(const KvLayerView& kv, const std::vector<QueryRow>& rows, const float* k, const float* v) {
-  const int64_t stride = kv.row_stride();
+  const int64_t width = kv.kv_width();
   for (size_t r = 0; r < rows.size(); ++r) {
     const int64_t off = kv.Offset(rows[r].block_table, rows[r].pos);
-    std::copy_n(k + r * stride, stride, kv.k + off);
-    std::copy_n(v + r * stride, stride, kv.v + off);
+    std::copy_n(k + r * width, width, kv.k + off);
+    std::copy_n(v + r * width, width, kv.v + off);
   }
 }
 
 void PagedAttention(const KvLayerView& kv, const std::vector<QueryRow>& rows, const float* q, int num_heads,
-                    int sliding_window, float* out, ThreadPool* pool) {
+                    int sliding_window, float scale, float* out, ThreadPool* pool) {
   const int hd = kv.head_dim;
   const int group = num_heads / kv.num_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t q_stride = static_cast<int64_t>(num_heads) * hd;
   const int64_t items = static_cast<int64_t>(rows.size()) * num_heads;
 
@@ -61,6 +61,18 @@ void PagedAttention(const KvLayerView& kv, const std::vector<QueryRow>& rows, co
     return;
   }
   pool->ParallelFor(items, run, /*min_per_task=*/4);
+}
+
+void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32_t pos, float* x, int heads,
+                 int head_dim) {
+  // Dynamic NTK grows the base past the original context: the table of this position (seq_len = pos + 1).
+  std::vector<float> grown;
+  const float* table = inv_freq.data();
+  if (rope.type == RopeType::kDynamic && pos + 1 > rope.original_max_position) {
+    grown = RopeInvFreq(rope, static_cast<int64_t>(pos) + 1);
+    table = grown.data();
+  }
+  for (int h = 0; h < heads; ++h) ApplyRope(rope, table, pos, x + static_cast<int64_t>(h) * head_dim + (head_dim - rope.dim));
 }
 
 }  // namespace moed::cpu

@@ -24,7 +24,7 @@ absl::Status CpuBackend::InitExpertCache() {
   int64_t expert_bytes = 0;  // one expert's fp32 gate, up and down (every routed expert has the same width)
   for (int l = 0; l < s.num_layers; ++l) {
     const CpuLayer& L = w_.layers[l];
-    if (!L.is_moe) continue;
+    if (s.mlp_kind(l) != MlpKind::kMoe) continue;
     for (int e = 0; e < s.num_experts; ++e) {
       const CpuFfn& f = L.experts[e];
       host[static_cast<size_t>(l) * s.num_experts + e] = {{f.gate.data(), static_cast<int64_t>(f.gate.size())},
@@ -138,7 +138,8 @@ absl::Status CpuBackend::PrefetchLayer(int l, const std::vector<float>& x, int64
   std::vector<int32_t> predicted(rows * k);
   RmsNormTo(x.data(), rows, hidden, L.post_attn_norm.data(), s.rms_norm_eps, h.data());
   MatMul(h.data(), rows, hidden, L.router.data(), E, nullptr, logits.data(), &pool_);
-  RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.norm_topk_prob, predicted.data(), weights.data());
+  RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.router, L.router_bias.empty() ? nullptr : L.router_bias.data(),
+            predicted.data(), weights.data());
   // Most-predicted experts first (ties: lower id), so a small cache prefetches the likeliest ones.
   std::vector<int64_t> votes(E, 0);
   for (int32_t e : predicted) ++votes[e];

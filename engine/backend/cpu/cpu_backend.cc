@@ -8,8 +8,10 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/backend/cpu/experts.h"
+#include "engine/backend/cpu/mla_attention.h"
 #include "engine/backend/cpu/ops.h"
 #include "engine/common/status_macros.h"
+#include "engine/model/rope.h"
 #include "engine/moe/router.h"
 #include "engine/runtime/sampler.h"
 
@@ -42,13 +44,11 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
 
 CpuBackend::CpuBackend(std::shared_ptr<const Model> model, CpuWeights weights, const BackendOptions& options)
     : model_(std::move(model)), w_(std::move(weights)), options_(options), pool_(options.num_threads) {
-  inv_freq_.resize(model_->spec.head_dim / 2);
-  RopeInvFreq(model_->spec.rope_theta, model_->spec.head_dim, inv_freq_.data());
+  inv_freq_ = RopeInvFreq(model_->spec.attention.rope);
 }
 
 int64_t CpuBackend::KvBytesPerBlock(int block_size) const {
-  const ModelSpec& s = model_->spec;
-  return 2 * static_cast<int64_t>(s.num_layers) * block_size * s.kv_dim() * static_cast<int64_t>(sizeof(float));
+  return model_->spec.kv_cache_floats_per_token() * block_size * static_cast<int64_t>(sizeof(float));
 }
 
 absl::Status CpuBackend::InitKvCache(const KvCacheConfig& config) {
@@ -57,15 +57,12 @@ absl::Status CpuBackend::InitKvCache(const KvCacheConfig& config) {
         "InitKvCache: num_blocks and block_size must be > 0, got %d and %d", config.num_blocks, config.block_size));
   }
   const ModelSpec& s = model_->spec;
-  const int64_t floats = static_cast<int64_t>(config.num_blocks) * config.block_size * s.kv_dim();
-  k_cache_.clear();
-  v_cache_.clear();
+  const int64_t floats = static_cast<int64_t>(config.num_blocks) * config.block_size * s.attention.kv_cache_width();
+  kv_cache_.clear();
   try {
-    k_cache_.assign(s.num_layers, std::vector<float>(floats, 0.0f));
-    v_cache_.assign(s.num_layers, std::vector<float>(floats, 0.0f));
+    kv_cache_.assign(s.num_layers, std::vector<float>(floats, 0.0f));
   } catch (const std::bad_alloc&) {
-    k_cache_.clear();
-    v_cache_.clear();
+    kv_cache_.clear();
     return absl::ResourceExhaustedError(absl::StrFormat("InitKvCache: cannot allocate %d blocks (%d bytes)",
                                                         config.num_blocks, KvBytesPerBlock(config.block_size) *
                                                                                static_cast<int64_t>(config.num_blocks)));
@@ -75,7 +72,7 @@ absl::Status CpuBackend::InitKvCache(const KvCacheConfig& config) {
 }
 
 absl::Status CpuBackend::ValidateBatch(const StepBatch& batch) const {
-  if (k_cache_.empty()) return absl::FailedPreconditionError("Step: InitKvCache was not called");
+  if (kv_cache_.empty()) return absl::FailedPreconditionError("Step: InitKvCache was not called");
   const ModelSpec& s = model_->spec;
   const int64_t num_ids = static_cast<int64_t>(batch.token_ids.size());
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
@@ -124,7 +121,7 @@ absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, S
   const CpuLayer& L = w_.layers[l];
   const int hidden = s.hidden_size;
   std::vector<float> y(rows * hidden, 0.0f);
-  if (!L.is_moe) {
+  if (s.mlp_kind(l) == MlpKind::kDense) {
     RunFfn(L.dense_mlp, h, rows, hidden, y.data(), &pool_);
   } else {
     const int E = s.num_experts, k = s.top_k;
@@ -132,7 +129,8 @@ absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, S
     row_experts.resize(rows * k);
     std::vector<uint8_t> kept(rows * k);
     MatMul(h, rows, hidden, L.router.data(), E, nullptr, logits.data(), &pool_);
-    RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.norm_topk_prob, row_experts.data(), weights.data());
+    RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.router, L.router_bias.empty() ? nullptr : L.router_bias.data(),
+              row_experts.data(), weights.data());
     const int64_t capacity = ExpertCapacity(options_.moe_capacity_factor, rows * k, E);
     ApplyCapacity(row_experts.data(), rows * k, E, capacity, kept.data(), out->routed.data() + l * E,
                   out->dropped.data() + l * E);
@@ -147,8 +145,11 @@ absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, S
       std::vector<float> shared(rows * hidden);
       RunFfn(L.shared_expert, h, rows, hidden, shared.data(), &pool_);
       for (int64_t r = 0; r < rows; ++r) {
-        const float g = Dot(h + r * hidden, L.shared_expert_gate.data(), hidden);
-        const float gate = 1.0f / (1.0f + std::exp(-g));
+        float gate = 1.0f;
+        if (s.shared_experts.gated) {
+          const float g = Dot(h + r * hidden, L.shared_expert_gate.data(), hidden);
+          gate = 1.0f / (1.0f + std::exp(-g));
+        }
         for (int j = 0; j < hidden; ++j) y[r * hidden + j] += gate * shared[r * hidden + j];
       }
     }
@@ -157,40 +158,58 @@ absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, S
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::RunLayer(int l, const std::vector<QueryRow>& rows, std::vector<float>& x, StepOutput* out,
-                                  std::vector<int32_t>& row_experts) {
+void CpuBackend::RunGqaAttention(int l, const std::vector<QueryRow>& rows, const float* h, float* out) {
   const ModelSpec& s = model_->spec;
+  const AttentionSpec& a = s.attention;
   const CpuLayer& L = w_.layers[l];
   const int64_t n = static_cast<int64_t>(rows.size());
-  const int hidden = s.hidden_size, qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
+  const int hidden = s.hidden_size, qd = a.q_dim(), kvd = a.kv_dim(), hd = a.head_dim;
   const float eps = s.rms_norm_eps;
-
-  std::vector<float> h(n * hidden), q(n * qd), k(n * kvd), v(n * kvd), attn(n * qd);
-  RmsNormTo(x.data(), n, hidden, L.input_norm.data(), eps, h.data());
-  MatMul(h.data(), n, hidden, L.q_proj.data(), qd, L.q_bias.empty() ? nullptr : L.q_bias.data(), q.data(), &pool_);
-  MatMul(h.data(), n, hidden, L.k_proj.data(), kvd, L.k_bias.empty() ? nullptr : L.k_bias.data(), k.data(), &pool_);
-  MatMul(h.data(), n, hidden, L.v_proj.data(), kvd, L.v_bias.empty() ? nullptr : L.v_bias.data(), v.data(), &pool_);
-  if (s.qk_norm == QkNorm::kPerHead) {
-    RmsNorm(q.data(), n * s.num_heads, hd, L.q_norm.data(), eps);
-    RmsNorm(k.data(), n * s.num_kv_heads, hd, L.k_norm.data(), eps);
-  } else if (s.qk_norm == QkNorm::kFull) {
+  std::vector<float> q(n * qd), k(n * kvd), v(n * kvd);
+  MatMul(h, n, hidden, L.q_proj.data(), qd, L.q_bias.empty() ? nullptr : L.q_bias.data(), q.data(), &pool_);
+  MatMul(h, n, hidden, L.k_proj.data(), kvd, L.k_bias.empty() ? nullptr : L.k_bias.data(), k.data(), &pool_);
+  MatMul(h, n, hidden, L.v_proj.data(), kvd, L.v_bias.empty() ? nullptr : L.v_bias.data(), v.data(), &pool_);
+  if (a.qk_norm == QkNorm::kPerHead) {
+    RmsNorm(q.data(), n * a.num_heads, hd, L.q_norm.data(), eps);
+    RmsNorm(k.data(), n * a.num_kv_heads, hd, L.k_norm.data(), eps);
+  } else if (a.qk_norm == QkNorm::kFull) {
     RmsNorm(q.data(), n, qd, L.q_norm.data(), eps);
     RmsNorm(k.data(), n, kvd, L.k_norm.data(), eps);
   }
   for (int64_t r = 0; r < n; ++r) {
-    for (int hh = 0; hh < s.num_heads; ++hh) ApplyRope(q.data() + r * qd + hh * hd, hd, inv_freq_.data(), rows[r].pos);
-    for (int hh = 0; hh < s.num_kv_heads; ++hh) {
-      ApplyRope(k.data() + r * kvd + hh * hd, hd, inv_freq_.data(), rows[r].pos);
+    RotateHeads(a.rope, inv_freq_, rows[r].pos, q.data() + r * qd, a.num_heads, hd);
+    RotateHeads(a.rope, inv_freq_, rows[r].pos, k.data() + r * kvd, a.num_kv_heads, hd);
+  }
+  float* cache = kv_cache_[l].data();
+  const KvLayerView kv{cache, cache + kvd, kv_config_.block_size, a.num_kv_heads, hd, a.kv_cache_width()};
+  WriteKv(kv, rows, k.data(), v.data());
+  PagedAttention(kv, rows, q.data(), a.num_heads, a.sliding_window, a.softmax_scale, out, &pool_);
+}
+
+absl::Status CpuBackend::RunLayer(int l, const std::vector<QueryRow>& rows, std::vector<float>& x, StepOutput* out,
+                                  std::vector<int32_t>& row_experts) {
+  const ModelSpec& s = model_->spec;
+  const AttentionSpec& a = s.attention;
+  const CpuLayer& L = w_.layers[l];
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int hidden = s.hidden_size;
+  std::vector<float> h(n * hidden), attn(n * a.o_dim());
+  RmsNormTo(x.data(), n, hidden, L.input_norm.data(), s.rms_norm_eps, h.data());
+  switch (a.kind) {
+    case AttentionKind::kGqa:
+      RunGqaAttention(l, rows, h.data(), attn.data());
+      break;
+    case AttentionKind::kMla: {
+      const MlaCacheView cache{kv_cache_[l].data(), kv_config_.block_size, static_cast<int>(a.kv_cache_width())};
+      MlaAttention(a, L, s.rms_norm_eps, inv_freq_, cache, rows, h.data(), hidden, attn.data(), &pool_);
+      break;
     }
   }
-  const KvLayerView kv{k_cache_[l].data(), v_cache_[l].data(), kv_config_.block_size, s.num_kv_heads, hd};
-  WriteKv(kv, rows, k.data(), v.data());
-  PagedAttention(kv, rows, q.data(), s.num_heads, s.sliding_window, attn.data(), &pool_);
   std::vector<float> o(n * hidden);
-  MatMul(attn.data(), n, qd, L.o_proj.data(), hidden, nullptr, o.data(), &pool_);
+  MatMul(attn.data(), n, a.o_dim(), L.o_proj.data(), hidden, nullptr, o.data(), &pool_);
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
 
-  RmsNormTo(x.data(), n, hidden, L.post_attn_norm.data(), eps, h.data());
+  RmsNormTo(x.data(), n, hidden, L.post_attn_norm.data(), s.rms_norm_eps, h.data());
   return RunMlp(l, n, h.data(), x.data(), out, row_experts);
 }
 
@@ -237,7 +256,7 @@ absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
     row_experts.clear();
     MOED_RETURN_IF_ERROR(RunLayer(l, rows, x, out, row_experts));
     const bool prefetch_next = cache_ != nullptr && options_.expert_cache_prefetch && l + 1 < s.num_layers &&
-                               w_.layers[l + 1].is_moe;
+                               s.mlp_kind(l + 1) == MlpKind::kMoe;
     if (prefetch_next) MOED_RETURN_IF_ERROR(PrefetchLayer(l + 1, x, static_cast<int64_t>(rows.size())));
     if (row_experts.empty()) continue;
     for (size_t r = 0; r < rows.size(); ++r) {

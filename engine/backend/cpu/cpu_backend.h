@@ -1,4 +1,5 @@
-// CpuBackend: the fp32 reference implementation of Backend (all four families), with an fp32 paged KV cache.
+// CpuBackend: the fp32 reference implementation of Backend (every family; attention GQA or MLA, MLP dense or MoE),
+// with an fp32 paged KV cache whose per-token layout follows the attention kind.
 #pragma once
 
 #include <memory>
@@ -43,6 +44,8 @@ class CpuBackend : public Backend {
   // row_experts (rows, top_k) when the layer is MoE.
   absl::Status RunLayer(int l, const std::vector<QueryRow>& rows, std::vector<float>& x, StepOutput* out,
                         std::vector<int32_t>& row_experts);
+  // GQA attention of layer l: out (rows, num_heads * head_dim) from h (rows, hidden), K/V into the cache.
+  void RunGqaAttention(int l, const std::vector<QueryRow>& rows, const float* h, float* out);
   // x += MoE(h) (or the dense MLP) for layer l; h (rows, hidden) is the post-attention-normed input.
   absl::Status RunMlp(int l, int64_t rows, const float* h, float* x, StepOutput* out,
                       std::vector<int32_t>& row_experts);
@@ -59,9 +62,10 @@ class CpuBackend : public Backend {
   CpuWeights w_;
   BackendOptions options_;
   ThreadPool pool_;
-  std::vector<float> inv_freq_;  // (head_dim / 2)
+  std::vector<float> inv_freq_;  // (rope.dim / 2)
   KvCacheConfig kv_config_;
-  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer (num_blocks, block_size, kv_heads, head_dim)
+  // Per layer (num_blocks, block_size, attention.kv_cache_width()): GQA K then V of each token; MLA latent + rope key.
+  std::vector<std::vector<float>> kv_cache_;
   // Expert cache (null when off). cache_ refers to slot_pool_, declared first so it is destroyed last.
   std::unique_ptr<cache::MemcpyTransfer> slot_pool_;
   std::unique_ptr<cache::ExpertCache> cache_;

@@ -193,26 +193,6 @@ void SiluMul(float* g, const float* u, int64_t n) {
   }
 }
 
-void RopeInvFreq(float theta, int head_dim, float* inv_freq) {
-  for (int i = 0; i < head_dim / 2; ++i) {
-    const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
-    inv_freq[i] = 1.0f / std::pow(theta, exponent);
-  }
-}
-
-void ApplyRope(float* v, int head_dim, const float* inv_freq, int32_t pos) {
-  const int half = head_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    const float angle = inv_freq[i] * static_cast<float>(pos);
-    const float c = static_cast<float>(std::cos(static_cast<double>(angle)));
-    const float s = static_cast<float>(std::sin(static_cast<double>(angle)));
-    const float a = v[i];
-    const float b = v[i + half];
-    v[i] = a * c - b * s;
-    v[i + half] = b * c + a * s;
-  }
-}
-
 void Softmax(float* x, int64_t n) {
   if (n <= 0) return;
   const float m = *std::max_element(x, x + n);

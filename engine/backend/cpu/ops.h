@@ -1,4 +1,4 @@
-// fp32 op kernels of the CPU backend: matmul against row-major weights, RMSNorm, SiLU, RoPE, softmax.
+// fp32 op kernels of the CPU backend: matmul against row-major weights, RMSNorm, SiLU, softmax (RoPE: engine/model/rope.h).
 #pragma once
 
 #include <cstdint>
@@ -22,11 +22,6 @@ void RmsNormTo(const float* x, int64_t rows, int64_t dim, const float* weight, f
 
 // silu(g) · u elementwise over n values, into g.
 void SiluMul(float* g, const float* u, int64_t n);
-
-// RoPE inverse frequencies, HF convention: inv_freq[i] = 1 / theta^(2i / head_dim), i < head_dim/2 (float32 as torch).
-void RopeInvFreq(float theta, int head_dim, float* inv_freq);
-// Rotates one head vector (head_dim) at `pos`, rotate_half convention: pairs (i, i + head_dim/2).
-void ApplyRope(float* v, int head_dim, const float* inv_freq, int32_t pos);
 
 // Softmax in place over n values (max-subtracted, fp32).
 void Softmax(float* x, int64_t n);

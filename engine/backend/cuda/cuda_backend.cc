@@ -39,6 +39,32 @@ absl::Status Upload(const std::vector<T>& v, DeviceBuffer* dst, cudaStream_t str
                           what);
 }
 
+// The CUDA kernels implement GQA attention with rotate-half RoPE (default type), softmax greedy routing and a
+// gated (qwen2_moe) shared expert. Any other kind of the model definition is refused by name — never run as
+// something else.
+absl::Status CheckSupportedKinds(const ModelSpec& s) {
+  const AttentionSpec& a = s.attention;
+  auto refuse = [&](const std::string& what) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "cuda backend: %s (model_type '%s') is not implemented on the GPU yet; use --backend cpu", what,
+        std::string(FamilyName(s.family))));
+  };
+  if (a.kind == AttentionKind::kMla) return refuse("MLA attention (latent KV cache)");
+  if (a.rope.type != RopeType::kDefault) return refuse("RoPE scaling other than 'default' (linear, dynamic, yarn)");
+  if (a.rope.interleave || a.rope.dim != a.head_dim || a.qk_head_dim != a.v_head_dim) {
+    return refuse("partial or interleaved RoPE / distinct q·k and v head sizes");
+  }
+  if (s.num_routed_experts() > 0) {
+    const RouterSpec& r = s.router;
+    if (r.scoring != RouterScoring::kSoftmax) return refuse("sigmoid router scoring");
+    if (r.method != TopKMethod::kGreedy) return refuse("group-limited / noaux_tc top-k routing");
+    if (r.selection_bias) return refuse("a router selection bias (e_score_correction_bias)");
+    if (r.routed_scaling_factor != 1.0f) return refuse("routed_scaling_factor != 1");
+    if (s.shared_experts.count > 0 && !s.shared_experts.gated) return refuse("ungated shared experts");
+  }
+  return absl::OkStatus();
+}
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(std::shared_ptr<const Model> model, const BackendOptions& options)
@@ -46,8 +72,8 @@ class CudaBackend final : public Backend {
 
   absl::Status Init() {
     const ModelSpec& s = model_->spec;
-    if (s.head_dim > 256 || s.head_dim % 2 != 0) {
-      return absl::InvalidArgumentError(absl::StrFormat("cuda backend: head_dim %d unsupported (even, ≤ 256)", s.head_dim));
+    if (s.attention.head_dim > 256 || s.attention.head_dim % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("cuda backend: head_dim %d unsupported (even, ≤ 256)", s.attention.head_dim));
     }
     if (s.num_experts > cuda::kMaxExperts) {
       return absl::InvalidArgumentError(
@@ -68,7 +94,7 @@ class CudaBackend final : public Backend {
 
   int64_t KvBytesPerBlock(int block_size) const override {
     const ModelSpec& s = model_->spec;
-    return 2 * static_cast<int64_t>(s.num_layers) * block_size * s.kv_dim() * static_cast<int64_t>(sizeof(bf16));
+    return 2 * static_cast<int64_t>(s.num_layers) * block_size * s.attention.kv_dim() * static_cast<int64_t>(sizeof(bf16));
   }
 
   absl::Status InitKvCache(const KvCacheConfig& config) override {
@@ -91,7 +117,7 @@ class CudaBackend final : public Backend {
  private:
   // K (or V when `v`) cache of `layer`: (num_blocks*block_size, kv_dim) bf16.
   bf16* KvLayer(int layer, bool v) const {
-    const int64_t per = static_cast<int64_t>(kv_config_.num_blocks) * kv_config_.block_size * model_->spec.kv_dim();
+    const int64_t per = static_cast<int64_t>(kv_config_.num_blocks) * kv_config_.block_size * model_->spec.attention.kv_dim();
     return kv_.as<bf16>() + (2 * static_cast<int64_t>(layer) + (v ? 1 : 0)) * per;
   }
   absl::Status ReserveActivations(int tokens);
@@ -130,13 +156,13 @@ class CudaBackend final : public Backend {
 
 absl::Status CudaBackend::ReserveActivations(int tokens) {
   const ModelSpec& s = model_->spec;
-  const size_t T = std::max(tokens, 1), H = s.hidden_size, QKV = s.q_dim() + 2 * s.kv_dim();
+  const size_t T = std::max(tokens, 1), H = s.hidden_size, QKV = s.attention.q_dim() + 2 * s.attention.kv_dim();
   MOED_RETURN_IF_ERROR(residual_.Reserve(T * H * sizeof(float), "residual stream"));
   MOED_RETURN_IF_ERROR(delta_.Reserve(T * H * sizeof(float), "block outputs"));
   MOED_RETURN_IF_ERROR(xn_.Reserve(T * H * sizeof(bf16), "normalised activations"));
   MOED_RETURN_IF_ERROR(qkv_.Reserve(T * QKV * sizeof(float), "qkv projections"));
-  MOED_RETURN_IF_ERROR(q_.Reserve(T * s.q_dim() * sizeof(float), "rotated queries"));
-  MOED_RETURN_IF_ERROR(attn_.Reserve(T * s.q_dim() * sizeof(bf16), "attention outputs"));
+  MOED_RETURN_IF_ERROR(q_.Reserve(T * s.attention.q_dim() * sizeof(float), "rotated queries"));
+  MOED_RETURN_IF_ERROR(attn_.Reserve(T * s.attention.q_dim() * sizeof(bf16), "attention outputs"));
   if (s.dense_intermediate_size > 0) {
     MOED_RETURN_IF_ERROR(ffn_gate_up_.Reserve(T * 2 * s.dense_intermediate_size * sizeof(bf16), "dense FFN"));
     MOED_RETURN_IF_ERROR(ffn_h_.Reserve(T * s.dense_intermediate_size * sizeof(bf16), "dense FFN"));
@@ -157,14 +183,14 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
                                                           w.input_norm, s.rms_norm_eps, xn, stream_),
                                     stream_, "input RMSNorm"));
   MOED_RETURN_IF_ERROR(check_.After(
-      cuda::GemmXWt(cublas_, xn, T, H, w.qkv, s.q_dim() + 2 * s.kv_dim(), qkv_.get(), cuda::OutType::kF32), stream_,
+      cuda::GemmXWt(cublas_, xn, T, H, w.q_proj, s.attention.q_dim() + 2 * s.attention.kv_dim(), qkv_.get(), cuda::OutType::kF32), stream_,
       "qkv GEMM"));
   cuda::QkRopeArgs r;
   r.qkv = qkv_.as<float>();
   r.q_bias = w.q_bias;
   r.k_bias = w.k_bias;
   r.v_bias = w.v_bias;
-  r.norm = static_cast<cuda::QkNormKind>(static_cast<int>(s.qk_norm));
+  r.norm = static_cast<cuda::QkNormKind>(static_cast<int>(s.attention.qk_norm));
   r.q_norm = w.q_norm;
   r.k_norm = w.k_norm;
   r.eps = s.rms_norm_eps;
@@ -172,9 +198,9 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   r.positions = d_positions_.as<int32_t>();
   r.kv_rows = d_kv_rows_.as<int64_t>();
   r.tokens = T;
-  r.num_heads = s.num_heads;
-  r.num_kv_heads = s.num_kv_heads;
-  r.head_dim = s.head_dim;
+  r.num_heads = s.attention.num_heads;
+  r.num_kv_heads = s.attention.num_kv_heads;
+  r.head_dim = s.attention.head_dim;
   r.q_out = q_.as<float>();
   r.k_cache = KvLayer(l, false);
   r.v_cache = KvLayer(l, true);
@@ -188,16 +214,16 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   a.block_tables = d_block_tables_.as<int32_t>();
   a.table_offsets = d_table_offsets_.as<int32_t>();
   a.tokens = T;
-  a.num_heads = s.num_heads;
-  a.num_kv_heads = s.num_kv_heads;
-  a.head_dim = s.head_dim;
+  a.num_heads = s.attention.num_heads;
+  a.num_kv_heads = s.attention.num_kv_heads;
+  a.head_dim = s.attention.head_dim;
   a.block_size = kv_config_.block_size;
-  a.sliding_window = s.sliding_window;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  a.sliding_window = s.attention.sliding_window;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(s.attention.head_dim));
   a.out = attn_.as<bf16>();
   MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchPagedAttention(a, stream_), stream_, "paged attention"));
   MOED_RETURN_IF_ERROR(check_.After(
-      cuda::GemmXWt(cublas_, a.out, T, s.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32), stream_, "o_proj GEMM"));
+      cuda::GemmXWt(cublas_, a.out, T, s.attention.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32), stream_, "o_proj GEMM"));
   MOED_RETURN_IF_ERROR(check_.After(
       cuda::LaunchAddRmsNorm(residual, delta, T, H, w.post_attn_norm, s.rms_norm_eps, xn, stream_), stream_,
       "post-attention RMSNorm"));
@@ -205,7 +231,7 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
 
   if (!s.layer_is_moe[l]) {
     return check_.After(
-        cuda::RunFfn(cublas_, stream_, w.dense, H, xn, T, ffn_gate_up_.as<bf16>(), ffn_h_.as<bf16>(), delta, &check_),
+        cuda::RunFfn(cublas_, stream_, w.dense_mlp, H, xn, T, ffn_gate_up_.as<bf16>(), ffn_h_.as<bf16>(), delta, &check_),
         stream_, "dense FFN");
   }
   cuda::MoeShape ms;
@@ -213,8 +239,8 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   ms.num_experts = s.num_experts;
   ms.top_k = s.top_k;
   ms.ffn = s.moe_intermediate_size;
-  ms.normalize = s.norm_topk_prob;
-  ms.shared_ffn = s.shared_expert_intermediate_size;
+  ms.normalize = s.router.norm_topk_prob;
+  ms.shared_ffn = s.shared_experts.intermediate_size;
   MOED_RETURN_IF_ERROR(cuda::RunMoe(cublas_, stream_, ms, w, xn, T, capacity, delta, &moe_ws_, &moe_counts_,
                                     plan.any_routing ? &experts_host_ : nullptr, &check_));
   const int E = s.num_experts;
@@ -410,6 +436,7 @@ bool CudaDeviceUsable() { return CheckCudaDevice().state == CudaDeviceState::kUs
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const Model> model,
                                                            const BackendOptions& options) {
   if (model == nullptr) return absl::InvalidArgumentError("cuda backend: null model");
+  MOED_RETURN_IF_ERROR(CheckSupportedKinds(model->spec));
   MOED_RETURN_IF_ERROR(cuda::ValidateCudaBackendOptions(options));
   const CudaDeviceReport device = CheckCudaDevice();
   if (device.state != CudaDeviceState::kUsable) {

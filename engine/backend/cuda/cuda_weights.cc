@@ -117,12 +117,6 @@ class Placer {
     return reinterpret_cast<const bf16*>(base_ + at);
   }
 
-  // Optional tensors: absent and not synthetic-generated → null.
-  absl::StatusOr<const bf16*> PlaceOptional(const TensorView& t, int64_t numel) {
-    if (!t.present() && t.name.empty()) return static_cast<const bf16*>(nullptr);
-    return Place(t, numel);
-  }
-
   int64_t bytes() const { return offset_; }
 
  private:
@@ -145,17 +139,9 @@ class Placer {
   int64_t offset_ = 0;
 };
 
-absl::StatusOr<DeviceFfn> PlaceFfn(Placer& p, const FfnWeights& f, int64_t hidden, int64_t ffn) {
-  DeviceFfn d;
-  d.ffn = static_cast<int>(ffn);
-  MOED_ASSIGN_OR_RETURN(d.gate_up, p.Place(f.gate, ffn * hidden));
-  MOED_ASSIGN_OR_RETURN(const bf16* up, p.Place(f.up, ffn * hidden, /*align=*/false));
-  (void)up;
-  MOED_ASSIGN_OR_RETURN(d.down, p.Place(f.down, hidden * ffn));
-  return d;
-}
-
-// Lays out (base == nullptr) or uploads the whole model into `w`.
+// Lays out (base == nullptr) or uploads the whole model into `w`, layer tensors in ForEachLayerWeight's order: a
+// tensor that follows_previous (k and v after q, up after gate) is placed right after it, so q|k|v and gate|up are
+// each one matrix for one GEMM.
 absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w) {
   const ModelSpec& s = m.spec;
   const int64_t H = s.hidden_size, V = s.vocab_size;
@@ -167,44 +153,15 @@ absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w) {
   } else {
     MOED_ASSIGN_OR_RETURN(w->lm_head, p.Place(m.weights.lm_head, V * H));
   }
-  w->layers.resize(s.num_layers);
+  w->layers.assign(s.num_layers, DeviceLayer{});
+  auto place = [&p](const TensorView& src, const bf16*& dst, const WeightSlot& slot) -> absl::Status {
+    int64_t numel = 1;
+    for (int64_t d : slot.shape) numel *= d;
+    MOED_ASSIGN_OR_RETURN(dst, p.Place(src, numel, /*align=*/!slot.follows_previous));
+    return absl::OkStatus();
+  };
   for (int l = 0; l < s.num_layers; ++l) {
-    const LayerWeights& lw = m.weights.layers[l];
-    DeviceLayer& d = w->layers[l];
-    const int64_t qd = s.q_dim(), kvd = s.kv_dim();
-    MOED_ASSIGN_OR_RETURN(d.input_norm, p.Place(lw.input_norm, H));
-    MOED_ASSIGN_OR_RETURN(d.qkv, p.Place(lw.q_proj, qd * H));
-    MOED_RETURN_IF_ERROR(p.Place(lw.k_proj, kvd * H, false).status());
-    MOED_RETURN_IF_ERROR(p.Place(lw.v_proj, kvd * H, false).status());
-    MOED_ASSIGN_OR_RETURN(d.o_proj, p.Place(lw.o_proj, H * qd));
-    MOED_ASSIGN_OR_RETURN(d.post_attn_norm, p.Place(lw.post_attn_norm, H));
-    if (s.qkv_bias) {
-      MOED_ASSIGN_OR_RETURN(d.q_bias, p.Place(lw.q_bias, qd));
-      MOED_ASSIGN_OR_RETURN(d.k_bias, p.Place(lw.k_bias, kvd));
-      MOED_ASSIGN_OR_RETURN(d.v_bias, p.Place(lw.v_bias, kvd));
-    }
-    if (s.qk_norm != QkNorm::kNone) {
-      const bool full = s.qk_norm == QkNorm::kFull;
-      MOED_ASSIGN_OR_RETURN(d.q_norm, p.Place(lw.q_norm, full ? qd : s.head_dim));
-      MOED_ASSIGN_OR_RETURN(d.k_norm, p.Place(lw.k_norm, full ? kvd : s.head_dim));
-    }
-    if (!s.layer_is_moe[l]) {
-      MOED_ASSIGN_OR_RETURN(d.dense, PlaceFfn(p, lw.dense_mlp, H, s.dense_intermediate_size));
-      continue;
-    }
-    MOED_ASSIGN_OR_RETURN(d.router, p.Place(lw.router, static_cast<int64_t>(s.num_experts) * H));
-    if (static_cast<int>(lw.experts.size()) != s.num_experts) {
-      return absl::InvalidArgumentError(absl::StrFormat("layer %d: %d experts, expected %d", l, lw.experts.size(),
-                                                        s.num_experts));
-    }
-    for (const FfnWeights& f : lw.experts) {
-      MOED_ASSIGN_OR_RETURN(DeviceFfn e, PlaceFfn(p, f, H, s.moe_intermediate_size));
-      d.experts.push_back(e);
-    }
-    if (s.shared_expert_intermediate_size > 0) {
-      MOED_ASSIGN_OR_RETURN(d.shared_expert, PlaceFfn(p, lw.shared_expert, H, s.shared_expert_intermediate_size));
-      MOED_ASSIGN_OR_RETURN(d.shared_expert_gate, p.PlaceOptional(lw.shared_expert_gate, H));
-    }
+    MOED_RETURN_IF_ERROR(ForEachLayerWeight(s, l, m.weights.layers[l], w->layers[l], place));
   }
   return absl::OkStatus();
 }

@@ -11,39 +11,19 @@
 #include "absl/status/statusor.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/model/model.h"
+#include "engine/model/weights.h"
 
 namespace moed::cuda {
 
 using bf16 = __nv_bfloat16;
 
-struct DeviceFfn {
-  const bf16* gate_up = nullptr;  // (2*ffn, hidden): gate rows then up rows
-  const bf16* down = nullptr;     // (hidden, ffn)
-  int ffn = 0;                    // 0 = absent
-};
+// The model's one weights structure held as device pointers (shapes in engine/model/weights.h). Upload places q, k, v
+// back to back, so q_proj is the (q_dim + 2*kv_dim, hidden) qkv matrix of one GEMM; likewise each FFN's gate is the
+// (2*width, hidden) gate|up matrix (up == gate + width*hidden). Absent tensors are null.
+using DeviceFfn = FfnOf<const bf16*>;
+using DeviceLayer = LayerOf<const bf16*>;
 
-struct DeviceLayer {
-  const bf16* input_norm = nullptr;  // (hidden)
-  const bf16* qkv = nullptr;         // (q_dim + 2*kv_dim, hidden)
-  const bf16* q_bias = nullptr;      // (q_dim) or null
-  const bf16* k_bias = nullptr;      // (kv_dim) or null
-  const bf16* v_bias = nullptr;      // (kv_dim) or null
-  const bf16* q_norm = nullptr;      // (head_dim) or (q_dim) or null
-  const bf16* k_norm = nullptr;      // (head_dim) or (kv_dim) or null
-  const bf16* o_proj = nullptr;      // (hidden, q_dim)
-  const bf16* post_attn_norm = nullptr;  // (hidden)
-  const bf16* router = nullptr;      // (num_experts, hidden); MoE layers only
-  std::vector<DeviceFfn> experts;    // num_experts; MoE layers only
-  DeviceFfn shared_expert;           // qwen2_moe
-  const bf16* shared_expert_gate = nullptr;  // (1, hidden) or null
-  DeviceFfn dense;                   // dense layers only
-};
-
-struct DeviceWeights {
-  const bf16* embed = nullptr;       // (vocab, hidden)
-  const bf16* final_norm = nullptr;  // (hidden)
-  const bf16* lm_head = nullptr;     // (vocab, hidden)
-  std::vector<DeviceLayer> layers;
+struct DeviceWeights : WeightsOf<const bf16*> {
   int64_t bytes = 0;                 // device bytes of the arena
   DeviceBuffer arena;
 };

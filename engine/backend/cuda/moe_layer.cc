@@ -43,10 +43,10 @@ absl::Status RunFfn(const CublasHandle& cublas, cudaStream_t stream, const Devic
                     int tokens, bf16* gate_up, bf16* h, float* out, const LaunchChecker* check) {
   const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
   MOED_RETURN_IF_ERROR(
-      c.After(GemmXWt(cublas, x, tokens, hidden, f.gate_up, 2 * f.ffn, gate_up, OutType::kBF16), stream,
+      c.After(GemmXWt(cublas, x, tokens, hidden, f.gate, 2 * f.width, gate_up, OutType::kBF16), stream,
               "gate_up GEMM"));
-  MOED_RETURN_IF_ERROR(c.After(LaunchSwiGlu(gate_up, tokens, f.ffn, h, stream), stream, "SwiGLU"));
-  return c.After(GemmXWt(cublas, h, tokens, f.ffn, f.down, hidden, out, OutType::kF32), stream, "down GEMM");
+  MOED_RETURN_IF_ERROR(c.After(LaunchSwiGlu(gate_up, tokens, f.width, h, stream), stream, "SwiGLU"));
+  return c.After(GemmXWt(cublas, h, tokens, f.width, f.down, hidden, out, OutType::kF32), stream, "down GEMM");
 }
 
 absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
@@ -117,7 +117,7 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
   for (int e = 0; e < E; ++e) {
     if (kept[e] == 0) continue;
     const int64_t o = offsets[e];
-    MOED_RETURN_IF_ERROR(c.After(GemmXWt(cublas, xs + o * H, kept[e], H, w.experts[e].gate_up, 2 * F,
+    MOED_RETURN_IF_ERROR(c.After(GemmXWt(cublas, xs + o * H, kept[e], H, w.experts[e].gate, 2 * F,
                                          gate_up + o * 2 * F, OutType::kBF16),
                                  stream, "expert gate_up GEMM"));
   }

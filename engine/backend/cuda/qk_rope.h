@@ -29,7 +29,7 @@ struct QkRopeArgs {
 };
 
 // One block per token. RoPE follows the HF rotate_half convention (pairs i, i + head_dim/2); the angle is
-// inv_freq[i] · pos in fp32 and its sine/cosine are taken in double, as on the CPU (cpu::ApplyRope).
+// inv_freq[i] · pos in fp32 and its sine/cosine are taken in double, as on the CPU (moed::ApplyRope).
 cudaError_t LaunchQkNormRope(const QkRopeArgs& a, cudaStream_t stream);
 
 }  // namespace moed::cuda

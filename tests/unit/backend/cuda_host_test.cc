@@ -12,6 +12,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cpu/ops.h"
 #include "engine/backend/cuda/host/backend_options.h"
+#include "engine/model/rope.h"
 #include "engine/backend/cuda/host/rope_table.h"
 #include "engine/backend/cuda/host/sample_order.h"
 #include "engine/backend/cuda/host/step_plan.h"
@@ -32,11 +33,10 @@ TEST(CudaHostTest, RopeTableIsTheCpuBackendsBitForBit) {
   for (float theta : {10000.0f, 1e6f, 5e5f, 1234.5f}) {
     for (int head_dim : {8, 16, 64, 96, 128, 256}) {
       ModelSpec spec;
-      spec.rope_theta = theta;
-      spec.head_dim = head_dim;
+      spec.attention.rope.theta = theta;
+      spec.attention.rope.dim = spec.attention.head_dim = head_dim;
       const std::vector<float> table = cuda::RopeInvFreqTable(spec);
-      std::vector<float> cpu(head_dim / 2);
-      cpu::RopeInvFreq(theta, head_dim, cpu.data());
+      const std::vector<float> cpu = RopeInvFreq(spec.attention.rope);  // what the CPU backend rotates by
       ASSERT_EQ(table.size(), cpu.size());
       for (size_t i = 0; i < cpu.size(); ++i) {
         ASSERT_EQ(Bits(table[i]), Bits(cpu[i])) << "theta " << theta << " head_dim " << head_dim << " i " << i;

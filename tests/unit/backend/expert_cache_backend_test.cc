@@ -1,4 +1,4 @@
-// CpuBackend with the hot-expert cache on real checkpoints (fortune-moe, tiny-qwen2-moe): logits and sampled tokens
+// CpuBackend with the hot-expert cache on real checkpoints (fortune-moe, tiny-qwen2-moe, tiny-deepseek-v2/v3): logits and sampled tokens
 // bitwise identical to the cache-off backend for every policy, small caches (down to one slot), prefetch on and
 // off, capacity factor 0 and > 0; and per step and layer, hits + misses = the experts the router used.
 #include <algorithm>
@@ -134,6 +134,12 @@ void ExpectBitwiseIdentical(const std::string& name) {
 TEST(ExpertCacheBackendTest, FortuneMoeBitwiseIdentical) { ExpectBitwiseIdentical("fortune-moe"); }
 
 TEST(ExpertCacheBackendTest, TinyQwen2MoeBitwiseIdentical) { ExpectBitwiseIdentical("tiny-qwen2-moe"); }
+
+// Group-limited routing, two ungated shared experts (never in the cache: always resident) and a dense first layer.
+TEST(ExpertCacheBackendTest, TinyDeepseekV2BitwiseIdentical) { ExpectBitwiseIdentical("tiny-deepseek-v2"); }
+
+// Sigmoid noaux_tc routing with a selection bias and a shared expert.
+TEST(ExpertCacheBackendTest, TinyDeepseekV3BitwiseIdentical) { ExpectBitwiseIdentical("tiny-deepseek-v3"); }
 
 TEST(ExpertCacheBackendTest, PrefetchIsIssuedAndUsedOnFortuneMoe) {
   auto model = Load("fortune-moe");

@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/model/rope.h"
 #include "gtest/gtest.h"
 
 namespace moed::cpu {
@@ -66,24 +67,25 @@ TEST(OpsTest, SiluMulAndSoftmax) {
 
 TEST(OpsTest, RopeIsIdentityAtZeroAndRelative) {
   const int hd = 16;
-  std::vector<float> inv(hd / 2);
-  RopeInvFreq(10000.0f, hd, inv.data());
+  RopeSpec rope;
+  rope.dim = hd;
+  const std::vector<float> inv = RopeInvFreq(rope);
   EXPECT_FLOAT_EQ(inv[0], 1.0f);
   EXPECT_NEAR(inv[1], std::pow(10000.0, -2.0 / hd), 1e-7);
   const auto q = Random(hd, 6), k = Random(hd, 7);
   std::vector<float> q0 = q;
-  ApplyRope(q0.data(), hd, inv.data(), 0);
+  ApplyRope(rope, inv.data(), 0, q0.data());
   for (int i = 0; i < hd; ++i) EXPECT_FLOAT_EQ(q0[i], q[i]);
   // rotate_half pairing: (i, i + hd/2) rotate by pos * inv_freq[i].
   std::vector<float> q3 = q;
-  ApplyRope(q3.data(), hd, inv.data(), 3);
+  ApplyRope(rope, inv.data(), 3, q3.data());
   EXPECT_NEAR(q3[1], q[1] * std::cos(3 * inv[1]) - q[1 + hd / 2] * std::sin(3 * inv[1]), 1e-5);
   EXPECT_NEAR(q3[1 + hd / 2], q[1 + hd / 2] * std::cos(3 * inv[1]) + q[1] * std::sin(3 * inv[1]), 1e-5);
   // <rope(q, m), rope(k, n)> depends only on m - n.
   auto dot_at = [&](int m, int n) {
     std::vector<float> a = q, b = k;
-    ApplyRope(a.data(), hd, inv.data(), m);
-    ApplyRope(b.data(), hd, inv.data(), n);
+    ApplyRope(rope, inv.data(), m, a.data());
+    ApplyRope(rope, inv.data(), n, b.data());
     return Dot(a.data(), b.data(), hd);
   };
   EXPECT_NEAR(dot_at(5, 2), dot_at(13, 10), 1e-4);

@@ -1,6 +1,7 @@
 // Test helper: a small random-weight Model built in memory (bf16 weights owned by Model::storage) per family.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -36,23 +37,26 @@ inline std::shared_ptr<const Model> MakeRandomModel(const RandomModelOptions& o)
   s.vocab_size = o.vocab;
   s.hidden_size = o.hidden;
   s.num_layers = o.layers;
-  s.num_heads = o.heads;
-  s.num_kv_heads = o.kv_heads;
-  s.head_dim = o.head_dim;
+  AttentionSpec& a = s.attention;
+  a.num_heads = o.heads;
+  a.num_kv_heads = o.kv_heads;
+  a.head_dim = a.qk_head_dim = a.v_head_dim = o.head_dim;
+  a.softmax_scale = 1.0f / std::sqrt(static_cast<float>(o.head_dim));
+  a.rope.theta = 10000.0f;
+  a.rope.dim = o.head_dim;
+  a.sliding_window = o.sliding_window;
   s.max_position_embeddings = 256;
   s.rms_norm_eps = 1e-5f;
-  s.rope_theta = 10000.0f;
-  s.sliding_window = o.sliding_window;
   s.num_experts = o.experts;
   s.top_k = o.top_k;
-  s.norm_topk_prob = o.family == Family::kMixtral || o.family == Family::kQwen3Moe;
+  s.router.norm_topk_prob = o.family == Family::kMixtral || o.family == Family::kQwen3Moe;
   s.moe_intermediate_size = o.ffn;
-  s.shared_expert_intermediate_size = o.shared_ffn;
+  if (o.shared_ffn > 0) s.shared_experts = {1, o.shared_ffn, /*gated=*/true};
   s.dense_intermediate_size = o.ffn * 2;
   s.layer_is_moe.assign(o.layers, true);
   if (o.dense_first_layer) s.layer_is_moe[0] = false;
-  s.qkv_bias = o.family == Family::kQwen2Moe;
-  s.qk_norm = o.family == Family::kQwen3Moe ? QkNorm::kPerHead
+  a.qkv_bias = o.family == Family::kQwen2Moe;
+  a.qk_norm = o.family == Family::kQwen3Moe ? QkNorm::kPerHead
               : o.family == Family::kOlmoe  ? QkNorm::kFull
                                             : QkNorm::kNone;
   s.eos_token_ids = {2};
@@ -74,6 +78,7 @@ inline std::shared_ptr<const Model> MakeRandomModel(const RandomModelOptions& o)
   };
   auto make_ffn = [&](const std::string& name, int width) {
     FfnWeights f;
+    f.width = width;
     f.gate = make(name + ".gate", {width, o.hidden}, 0, 0.2f);
     f.up = make(name + ".up", {width, o.hidden}, 0, 0.2f);
     f.down = make(name + ".down", {o.hidden, width}, 0, 0.2f);
@@ -89,15 +94,15 @@ inline std::shared_ptr<const Model> MakeRandomModel(const RandomModelOptions& o)
     w.k_proj = make(p + "k", {kv, o.hidden}, 0, 0.2f);
     w.v_proj = make(p + "v", {kv, o.hidden}, 0, 0.2f);
     w.o_proj = make(p + "o", {o.hidden, q}, 0, 0.2f);
-    if (s.qkv_bias) {
+    if (a.qkv_bias) {
       w.q_bias = make(p + "qb", {q}, 0, 0.2f);
       w.k_bias = make(p + "kb", {kv}, 0, 0.2f);
       w.v_bias = make(p + "vb", {kv}, 0, 0.2f);
     }
-    if (s.qk_norm == QkNorm::kPerHead) {
+    if (a.qk_norm == QkNorm::kPerHead) {
       w.q_norm = make(p + "qn", {o.head_dim}, 1, 0.1f);
       w.k_norm = make(p + "kn", {o.head_dim}, 1, 0.1f);
-    } else if (s.qk_norm == QkNorm::kFull) {
+    } else if (a.qk_norm == QkNorm::kFull) {
       w.q_norm = make(p + "qn", {q}, 1, 0.1f);
       w.k_norm = make(p + "kn", {kv}, 1, 0.1f);
     }

@@ -1,4 +1,5 @@
 // Tests for ParseModelConfig / LoadModelSpec: the four fixtures, fortune-moe, classic spellings, every error class.
+#include <cmath>
 #include <string>
 
 #include "engine/model/model_spec.h"
@@ -40,26 +41,26 @@ TEST(ModelConfigTest, TinyMixtral) {
   EXPECT_EQ(s->vocab_size, 1024);
   EXPECT_EQ(s->hidden_size, 64);
   EXPECT_EQ(s->num_layers, 2);
-  EXPECT_EQ(s->num_heads, 4);
-  EXPECT_EQ(s->num_kv_heads, 2);
-  EXPECT_EQ(s->head_dim, 16);  // head_dim: null → hidden / heads
+  EXPECT_EQ(s->attention.num_heads, 4);
+  EXPECT_EQ(s->attention.num_kv_heads, 2);
+  EXPECT_EQ(s->attention.head_dim, 16);  // head_dim: null → hidden / heads
   EXPECT_EQ(s->max_position_embeddings, 512);
   EXPECT_FLOAT_EQ(s->rms_norm_eps, 1e-5f);
-  EXPECT_FLOAT_EQ(s->rope_theta, 1e6f);
-  EXPECT_EQ(s->sliding_window, 0);
+  EXPECT_FLOAT_EQ(s->attention.rope.theta, 1e6f);
+  EXPECT_EQ(s->attention.sliding_window, 0);
   EXPECT_EQ(s->num_experts, 8);
   EXPECT_EQ(s->top_k, 2);
-  EXPECT_TRUE(s->norm_topk_prob);
+  EXPECT_TRUE(s->router.norm_topk_prob);
   EXPECT_EQ(s->moe_intermediate_size, 128);
-  EXPECT_EQ(s->shared_expert_intermediate_size, 0);
+  EXPECT_EQ(s->shared_experts.count, 0);
   EXPECT_THAT(s->layer_is_moe, ElementsAre(true, true));
-  EXPECT_FALSE(s->qkv_bias);
-  EXPECT_EQ(s->qk_norm, QkNorm::kNone);
+  EXPECT_FALSE(s->attention.qkv_bias);
+  EXPECT_EQ(s->attention.qk_norm, QkNorm::kNone);
   EXPECT_FALSE(s->tie_word_embeddings);
   EXPECT_EQ(s->bos_token_id, 1);
   EXPECT_THAT(s->eos_token_ids, ElementsAre(2));
-  EXPECT_EQ(s->q_dim(), 64);
-  EXPECT_EQ(s->kv_dim(), 32);
+  EXPECT_EQ(s->attention.q_dim(), 64);
+  EXPECT_EQ(s->attention.kv_dim(), 32);
 }
 
 TEST(ModelConfigTest, TinyQwen2Moe) {
@@ -68,15 +69,15 @@ TEST(ModelConfigTest, TinyQwen2Moe) {
   EXPECT_EQ(s->family, Family::kQwen2Moe);
   EXPECT_EQ(s->num_experts, 16);
   EXPECT_EQ(s->top_k, 4);
-  EXPECT_FALSE(s->norm_topk_prob);
+  EXPECT_FALSE(s->router.norm_topk_prob);
   EXPECT_EQ(s->moe_intermediate_size, 32);
   EXPECT_EQ(s->dense_intermediate_size, 128);
-  EXPECT_EQ(s->shared_expert_intermediate_size, 96);
-  EXPECT_TRUE(s->qkv_bias);
-  EXPECT_EQ(s->qk_norm, QkNorm::kNone);
-  EXPECT_EQ(s->head_dim, 16);
-  EXPECT_FLOAT_EQ(s->rope_theta, 1e6f);
-  EXPECT_EQ(s->sliding_window, 0);
+  EXPECT_EQ(s->shared_experts.intermediate_size, 96);
+  EXPECT_TRUE(s->attention.qkv_bias);
+  EXPECT_EQ(s->attention.qk_norm, QkNorm::kNone);
+  EXPECT_EQ(s->attention.head_dim, 16);
+  EXPECT_FLOAT_EQ(s->attention.rope.theta, 1e6f);
+  EXPECT_EQ(s->attention.sliding_window, 0);
   EXPECT_THAT(s->layer_is_moe, ElementsAre(true, true));
   EXPECT_FALSE(s->bos_token_id.has_value());
   EXPECT_THAT(s->eos_token_ids, ElementsAre(0));
@@ -88,12 +89,12 @@ TEST(ModelConfigTest, TinyQwen3Moe) {
   EXPECT_EQ(s->family, Family::kQwen3Moe);
   EXPECT_EQ(s->num_experts, 32);  // spelled num_local_experts in this transformers-5 config
   EXPECT_EQ(s->top_k, 4);
-  EXPECT_TRUE(s->norm_topk_prob);
-  EXPECT_EQ(s->head_dim, 16);
-  EXPECT_EQ(s->qk_norm, QkNorm::kPerHead);
-  EXPECT_FALSE(s->qkv_bias);
+  EXPECT_TRUE(s->router.norm_topk_prob);
+  EXPECT_EQ(s->attention.head_dim, 16);
+  EXPECT_EQ(s->attention.qk_norm, QkNorm::kPerHead);
+  EXPECT_FALSE(s->attention.qkv_bias);
   EXPECT_EQ(s->moe_intermediate_size, 32);
-  EXPECT_EQ(s->shared_expert_intermediate_size, 0);
+  EXPECT_EQ(s->shared_experts.count, 0);
 }
 
 TEST(ModelConfigTest, TinyOlmoe) {
@@ -102,10 +103,10 @@ TEST(ModelConfigTest, TinyOlmoe) {
   EXPECT_EQ(s->family, Family::kOlmoe);
   EXPECT_EQ(s->num_experts, 16);
   EXPECT_EQ(s->top_k, 4);
-  EXPECT_FALSE(s->norm_topk_prob);
+  EXPECT_FALSE(s->router.norm_topk_prob);
   EXPECT_EQ(s->moe_intermediate_size, 32);
-  EXPECT_EQ(s->qk_norm, QkNorm::kFull);
-  EXPECT_FLOAT_EQ(s->rope_theta, 1e4f);
+  EXPECT_EQ(s->attention.qk_norm, QkNorm::kFull);
+  EXPECT_FLOAT_EQ(s->attention.rope.theta, 1e4f);
   EXPECT_THAT(s->layer_is_moe, ElementsAre(true, true));
   EXPECT_FALSE(s->bos_token_id.has_value());
   EXPECT_THAT(s->eos_token_ids, ElementsAre(0));
@@ -118,7 +119,7 @@ TEST(ModelConfigTest, FortuneMoe) {
   EXPECT_EQ(s->vocab_size, 4096);
   EXPECT_EQ(s->hidden_size, 128);
   EXPECT_EQ(s->num_layers, 4);
-  EXPECT_EQ(s->head_dim, 32);
+  EXPECT_EQ(s->attention.head_dim, 32);
   EXPECT_EQ(s->num_experts, 8);
   EXPECT_EQ(s->moe_intermediate_size, 256);
   EXPECT_EQ(s->max_position_embeddings, 1024);
@@ -137,9 +138,9 @@ TEST(ModelConfigTest, ClassicSpellingFromFile) {
   WriteAll(dir.File("config.json"), j.dump(2));
   absl::StatusOr<ModelSpec> s = LoadModelSpec(dir.path());
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_FLOAT_EQ(s->rope_theta, 5000.0f);
+  EXPECT_FLOAT_EQ(s->attention.rope.theta, 5000.0f);
   EXPECT_EQ(s->num_experts, 32);
-  EXPECT_EQ(s->head_dim, 16);  // 64 / 4
+  EXPECT_EQ(s->attention.head_dim, 16);  // 64 / 4
 }
 
 TEST(ModelConfigTest, ClassicMixtralAndIntegerTheta) {
@@ -153,8 +154,8 @@ TEST(ModelConfigTest, ClassicMixtralAndIntegerTheta) {
   j["tie_word_embeddings"] = true;
   absl::StatusOr<ModelSpec> s = Parse(j);
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_FLOAT_EQ(s->rope_theta, 1e6f);
-  EXPECT_EQ(s->sliding_window, 4096);
+  EXPECT_FLOAT_EQ(s->attention.rope.theta, 1e6f);
+  EXPECT_EQ(s->attention.sliding_window, 4096);
   EXPECT_THAT(s->eos_token_ids, ElementsAre(2, 7));
   EXPECT_FALSE(s->bos_token_id.has_value());
   EXPECT_TRUE(s->tie_word_embeddings);
@@ -165,7 +166,7 @@ TEST(ModelConfigTest, MixtralAlwaysRenormalises) {
   j["norm_topk_prob"] = false;
   absl::StatusOr<ModelSpec> s = Parse(j);
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_TRUE(s->norm_topk_prob);
+  EXPECT_TRUE(s->router.norm_topk_prob);
 }
 
 TEST(ModelConfigTest, NullEosGivesNoIds) {
@@ -196,10 +197,10 @@ TEST(ModelConfigTest, DefaultsWhenOptionalFieldsAbsent) {
   }
   absl::StatusOr<ModelSpec> s = Parse(j);
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_FALSE(s->norm_topk_prob);  // transformers' default for qwen3_moe
-  EXPECT_FLOAT_EQ(s->rope_theta, 1e4f);
+  EXPECT_FALSE(s->router.norm_topk_prob);  // transformers' default for qwen3_moe
+  EXPECT_FLOAT_EQ(s->attention.rope.theta, 1e4f);
   EXPECT_FLOAT_EQ(s->rms_norm_eps, 1e-6f);
-  EXPECT_EQ(s->num_kv_heads, 4);
+  EXPECT_EQ(s->attention.num_kv_heads, 4);
   EXPECT_FALSE(s->tie_word_embeddings);
 }
 
@@ -262,14 +263,51 @@ TEST(ModelConfigErrorTest, MissingFileIsNotFound) {
 
 TEST(ModelConfigErrorTest, UnsupportedRope) {
   nlohmann::json j = FixtureConfig("tiny-mixtral");
-  j["rope_parameters"]["rope_type"] = "yarn";
-  ExpectError(j, absl::StatusCode::kUnimplemented, "field 'rope_parameters.rope_type' is 'yarn'");
+  j["rope_parameters"]["rope_type"] = "longrope";
+  ExpectError(j, absl::StatusCode::kUnimplemented, "field 'rope_parameters.rope_type' is 'longrope'");
   j = FixtureConfig("tiny-qwen2-moe");
-  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
-  ExpectError(j, absl::StatusCode::kUnimplemented, "field 'rope_scaling.type' is 'linear'");
+  j["rope_scaling"] = {{"type", "llama3"}, {"factor", 2.0}};
+  ExpectError(j, absl::StatusCode::kUnimplemented, "field 'rope_scaling.type' is 'llama3'");
+  j = FixtureConfig("tiny-qwen2-moe");
+  j["rope_scaling"] = {{"type", "linear"}};
+  ExpectError(j, absl::StatusCode::kInvalidArgument, "field 'rope_scaling.factor' is missing");
   j = FixtureConfig("tiny-qwen2-moe");
   j["rope_scaling"] = {{"rope_type", "default"}};
   EXPECT_TRUE(Parse(j).ok());
+}
+
+// RoPE scaling in both spellings: transformers 5's rope_parameters and the hub's rope_theta + rope_scaling.
+TEST(ModelConfigTest, RopeScalingSpellings) {
+  nlohmann::json j = FixtureConfig("tiny-mixtral");
+  j["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 5e5}, {"factor", 4.0},
+                          {"original_max_position_embeddings", 128}, {"mscale", 0.707}, {"mscale_all_dim", 0.707}};
+  absl::StatusOr<ModelSpec> a = Parse(j);
+  ASSERT_TRUE(a.ok()) << a.status();
+  j.erase("rope_parameters");
+  j["rope_theta"] = 5e5;
+  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 128},
+                       {"mscale", 0.707}, {"mscale_all_dim", 0.707}, {"beta_fast", 32}, {"beta_slow", 1}};
+  absl::StatusOr<ModelSpec> b = Parse(j);
+  ASSERT_TRUE(b.ok()) << b.status();
+  for (const ModelSpec* s : {&*a, &*b}) {
+    const RopeSpec& r = s->attention.rope;
+    EXPECT_EQ(r.type, RopeType::kYarn);
+    EXPECT_FLOAT_EQ(r.theta, 5e5f);
+    EXPECT_FLOAT_EQ(r.factor, 4.0f);
+    EXPECT_EQ(r.original_max_position, 128);
+    EXPECT_FLOAT_EQ(r.beta_fast, 32.0f);
+    EXPECT_FLOAT_EQ(r.attention_factor, 1.0f);  // mscale == mscale_all_dim
+    EXPECT_EQ(r.dim, 16);
+  }
+  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};  // attention factor 0.1 ln(4) + 1
+  absl::StatusOr<ModelSpec> c = Parse(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_NEAR(c->attention.rope.attention_factor, 0.1 * std::log(4.0) + 1, 1e-6);
+  EXPECT_EQ(c->attention.rope.original_max_position, c->max_position_embeddings);
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  absl::StatusOr<ModelSpec> d = Parse(j);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->attention.rope.type, RopeType::kLinear);
 }
 
 TEST(ModelConfigErrorTest, UnsupportedFeatures) {

@@ -1,14 +1,14 @@
-// RoPE table: delegates to the CPU backend's RopeInvFreq so both backends rotate by the same angles.
+// RoPE table: the model definition's RopeInvFreq (the one the CPU backend uses), so both backends rotate by the same
+// angles.
 #include "engine/backend/cuda/host/rope_table.h"
 
-#include "engine/backend/cpu/ops.h"
+#include "engine/model/rope.h"
 
 namespace moed::cuda {
 
 std::vector<float> RopeInvFreqTable(const ModelSpec& spec) {
-  std::vector<float> table(spec.head_dim > 0 ? spec.head_dim / 2 : 0);
-  if (!table.empty()) cpu::RopeInvFreq(spec.rope_theta, spec.head_dim, table.data());
-  return table;
+  if (spec.attention.rope.dim <= 0) return {};
+  return RopeInvFreq(spec.attention.rope);
 }
 
 }  // namespace moed::cuda

@@ -8,7 +8,7 @@
 
 namespace moed::cuda {
 
-// (head_dim / 2) floats: inv_freq[i] = 1 / theta^(2i / head_dim), bit for bit the CPU backend's values.
+// (rope.dim / 2) floats: RopeInvFreq(spec.attention.rope), bit for bit the CPU backend's values.
 std::vector<float> RopeInvFreqTable(const ModelSpec& spec);
 
 }  // namespace moed::cuda
