@@ -168,7 +168,9 @@ TEST_P(PrefixCacheModelTest, RowAtATimeIsBitIdentical) {
 INSTANTIATE_TEST_SUITE_P(Models, PrefixCacheModelTest,
                          ::testing::Values("fortune-moe", "tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe",
                                            "tiny-olmoe", "tiny-qwen3-moe-long", "tiny-mixtral-swa",
-                                           "tiny-mixtral-hd24", "tiny-qwen2-moe-dense"),
+                                           "tiny-mixtral-hd24", "tiny-qwen2-moe-dense",
+                                           // MLA: the cached blocks hold the latent and the rope key
+                                           "tiny-deepseek-v2-lite", "tiny-deepseek-v2", "tiny-deepseek-v3"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
                            for (char& ch : n) if (ch == '-') ch = '_';
