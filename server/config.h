@@ -12,15 +12,25 @@ enum class PerExpertMetrics { kAuto, kOn, kOff };
 
 struct ServerConfig {
   // Model and backend.
-  std::string model = "models/fortune-moe";  // model directory (or synthetic:<name>), passed to LoadModel
+  std::string model;                         // model directory (or synthetic:<name>); empty = the built-in
+                                             // fortune-moe found next to the binary (FindBuiltInModel)
   std::string backend = "auto";              // auto | cpu | cuda
   std::string tokenizer;                     // tokenizer directory instead of the model's; empty = the model's own
   int threads = 0;                           // CPU worker threads; 0 = all hardware threads
 
   // Network.
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";  // loopback unless told otherwise (deploy/ sets 0.0.0.0)
   int port = 50051;          // 0 = pick a free port (printed on start)
+  std::string metrics_host;  // empty = --host
   int metrics_port = 9400;   // 0 = pick a free port (printed on start)
+  int health_port = 0;       // > 0: grpc.health.v1 alone, plaintext, on the metrics host; -1 = a free port; 0 = off
+  bool enable_reflection = false;
+
+  // Security of the front ends (health and /metrics are exempt).
+  std::string tls_cert;         // PEM certificate chain; with tls_key: serve TLS
+  std::string tls_key;          // PEM private key
+  std::string tls_client_ca;    // PEM CA bundle: require and verify client certificates (mTLS)
+  std::string auth_token_file;  // one bearer token per line ("<token> admin" may use priority < 0)
 
   // Engine (see EngineConfig).
   int max_running_seqs = 64;
@@ -50,8 +60,24 @@ struct ServerConfig {
   int max_stop_strings = 8;
   int max_stop_length = 64;    // bytes per stop string
   int max_logprobs = 20;
-  int64_t max_prompt_bytes = 1 << 20;
+  int64_t max_prompt_bytes = 0;  // 0 = what the context can hold (PromptByteCap)
   int max_receive_message_bytes = 4 << 20;
+
+  // Work before admission and back-pressure after it.
+  int tokenizer_threads = 2;
+  int tokenizer_queue = 64;                               // prompts waiting for a tokenizer thread
+  int64_t stream_buffer_bytes = 1 << 20;                  // output waiting for one slow client
+  absl::Duration stream_stall_timeout = absl::Seconds(30);
+
+  std::string log_format = "text";  // text | json
+
+  // gRPC transport (grpc_settings.cc).
+  int grpc_max_streams_per_connection = 1000;
+  absl::Duration grpc_handshake_timeout = absl::Seconds(10);
+  absl::Duration grpc_idle_timeout = absl::Minutes(5);
+  absl::Duration grpc_keepalive_time = absl::Minutes(1);
+  absl::Duration grpc_min_client_ping_interval = absl::Seconds(10);
+  int64_t grpc_memory_bytes = int64_t{1} << 30;
 };
 
 }  // namespace moed::server

@@ -1,67 +1,123 @@
 // The daemon's absl flags, the MOED_* environment fallback, and the checks on their values.
 #include "server/flags.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "engine/cache/cache_policy.h"
 #include "engine/common/status_macros.h"
+#include "server/log.h"
 
-ABSL_FLAG(std::string, model, "models/fortune-moe",
-          "model directory, or synthetic:<name>[-small] (random weights at a published shape)");
-ABSL_FLAG(std::string, tokenizer, "", "tokenizer directory instead of the model's (a synthetic model has none)");
-ABSL_FLAG(std::string, host, "0.0.0.0", "address the gRPC and metrics servers bind");
-ABSL_FLAG(int, port, 50051, "gRPC port; 0 = pick a free one");
-ABSL_FLAG(int, metrics_port, 9400, "Prometheus /metrics port; 0 = pick a free one");
-ABSL_FLAG(std::string, backend, "auto", "auto | cpu | cuda");
-ABSL_FLAG(int, threads, 0, "CPU backend worker threads; 0 = all hardware threads");
-ABSL_FLAG(int, max_running_seqs, 64, "sequences in the running batch");
-ABSL_FLAG(int, max_batch_tokens, 512, "tokens per engine step (prefill chunks + decode tokens)");
-ABSL_FLAG(int, max_queue, 256, "requests waiting for the batch; more are refused with RESOURCE_EXHAUSTED");
-ABSL_FLAG(int, max_model_len, 0, "context limit in tokens; 0 = the model's");
-ABSL_FLAG(int, kv_block_size, 16, "tokens per KV-cache block");
-ABSL_FLAG(int64_t, kv_cache_bytes, 0, "KV-cache memory in bytes; 0 = enough for max-running-seqs full contexts");
-ABSL_FLAG(bool, enable_prefix_caching, true,
+namespace {
+// The one place defaults live: ServerConfig's member initializers.
+const moed::server::ServerConfig kDefaults;
+}  // namespace
+
+ABSL_FLAG(std::string, model, kDefaults.model,
+          "model directory, or synthetic:<name>[-small] (random weights at a published shape); "
+          "empty = the built-in fortune-moe next to the binary");
+ABSL_FLAG(std::string, tokenizer, kDefaults.tokenizer,
+          "tokenizer directory instead of the model's (a synthetic model has none)");
+ABSL_FLAG(std::string, host, kDefaults.host, "address the gRPC server binds");
+ABSL_FLAG(int, port, kDefaults.port, "gRPC port; 0 = pick a free one");
+ABSL_FLAG(std::string, metrics_host, kDefaults.metrics_host, "address the /metrics endpoint binds; empty = --host");
+ABSL_FLAG(int, metrics_port, kDefaults.metrics_port, "Prometheus /metrics port; 0 = pick a free one");
+ABSL_FLAG(int, health_port, kDefaults.health_port,
+          "also serve grpc.health.v1 alone, in plaintext, on --metrics-host:PORT (probes of a TLS server); "
+          "0 = off, -1 = a free port");
+ABSL_FLAG(bool, enable_reflection, kDefaults.enable_reflection, "serve gRPC server reflection (for grpcurl)");
+ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert, "PEM certificate chain of the gRPC server; with --tls-key: TLS");
+ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, kDefaults.tls_client_ca,
+          "PEM CA bundle: clients must present a certificate it signed (mTLS)");
+ABSL_FLAG(std::string, auth_token_file, kDefaults.auth_token_file,
+          "bearer tokens, one per line ('<token>' or '<token> admin'); requests need 'authorization: Bearer <token>'; "
+          "priority < 0 needs an admin token");
+ABSL_FLAG(std::string, backend, kDefaults.backend, "auto | cpu | cuda");
+ABSL_FLAG(int, threads, kDefaults.threads, "CPU backend worker threads; 0 = all hardware threads");
+ABSL_FLAG(int, max_running_seqs, kDefaults.max_running_seqs, "sequences in the running batch");
+ABSL_FLAG(int, max_batch_tokens, kDefaults.max_batch_tokens, "tokens per engine step (prefill chunks + decode tokens)");
+ABSL_FLAG(int, max_queue, kDefaults.max_queue,
+          "requests waiting for the batch; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_model_len, kDefaults.max_model_len, "context limit in tokens; 0 = the model's");
+ABSL_FLAG(int, kv_block_size, kDefaults.kv_block_size, "tokens per KV-cache block");
+ABSL_FLAG(int64_t, kv_cache_bytes, kDefaults.kv_cache_bytes,
+          "KV-cache memory in bytes; 0 = enough for max-running-seqs full contexts");
+ABSL_FLAG(bool, enable_prefix_caching, kDefaults.enable_prefix_caching,
           "reuse the KV blocks of shared prompt prefixes (whole blocks; output is the same either way)");
-ABSL_FLAG(float, moe_capacity_factor, 0.0f, "expert capacity factor; 0 = dropless");
-ABSL_FLAG(int, expert_cache_slots, 0, "hot-expert cache: resident routed experts in total; 0 = all resident");
-ABSL_FLAG(int64_t, expert_cache_bytes, 0, "hot-expert cache: device-tier bytes for expert weights; 0 = unset");
-ABSL_FLAG(double, expert_cache_fraction, 0.0, "hot-expert cache: share (0, 1] of the routed experts resident; 0 = unset");
-ABSL_FLAG(std::string, expert_cache_policy, "lru", "hot-expert cache eviction policy: lru | lfu | load-aware");
-ABSL_FLAG(bool, expert_cache_prefetch, true, "hot-expert cache: prefetch the next layer's predicted experts");
+ABSL_FLAG(float, moe_capacity_factor, kDefaults.moe_capacity_factor, "expert capacity factor; 0 = dropless");
+ABSL_FLAG(int, expert_cache_slots, kDefaults.expert_cache_slots,
+          "hot-expert cache: resident routed experts in total; 0 = all resident");
+ABSL_FLAG(int64_t, expert_cache_bytes, kDefaults.expert_cache_bytes,
+          "hot-expert cache: device-tier bytes for expert weights; 0 = unset");
+ABSL_FLAG(double, expert_cache_fraction, kDefaults.expert_cache_fraction,
+          "hot-expert cache: share (0, 1] of the routed experts resident; 0 = unset");
+ABSL_FLAG(std::string, expert_cache_policy, kDefaults.expert_cache_policy,
+          "hot-expert cache eviction policy: lru | lfu | load-aware");
+ABSL_FLAG(bool, expert_cache_prefetch, kDefaults.expert_cache_prefetch,
+          "hot-expert cache: prefetch the next layer's predicted experts");
 ABSL_FLAG(std::string, metrics_per_expert, "auto", "auto | on | off (auto: while layers x experts <= 4096)");
-ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(30), "how long in-flight streams may finish after SIGTERM");
-ABSL_FLAG(int, max_tokens_limit, 0, "largest max_tokens a request may ask for; 0 = the context length");
-ABSL_FLAG(int, default_max_tokens, 16, "max_tokens when a request leaves it unset");
-ABSL_FLAG(int, max_stop_strings, 8, "stop strings per request");
-ABSL_FLAG(int, max_stop_length, 64, "bytes per stop string");
-ABSL_FLAG(int, max_logprobs, 20, "largest sampling.logprobs a request may ask for");
-ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text in bytes");
-ABSL_FLAG(int, max_receive_message_bytes, 4 << 20, "largest gRPC message the server accepts");
+ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
+          "how long in-flight streams may finish after SIGTERM");
+ABSL_FLAG(int, max_tokens_limit, kDefaults.max_tokens_limit,
+          "largest max_tokens a request may ask for; 0 = the context length");
+ABSL_FLAG(int, default_max_tokens, kDefaults.default_max_tokens, "max_tokens when a request leaves it unset");
+ABSL_FLAG(int, max_stop_strings, kDefaults.max_stop_strings, "stop strings per request");
+ABSL_FLAG(int, max_stop_length, kDefaults.max_stop_length, "bytes per stop string");
+ABSL_FLAG(int, max_logprobs, kDefaults.max_logprobs, "largest sampling.logprobs a request may ask for");
+ABSL_FLAG(int64_t, max_prompt_bytes, kDefaults.max_prompt_bytes,
+          "largest prompt text in bytes; 0 = what the context can hold (context x the longest token's bytes)");
+ABSL_FLAG(int, max_receive_message_bytes, kDefaults.max_receive_message_bytes,
+          "largest gRPC message the server accepts");
+ABSL_FLAG(int, tokenizer_threads, kDefaults.tokenizer_threads, "threads that tokenize prompts (never gRPC's threads)");
+ABSL_FLAG(int, tokenizer_queue, kDefaults.tokenizer_queue,
+          "prompts waiting for a tokenizer thread; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, stream_buffer_bytes, kDefaults.stream_buffer_bytes,
+          "output bytes that may wait for one slow client; more cut the stream with RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, stream_stall_timeout, kDefaults.stream_stall_timeout,
+          "a stream whose client has not read for this long is cut with RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, log_format, kDefaults.log_format, "text | json");
+ABSL_FLAG(int, grpc_max_streams_per_connection, kDefaults.grpc_max_streams_per_connection,
+          "concurrent gRPC calls on one connection");
+ABSL_FLAG(absl::Duration, grpc_handshake_timeout, kDefaults.grpc_handshake_timeout,
+          "close connections not set up within this");
+ABSL_FLAG(absl::Duration, grpc_idle_timeout, kDefaults.grpc_idle_timeout,
+          "close connections without calls for this long");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time, kDefaults.grpc_keepalive_time, "ping quiet connections this often");
+ABSL_FLAG(absl::Duration, grpc_min_client_ping_interval, kDefaults.grpc_min_client_ping_interval,
+          "clients pinging more often than this are disconnected (keepalive enforcement)");
+ABSL_FLAG(int64_t, grpc_memory_bytes, kDefaults.grpc_memory_bytes, "memory gRPC may use for all connections and calls");
 
 namespace moed::server {
 namespace {
 
-// Every flag above, in help order.
-constexpr const char* kFlagNames[] = {
-    "model", "tokenizer", "host", "port", "metrics_port", "backend", "threads", "max_running_seqs", "max_batch_tokens",
-    "max_queue", "max_model_len", "kv_block_size", "kv_cache_bytes", "enable_prefix_caching", "moe_capacity_factor",
-    "expert_cache_slots", "expert_cache_bytes", "expert_cache_fraction", "expert_cache_policy", "expert_cache_prefetch",
-    "metrics_per_expert", "shutdown_timeout", "max_tokens_limit", "default_max_tokens", "max_stop_strings",
-    "max_stop_length", "max_logprobs", "max_prompt_bytes", "max_receive_message_bytes"};
+// Every flag defined in this file (found by reflection, so a new flag needs no list), by name.
+const std::vector<std::string>& FlagNames() {
+  static const std::vector<std::string>* names = [] {
+    auto* out = new std::vector<std::string>();
+    for (const auto& [name, flag] : absl::GetAllFlags()) {
+      if (absl::EndsWith(flag->Filename(), "server/flags.cc")) out->push_back(std::string(name));
+    }
+    std::sort(out->begin(), out->end());
+    return out;
+  }();
+  return *names;
+}
 
 bool IsOurFlag(absl::string_view name) {
-  for (const char* n : kFlagNames) {
-    if (name == n) return true;
-  }
-  return false;
+  const std::vector<std::string>& names = FlagNames();
+  return std::binary_search(names.begin(), names.end(), name);
 }
 
 std::string Dashed(absl::string_view name) { return absl::StrReplaceAll(name, {{"_", "-"}}); }
@@ -112,7 +168,7 @@ std::string EnvVarForFlag(absl::string_view flag_name) {
 
 absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLookup& env) {
   // Environment first: it becomes the default the command line may override.
-  for (const char* name : kFlagNames) {
+  for (const std::string& name : FlagNames()) {
     const std::string var = EnvVarForFlag(name);
     std::optional<std::string> value = env(var);
     if (!value.has_value()) continue;
@@ -131,9 +187,14 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
       name = std::string(arg.substr(0, eq));
       value = std::string(arg.substr(eq + 1));
     } else {
-      name = std::string(arg);
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
-      value = argv[++i];
+      name = absl::StrReplaceAll(arg, {{"-", "_"}});
+      absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag != nullptr && flag->IsOfType<bool>()) {
+        value = "true";  // a boolean flag never takes the next argument (--name=false turns it off)
+      } else {
+        if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+        value = argv[++i];
+      }
     }
     name = absl::StrReplaceAll(name, {{"-", "_"}});
     MOED_RETURN_IF_ERROR(SetFlag(name, value, absl::StrCat("--", Dashed(name))));
@@ -143,7 +204,14 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.model = absl::GetFlag(FLAGS_model);
   c.host = absl::GetFlag(FLAGS_host);
   c.port = absl::GetFlag(FLAGS_port);
+  c.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  c.health_port = absl::GetFlag(FLAGS_health_port);
+  c.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
+  c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  c.tls_key = absl::GetFlag(FLAGS_tls_key);
+  c.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  c.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   c.backend = absl::GetFlag(FLAGS_backend);
   c.tokenizer = absl::GetFlag(FLAGS_tokenizer);
   c.threads = absl::GetFlag(FLAGS_threads);
@@ -169,18 +237,35 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
   c.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
   c.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+  c.tokenizer_threads = absl::GetFlag(FLAGS_tokenizer_threads);
+  c.tokenizer_queue = absl::GetFlag(FLAGS_tokenizer_queue);
+  c.stream_buffer_bytes = absl::GetFlag(FLAGS_stream_buffer_bytes);
+  c.stream_stall_timeout = absl::GetFlag(FLAGS_stream_stall_timeout);
+  c.log_format = absl::GetFlag(FLAGS_log_format);
+  c.grpc_max_streams_per_connection = absl::GetFlag(FLAGS_grpc_max_streams_per_connection);
+  c.grpc_handshake_timeout = absl::GetFlag(FLAGS_grpc_handshake_timeout);
+  c.grpc_idle_timeout = absl::GetFlag(FLAGS_grpc_idle_timeout);
+  c.grpc_keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
+  c.grpc_min_client_ping_interval = absl::GetFlag(FLAGS_grpc_min_client_ping_interval);
+  c.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
   MOED_RETURN_IF_ERROR(ValidateServerConfig(c));
   return c;
 }
 
 absl::Status ValidateServerConfig(const ServerConfig& c) {
-  if (c.model.empty()) return absl::InvalidArgumentError("--model is empty");
   if (c.host.empty()) return absl::InvalidArgumentError("--host is empty");
   if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda") {
     return absl::InvalidArgumentError(absl::StrCat("--backend must be auto, cpu or cuda, got '", c.backend, "'"));
   }
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together: set both or neither");
+  }
+  if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS)");
+  }
   MOED_RETURN_IF_ERROR(CheckPort("port", c.port));
   MOED_RETURN_IF_ERROR(CheckPort("metrics-port", c.metrics_port));
+  if (c.health_port != -1) MOED_RETURN_IF_ERROR(CheckPort("health-port", c.health_port));
   MOED_RETURN_IF_ERROR(RequireAtLeast("threads", c.threads, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-running-seqs", c.max_running_seqs, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-batch-tokens", c.max_batch_tokens, 1));
@@ -215,14 +300,51 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-stop-strings", c.max_stop_strings, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-stop-length", c.max_stop_length, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-logprobs", c.max_logprobs, 0));
-  MOED_RETURN_IF_ERROR(RequireAtLeast("max-prompt-bytes", c.max_prompt_bytes, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("max-prompt-bytes", c.max_prompt_bytes, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-receive-message-bytes", c.max_receive_message_bytes, 1024));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("tokenizer-threads", c.tokenizer_threads, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("tokenizer-queue", c.tokenizer_queue, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("stream-buffer-bytes", c.stream_buffer_bytes, 1024));
+  if (c.stream_stall_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--stream-stall-timeout must be > 0, got ",
+                                                   absl::FormatDuration(c.stream_stall_timeout)));
+  }
+  MOED_RETURN_IF_ERROR(ParseLogFormat(c.log_format).status());
+  MOED_RETURN_IF_ERROR(RequireAtLeast("grpc-max-streams-per-connection", c.grpc_max_streams_per_connection, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("grpc-memory-bytes", c.grpc_memory_bytes, int64_t{16} << 20));
+  for (auto [flag, d] : {std::pair{"grpc-handshake-timeout", c.grpc_handshake_timeout},
+                         std::pair{"grpc-idle-timeout", c.grpc_idle_timeout},
+                         std::pair{"grpc-keepalive-time", c.grpc_keepalive_time},
+                         std::pair{"grpc-min-client-ping-interval", c.grpc_min_client_ping_interval}}) {
+    if (d < absl::Milliseconds(1) || d > absl::Hours(24 * 24)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be in [1ms, 24 days], got ",
+                                                     absl::FormatDuration(d)));
+    }
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FindBuiltInModel() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return absl::NotFoundError("--model is not set and the executable's path is unknown");
+  const std::filesystem::path dir = exe.parent_path();
+  std::string looked;
+  for (const std::filesystem::path& candidate :
+       {dir / "models" / "fortune-moe", dir / ".." / "models" / "fortune-moe",
+        dir / ".." / "share" / "moed" / "models" / "fortune-moe"}) {
+    if (std::filesystem::exists(candidate / "config.json", ec)) {
+      return std::filesystem::weakly_canonical(candidate, ec).string();
+    }
+    absl::StrAppend(&looked, looked.empty() ? "" : ", ", candidate.lexically_normal().string());
+  }
+  return absl::NotFoundError(absl::StrCat("--model is not set and the built-in model is not next to the binary "
+                                          "(looked in ", looked, ")"));
 }
 
 std::string UsageText() {
   std::string out = "usage: moed [--flag=value ...]; every flag may also be set as MOED_<FLAG> in the environment\n";
-  for (const char* name : kFlagNames) {
+  for (const std::string& name : FlagNames()) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) continue;
     absl::StrAppend(&out, "  --", Dashed(name), " (", EnvVarForFlag(name), ", default ", flag->DefaultValue(),

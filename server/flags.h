@@ -25,6 +25,11 @@ std::string EnvVarForFlag(absl::string_view flag_name);
 // Not thread-safe: sets the process's absl flags.
 absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLookup& env);
 
+// The built-in model (fortune-moe) for an empty --model, found from the executable's own directory, not the
+// working directory: <exe dir>/models/fortune-moe, <exe dir>/../models/fortune-moe (a build tree),
+// <exe dir>/../share/moed/models/fortune-moe (an install). NOT_FOUND lists where it looked.
+absl::StatusOr<std::string> FindBuiltInModel();
+
 // One paragraph per flag: name, environment variable, default, help.
 std::string UsageText();
 

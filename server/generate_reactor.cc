@@ -1,12 +1,12 @@
-// Generate: request → EngineRequest → RequestQueue; RequestOutput → GenerateResponse messages.
+// Generate: GenerateRequest → CoreRequest → EngineService; RequestOutput → GenerateResponse messages.
 #include "server/generate_reactor.h"
 
 #include <chrono>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/request_validator.h"
+#include "server/grpc_convert.h"
+#include "server/proto_parse.h"
 #include "server/status_convert.h"
 
 namespace moed::server {
@@ -20,37 +20,46 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
 
 }  // namespace
 
-GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context, const v1::GenerateRequest* request,
-                                 ServiceContext* service)
-    : context_(context), service_(service), outbox_(std::make_shared<Outbox>(this)) {
-  const absl::Time arrival = absl::Now();
-  const uint64_t n = service_->next_request.fetch_add(1);
-  engine_id_ = absl::StrCat("r", n);
-  client_id_ = request->request_id().empty() ? engine_id_ : request->request_id();
-
-  absl::StatusOr<EngineRequest> engine_request =
-      ValidateGenerateRequest(*request, service_->limits, *service_->tokenizer, service_->seed_base + n);
-  if (!engine_request.ok()) {
-    Reject(engine_request.status(), RejectReason::kInvalidArgument);
+GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context, const grpc::ByteBuffer& raw,
+                                 EngineService* core, const absl::StatusOr<Caller>& caller)
+    : context_(context), core_(core), outbox_(std::make_shared<Outbox>(this, core->outbox_limits())) {
+  arrival_ = absl::Now();
+  number_ = core_->NextRequestNumber();
+  record_.engine_id = EngineService::EngineId(number_);
+  deadline_ = DeadlineOf(*context_);
+  if (!caller.ok()) {
+    Refuse(caller.status());
     return;
   }
-  engine_request->request_id = engine_id_;
-  engine_request->arrival_time = arrival;
-  deadline_ = DeadlineOf(*context_);
-  engine_request->deadline = deadline_;
-  submitted_ = true;
-  // Last statement: from here the engine thread may call Act() at any time.
-  absl::Status status = service_->queue->Submit(*std::move(engine_request), outbox_);
-  if (!status.ok()) {
-    submitted_ = false;
-    Finish(ToGrpcStatus(status));  // Submit counted the rejection
+  v1::GenerateRequest request;
+  if (absl::Status parsed = ParseMessage(raw, &request); !parsed.ok()) {
+    core_->Unparseable(parsed);
+    Refuse(parsed);
+    return;
   }
+  Start(request, *caller);
 }
 
-void GenerateReactor::Reject(const absl::Status& status, RejectReason reason) {
-  service_->metrics->Rejected(reason);
-  service_->metrics->RequestFinished(RequestResultFromStatus(status));
+void GenerateReactor::Refuse(const absl::Status& status) {
+  accepted_ = false;
+  finish_status_ = status;
   Finish(ToGrpcStatus(status));
+}
+
+void GenerateReactor::Start(const v1::GenerateRequest& request, const Caller& caller) {
+  logprobs_ = request.sampling().logprobs();
+  CoreRequest core_request = FromProto(request, deadline_);
+  // An over-long id is refused below; never echo or log more than the limit.
+  record_.client_id = core_request.client_id.size() <= static_cast<size_t>(kMaxRequestIdBytes)
+                          ? core_request.client_id
+                          : core_request.client_id.substr(0, kMaxRequestIdBytes);
+  if (record_.client_id.empty()) record_.client_id = record_.engine_id;  // the id the client sees
+  first_id_ = record_.client_id;
+  // Set before the hand-over: from inside Generate on, the outbox may call Act() on any thread.
+  accepted_ = true;
+  core_->Opened(outbox_);
+  absl::Status status = core_->Generate(number_, std::move(core_request), caller, outbox_);
+  if (!status.ok()) Refuse(status);  // refused before anything was handed over
 }
 
 void GenerateReactor::Act(OutboxAction action) {
@@ -58,51 +67,25 @@ void GenerateReactor::Act(OutboxAction action) {
     case OutboxAction::Kind::kNone:
       return;
     case OutboxAction::Kind::kFinish:
+      finish_status_ = action.status;
       Finish(ToGrpcStatus(action.status));
       return;
     case OutboxAction::Kind::kWrite:
-      FillResponse(action.output);
+      Note(action.output);
+      ToProto(action.output, first_id_, logprobs_, core_->queue().info().spec.num_experts, &message_);
+      first_id_.clear();
+      response_ = ToByteBuffer(message_);
       StartWrite(&response_);
       return;
   }
 }
 
-void GenerateReactor::FillResponse(const RequestOutput& out) {
-  response_.Clear();
-  response_.set_request_id(client_id_);
-  response_.mutable_token_ids()->Add(out.new_token_ids.begin(), out.new_token_ids.end());
-  response_.set_text(out.new_text);
-  if (!out.top_logprobs.empty() || !out.logprobs.empty()) {
-    for (size_t i = 0; i < out.new_token_ids.size() && i < out.logprobs.size(); ++i) {
-      v1::TokenLogprob* lp = response_.add_logprobs();
-      lp->set_token_id(out.new_token_ids[i]);
-      lp->set_logprob(out.logprobs[i]);
-      if (i >= out.top_logprobs.size()) continue;
-      for (const TokenLogprob& alt : out.top_logprobs[i]) {
-        v1::TopLogprob* top = lp->add_top();
-        top->set_token_id(alt.token);
-        top->set_logprob(alt.logprob);
-      }
-    }
-  }
-  if (!out.finished) return;
-  response_.set_finish_reason(std::string(FinishReasonName(out.finish_reason)));
-  response_.mutable_usage()->set_prompt_tokens(out.prompt_tokens);
-  response_.mutable_usage()->set_completion_tokens(out.completion_tokens);
-  response_.mutable_usage()->set_cached_tokens(out.cached_tokens);
-  const int experts = service_->queue->info().spec.num_experts;
-  if (out.routing.empty() || experts <= 0) return;
-  const int layers = static_cast<int>(out.routing.size()) / experts;
-  for (int l = 0; l < layers; ++l) {
-    v1::LayerRouting* layer = response_.add_routing();
-    layer->set_layer(l);
-    for (int e = 0; e < experts; ++e) {
-      const int32_t count = out.routing[static_cast<size_t>(l) * experts + e];
-      if (count == 0) continue;
-      layer->add_expert_ids(e);
-      layer->add_token_counts(count);
-    }
-  }
+void GenerateReactor::Note(const RequestOutput& out) {
+  if (!out.new_token_ids.empty() && record_.ttft == absl::InfiniteDuration()) record_.ttft = absl::Now() - arrival_;
+  record_.completion_tokens += static_cast<int>(out.new_token_ids.size());
+  if (out.prompt_tokens > 0) record_.prompt_tokens = out.prompt_tokens;
+  record_.cached_tokens = out.cached_tokens;
+  if (out.finished) record_.finish_reason = std::string(FinishReasonName(out.finish_reason));
 }
 
 absl::Status GenerateReactor::WhyTheCallEnded() const {
@@ -115,16 +98,33 @@ absl::Status GenerateReactor::WhyTheCallEnded() const {
 }
 
 void GenerateReactor::OnWriteDone(bool ok) {
-  if (!ok && submitted_) service_->queue->Cancel(engine_id_, WhyTheCallEnded());
+  if (!ok && accepted_) core_->Cancel(number_, WhyTheCallEnded());
   Act(outbox_->WriteDone(ok));
 }
 
 void GenerateReactor::OnCancel() {
-  if (!submitted_) return;  // already finished in the constructor
-  service_->queue->Cancel(engine_id_, WhyTheCallEnded());
-  Act(outbox_->Cancel());
+  if (!accepted_) return;  // already finished in the constructor
+  // The outbox first: a request still waiting for a tokenizer thread then never reaches the engine.
+  const absl::Status why = WhyTheCallEnded();
+  OutboxAction action = outbox_->Cancel();
+  core_->Cancel(number_, why);
+  Act(std::move(action));
 }
 
-void GenerateReactor::OnDone() { delete this; }
+void GenerateReactor::OnDone() {
+  // Counted by what the client received: a cut for back-pressure as such, a call the client left as a
+  // cancel (or deadline), otherwise the status the call finished with.
+  if (outbox_->cut()) {
+    record_.status = outbox_->CutStatus();
+  } else if (context_->IsCancelled()) {
+    record_.status = WhyTheCallEnded();
+  } else {
+    record_.status = finish_status_;
+  }
+  record_.duration = absl::Now() - arrival_;
+  core_->Closed(outbox_);
+  core_->Ended(record_);
+  delete this;
+}
 
 }  // namespace moed::server

@@ -1,4 +1,5 @@
-// GenerateReactor: one streaming Generate call — validate, tokenize, submit, then write each output.
+// GenerateReactor: one streaming Generate call of the gRPC front end — convert, hand to the core, then
+// write each output; counted and logged once by the core when the stream ends.
 #pragma once
 
 #include <memory>
@@ -7,16 +8,19 @@
 #include <grpcpp/grpcpp.h>
 
 #include "moed/v1/moed.grpc.pb.h"
+#include "server/engine_service.h"
 #include "server/request_queue.h"
-#include "server/service_context.h"
 
 namespace moed::server {
 
 // Created by the gRPC callback service; deletes itself in OnDone. Writes are driven through the
-// Outbox writer token: Act() is called by whichever thread holds it (engine thread or gRPC thread).
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse>, public StreamWriter {
+// Outbox writer token: Act() is called by whichever thread holds it (engine, pool or gRPC thread).
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public StreamWriter {
  public:
-  GenerateReactor(grpc::CallbackServerContext* context, const v1::GenerateRequest* request, ServiceContext* service);
+  // `request`: the raw GenerateRequest bytes (parsed here; unparseable → INVALID_ARGUMENT); `caller`: the
+  // authenticated caller, or why not (the call ends with that status).
+  GenerateReactor(grpc::CallbackServerContext* context, const grpc::ByteBuffer& request, EngineService* core,
+                  const absl::StatusOr<Caller>& caller);
 
   void Act(OutboxAction action) override;
   void OnWriteDone(bool ok) override;
@@ -26,18 +30,23 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
  private:
   // The status a call that ended early (cancelled, or a write failed) is counted with: deadline or cancel.
   absl::Status WhyTheCallEnded() const;
-  // Rejects before submission: counts the request and finishes the call.
-  void Reject(const absl::Status& status, RejectReason reason);
-  void FillResponse(const RequestOutput& out);
+  void Note(const RequestOutput& out);  // record what the log line needs
+  void Start(const v1::GenerateRequest& request, const Caller& caller);
+  void Refuse(const absl::Status& status);  // finishes the call before anything was handed to the core
 
   grpc::CallbackServerContext* const context_;
-  ServiceContext* const service_;
+  EngineService* const core_;
   std::shared_ptr<Outbox> outbox_;
-  std::string engine_id_;  // unique id in the engine
-  std::string client_id_;  // echoed in responses (the engine id when the client gave none)
-  bool submitted_ = false;
+  uint64_t number_ = 0;
+  bool accepted_ = false;  // the core took the request; its outbox now drives the call
   absl::Time deadline_ = absl::InfiniteFuture();
-  v1::GenerateResponse response_;  // the message in flight; owned until OnWriteDone
+  int logprobs_ = 0;
+  std::string first_id_;   // echoed in the first message only; cleared after it
+  RequestRecord record_;
+  absl::Time arrival_;
+  absl::Status finish_status_;
+  v1::GenerateResponse message_;   // scratch for the next response
+  grpc::ByteBuffer response_;      // the message in flight; owned until OnWriteDone
 };
 
 }  // namespace moed::server

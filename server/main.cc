@@ -2,7 +2,9 @@
 #include <cstdio>
 #include <string_view>
 
+#include "moed/version.h"
 #include "server/flags.h"
+#include "server/log.h"
 #include "server/server.h"
 #include "server/shutdown.h"
 
@@ -12,6 +14,10 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
       std::fputs(UsageText().c_str(), stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("moed %s (revision %s)\n", MOED_VERSION, MOED_REVISION);
       return 0;
     }
   }
@@ -25,17 +31,26 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moed: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
+  SetLogFormat(*ParseLogFormat(config->log_format));  // validated with the flags
+  if (config->model.empty()) {
+    absl::StatusOr<std::string> builtin = FindBuiltInModel();
+    if (!builtin.ok()) {
+      std::fprintf(stderr, "moed: %s\n", std::string(builtin.status().message()).c_str());
+      return 2;
+    }
+    config->model = *builtin;
+  }
   SignalWaiter signals;
   absl::StatusOr<std::unique_ptr<MoedServer>> server = MoedServer::Start(*config);
   if (!server.ok()) {
-    std::fprintf(stderr, "moed: %s\n", std::string(server.status().message()).c_str());
+    LogEvent(LogSeverity::kError, "moed: cannot start", {{"error", std::string(server.status().message())}});
     return 2;
   }
-  std::fprintf(stderr, "%s\n", (*server)->StartupLine().c_str());
+  LogEvent(LogSeverity::kInfo, (*server)->StartupLine(), {{"version", MOED_VERSION}, {"revision", MOED_REVISION}});
   const int sig = signals.WaitForFirstSignal();
-  std::fprintf(stderr, "moed: signal %d, draining (up to %s; a second signal exits at once)\n", sig,
-               absl::FormatDuration(config->shutdown_timeout).c_str());
+  LogEvent(LogSeverity::kInfo, "moed: draining (a second signal exits at once)",
+           {{"signal", std::to_string(sig), true}, {"timeout", absl::FormatDuration(config->shutdown_timeout)}});
   (*server)->Shutdown(config->shutdown_timeout);
-  std::fprintf(stderr, "moed: stopped\n");
+  LogEvent(LogSeverity::kInfo, "moed: stopped");
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "moed/version.h"
 
 namespace moed::server {
 namespace {
@@ -13,9 +14,11 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 using Buckets = prometheus::Histogram::BucketBoundaries;
 
-constexpr std::array<std::string_view, 7> kResultNames = {
-    "ok", "invalid_argument", "resource_exhausted", "deadline_exceeded", "cancelled", "unavailable", "internal"};
-constexpr std::array<std::string_view, 3> kRejectNames = {"queue_full", "invalid_argument", "shutting_down"};
+constexpr std::array<std::string_view, 9> kResultNames = {
+    "ok", "invalid_argument", "resource_exhausted", "deadline_exceeded", "cancelled", "unavailable",
+    "unauthenticated", "permission_denied", "internal"};
+constexpr std::array<std::string_view, 4> kRejectNames = {"queue_full", "invalid_argument", "shutting_down",
+                                                          "unparseable"};
 constexpr std::array<std::string_view, 3> kPhaseNames = {"prefill", "decode", "mixed"};
 
 const Buckets kLatencyBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -40,6 +43,8 @@ RequestResult RequestResultFromStatus(const absl::Status& status) {
     case absl::StatusCode::kDeadlineExceeded: return RequestResult::kDeadlineExceeded;
     case absl::StatusCode::kCancelled: return RequestResult::kCancelled;
     case absl::StatusCode::kUnavailable: return RequestResult::kUnavailable;
+    case absl::StatusCode::kUnauthenticated: return RequestResult::kUnauthenticated;
+    case absl::StatusCode::kPermissionDenied: return RequestResult::kPermissionDenied;
     default: return RequestResult::kInternal;
   }
 }
@@ -55,6 +60,8 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
 
   BuildGauge().Name("moed_info").Help("The model and backend this daemon serves (always 1).")
       .Register(reg).Add({{"model", info.model}, {"family", info.family}, {"backend", info.backend}}).Set(1);
+  BuildGauge().Name("moed_build_info").Help("The version and git revision this daemon was built from (always 1).")
+      .Register(reg).Add({{"version", MOED_VERSION}, {"revision", MOED_REVISION}}).Set(1);
 
   auto& requests = BuildCounter().Name("moed_requests_total")
       .Help("Generate requests by how they ended (gRPC status, lower snake case).").Register(reg);
@@ -63,6 +70,9 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
       .Help("Generate requests refused before reaching the engine, by reason.").Register(reg);
   for (size_t i = 0; i < rejected_.size(); ++i) rejected_[i] = &rejected.Add({{"reason", std::string(kRejectNames[i])}});
 
+  streams_open_ = &BuildGauge().Name("moed_streams_open")
+      .Help("Generate streams open: accepted and not yet ended (still generating, or waiting for the client).")
+      .Register(reg).Add({});
   running_ = &BuildGauge().Name("moed_requests_running").Help("Sequences in the running batch.").Register(reg).Add({});
   waiting_ = &BuildGauge().Name("moed_requests_waiting")
       .Help("Requests queued for the running batch (engine queue plus not yet handed over).").Register(reg).Add({});
@@ -146,6 +156,7 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
 }
 
 void ServerMetrics::RequestFinished(RequestResult result) { requests_.at(static_cast<size_t>(result))->Increment(); }
+void ServerMetrics::SetStreamsOpen(int n) { streams_open_->Set(n); }
 void ServerMetrics::Rejected(RejectReason reason) { rejected_.at(static_cast<size_t>(reason))->Increment(); }
 void ServerMetrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }
 void ServerMetrics::ObserveInterTokenLatency(double s) { itl_->Observe(s); }

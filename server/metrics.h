@@ -22,14 +22,16 @@ namespace moed::server {
 
 // moed_requests_total{status}: how each request ended.
 enum class RequestResult {
-  kOk, kInvalidArgument, kResourceExhausted, kDeadlineExceeded, kCancelled, kUnavailable, kInternal, kCount
+  kOk, kInvalidArgument, kResourceExhausted, kDeadlineExceeded, kCancelled, kUnavailable, kUnauthenticated,
+  kPermissionDenied, kInternal, kCount
 };
 std::string_view RequestResultName(RequestResult r);  // "ok", "invalid_argument", ...
 RequestResult RequestResultFromStatus(const absl::Status& status);
 
 // moed_requests_rejected_total{reason}: requests refused before reaching the engine.
-enum class RejectReason { kQueueFull, kInvalidArgument, kShuttingDown, kCount };
-std::string_view RejectReasonName(RejectReason r);  // "queue_full", "invalid_argument", "shutting_down"
+// kUnparseable: the message could not be parsed (bad protobuf, invalid UTF-8 in a string field).
+enum class RejectReason { kQueueFull, kInvalidArgument, kShuttingDown, kUnparseable, kCount };
+std::string_view RejectReasonName(RejectReason r);  // "queue_full", "invalid_argument", "shutting_down", "unparseable"
 
 struct MetricsModelInfo {
   std::string model;    // --model value
@@ -55,6 +57,7 @@ class ServerMetrics {
   bool per_expert() const { return per_expert_; }
 
   void RequestFinished(RequestResult result);
+  void SetStreamsOpen(int n);
   void Rejected(RejectReason reason);
   void ObserveTimeToFirstToken(double seconds);
   void ObserveInterTokenLatency(double seconds);
@@ -77,6 +80,7 @@ class ServerMetrics {
   std::array<prometheus::Counter*, static_cast<size_t>(RequestResult::kCount)> requests_{};
   std::array<prometheus::Counter*, static_cast<size_t>(RejectReason::kCount)> rejected_{};
   prometheus::Gauge* running_ = nullptr;
+  prometheus::Gauge* streams_open_ = nullptr;
   prometheus::Gauge* waiting_ = nullptr;
   prometheus::Histogram* ttft_ = nullptr;
   prometheus::Histogram* itl_ = nullptr;

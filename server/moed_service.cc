@@ -5,46 +5,68 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/generate_reactor.h"
+#include "server/proto_parse.h"
 #include "server/status_convert.h"
 
 namespace moed::server {
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* MoedService::Generate(grpc::CallbackServerContext* context,
-                                                                      const v1::GenerateRequest* request) {
-  return new GenerateReactor(context, request, service_);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* MoedService::Generate(grpc::CallbackServerContext* context,
+                                                                  const grpc::ByteBuffer* request) {
+  return new GenerateReactor(context, *request, core_, CallerOf(context));
 }
 
-grpc::ServerUnaryReactor* MoedService::Tokenize(grpc::CallbackServerContext* context,
-                                                const v1::TokenizeRequest* request, v1::TokenizeResponse* response) {
+absl::StatusOr<Caller> MoedService::CallerOf(grpc::CallbackServerContext* context) const {
+  const auto& metadata = context->client_metadata();
+  const auto it = metadata.find("authorization");
+  if (it == metadata.end()) return auth_->Authenticate(nullptr);
+  const std::string value(it->second.data(), it->second.size());
+  return auth_->Authenticate(&value);
+}
+
+bool MoedService::AdmitOrFinish(grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
+                                google::protobuf::Message* message, grpc::ServerUnaryReactor* reactor) {
+  if (absl::StatusOr<Caller> caller = CallerOf(context); !caller.ok()) {
+    reactor->Finish(ToGrpcStatus(caller.status()));
+    return false;
+  }
+  absl::Status status = ParseMessage(request, message);
+  if (status.ok()) return true;
+  core_->Unparseable(status);
+  reactor->Finish(ToGrpcStatus(status));
+  return false;
+}
+
+grpc::ServerUnaryReactor* MoedService::Tokenize(grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw,
+                                                grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const int64_t limit = service_->limits.max_prompt_bytes;
-  if (static_cast<int64_t>(request->text().size()) > limit) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("text is ", request->text().size(), " bytes, over the limit of ", limit, " bytes"))));
-    return reactor;
-  }
-  absl::StatusOr<std::vector<int32_t>> ids = service_->tokenizer->Encode(request->text());
-  if (!ids.ok()) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("text could not be tokenized: ", ids.status().message()))));
-    return reactor;
-  }
-  response->mutable_token_ids()->Add(ids->begin(), ids->end());
-  reactor->Finish(grpc::Status::OK);
+  v1::TokenizeRequest request;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
+  // The response and reactor live until Finish; the pool calls back once.
+  core_->Tokenize(std::move(*request.mutable_text()), [reactor, response](absl::StatusOr<std::vector<int32_t>> ids) {
+    if (!ids.ok()) return reactor->Finish(ToGrpcStatus(ids.status()));
+    v1::TokenizeResponse out;
+    out.mutable_token_ids()->Add(ids->begin(), ids->end());
+    *response = ToByteBuffer(out);
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* MoedService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                    const v1::GetModelInfoRequest* /*request*/,
-                                                    v1::ModelInfo* response) {
-  const EngineInfo& info = service_->queue->info();
+                                                    const grpc::ByteBuffer* raw, grpc::ByteBuffer* raw_response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::GetModelInfoRequest request;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
+  v1::ModelInfo out;
+  v1::ModelInfo* response = &out;
+  const EngineInfo& info = core_->queue().info();
   const ModelSpec& spec = info.spec;
-  response->set_model(service_->config.model);
+  response->set_model(core_->config().model);
   response->set_family(std::string(FamilyName(spec.family)));
   response->set_num_layers(spec.num_layers);
   response->set_num_experts(spec.num_experts);
   response->set_top_k(spec.top_k);
-  response->set_context_length(service_->limits.context_length);
+  response->set_context_length(core_->limits().context_length);
   response->set_backend(info.backend_name);
   response->set_hidden_size(spec.hidden_size);
   response->set_vocab_size(spec.vocab_size);
@@ -53,9 +75,9 @@ grpc::ServerUnaryReactor* MoedService::GetModelInfo(grpc::CallbackServerContext*
   response->set_head_dim(spec.attention.head_dim);
   response->set_moe_intermediate_size(spec.moe_intermediate_size);
   response->set_shared_expert(spec.shared_experts.count > 0);
-  response->set_moe_capacity_factor(service_->config.moe_capacity_factor);
-  response->set_max_tokens_limit(service_->limits.max_tokens_limit);
-  for (int32_t id : service_->tokenizer->eos_ids()) response->add_eos_token_ids(id);
+  response->set_moe_capacity_factor(core_->config().moe_capacity_factor);
+  response->set_max_tokens_limit(core_->limits().max_tokens_limit);
+  for (int32_t id : core_->tokenizer().eos_ids()) response->add_eos_token_ids(id);
   const AttentionSpec& a = spec.attention;
   response->set_attention(a.kind == AttentionKind::kMla ? "mla" : "gqa");
   response->set_kv_lora_rank(a.kv_lora_rank);
@@ -63,7 +85,7 @@ grpc::ServerUnaryReactor* MoedService::GetModelInfo(grpc::CallbackServerContext*
   response->set_v_head_dim(a.v_head_dim);
   response->set_kv_cache_bytes_per_token(info.config.kv_bytes_per_token);
   response->set_num_shared_experts(spec.shared_experts.count);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  *raw_response = ToByteBuffer(out);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -95,10 +117,14 @@ void FillCacheStats(const cache::ExpertCacheStats& c, int num_layers, const Serv
 }  // namespace
 
 grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContext* context,
-                                                      const v1::GetExpertStatsRequest* /*request*/,
-                                                      v1::ExpertStats* response) {
-  const EngineStats stats = service_->queue->StatsSnapshot();
-  const ModelSpec& spec = service_->queue->info().spec;
+                                                      const grpc::ByteBuffer* raw, grpc::ByteBuffer* raw_response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::GetExpertStatsRequest request;
+  if (!AdmitOrFinish(context, *raw, &request, reactor)) return reactor;
+  v1::ExpertStats out;
+  v1::ExpertStats* response = &out;
+  const EngineStats stats = core_->queue().StatsSnapshot();
+  const ModelSpec& spec = core_->queue().info().spec;
   const size_t cells = static_cast<size_t>(spec.num_layers) * spec.num_experts;
   response->set_num_layers(spec.num_layers);
   response->set_num_experts(spec.num_experts);
@@ -112,8 +138,8 @@ grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContex
     const std::vector<uint8_t>& resident = stats.expert_cache.resident;
     response->add_resident(resident.empty() || (i < resident.size() && resident[i] != 0));
   }
-  FillCacheStats(stats.expert_cache, spec.num_layers, service_->config, response->mutable_cache());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  FillCacheStats(stats.expert_cache, spec.num_layers, core_->config(), response->mutable_cache());
+  *raw_response = ToByteBuffer(out);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -1,30 +1,43 @@
-// MoedService: the moed.v1.Moed callback service — Generate (streaming) and the unary RPCs.
+// MoedService: the gRPC front end of moed.v1.Moed — callback methods taking raw request bytes, so that a request
+// that does not parse gets INVALID_ARGUMENT naming the problem (and is counted) instead of gRPC's default.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include "moed/v1/moed.grpc.pb.h"
-#include "server/service_context.h"
+#include "server/auth.h"
+#include "server/engine_service.h"
 
 namespace moed::server {
 
-// Thread-safe; `service` must outlive the gRPC server.
-class MoedService final : public v1::Moed::CallbackService {
- public:
-  explicit MoedService(ServiceContext* service) : service_(service) {}
+using RawMoedService = v1::Moed::WithRawCallbackMethod_Generate<v1::Moed::WithRawCallbackMethod_Tokenize<
+    v1::Moed::WithRawCallbackMethod_GetModelInfo<v1::Moed::WithRawCallbackMethod_GetExpertStats<v1::Moed::Service>>>>;
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
-                                                           const v1::GenerateRequest* request) override;
-  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
-  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
-                                         const v1::GetModelInfoRequest* request, v1::ModelInfo* response) override;
-  grpc::ServerUnaryReactor* GetExpertStats(grpc::CallbackServerContext* context,
-                                           const v1::GetExpertStatsRequest* request,
-                                           v1::ExpertStats* response) override;
+// Thread-safe; `core` and `auth` must outlive the gRPC server. Every method needs a token when `auth` has
+// tokens (health and reflection are other services, exempt).
+class MoedService final : public RawMoedService {
+ public:
+  MoedService(EngineService* core, const Authenticator* auth) : core_(core), auth_(auth) {}
+
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetExpertStats(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
 
  private:
-  ServiceContext* const service_;
+  // The caller of `context` per its authorization header.
+  absl::StatusOr<Caller> CallerOf(grpc::CallbackServerContext* context) const;
+  // Authenticates and parses a unary request; on failure finishes `reactor` (UNAUTHENTICATED, or
+  // INVALID_ARGUMENT counted as unparseable) and returns false.
+  bool AdmitOrFinish(grpc::CallbackServerContext* context, const grpc::ByteBuffer& request,
+                     google::protobuf::Message* message, grpc::ServerUnaryReactor* reactor);
+
+  EngineService* const core_;
+  const Authenticator* const auth_;
 };
 
 }  // namespace moed::server

@@ -22,21 +22,44 @@ double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
 }  // namespace
 
-// ---- Outbox ----
-
-OutboxAction Outbox::Push(RequestOutput output) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (finished_ || cancelled_) return {};
-  queue_.push_back(std::move(output));
-  if (token_taken_) return {};
-  token_taken_ = true;
-  return TakeNextLocked();
+int64_t ApproxOutputBytes(const RequestOutput& out) {
+  int64_t bytes = 16 + static_cast<int64_t>(out.new_text.size()) + 8 * static_cast<int64_t>(out.new_token_ids.size());
+  for (const auto& top : out.top_logprobs) bytes += 10 * static_cast<int64_t>(top.size());
+  return bytes + 6 * static_cast<int64_t>(out.routing.size());
 }
 
-OutboxAction Outbox::WriteDone(bool ok) {
+// ---- Outbox ----
+
+OutboxAction Outbox::Push(RequestOutput output, absl::Time now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_ || cancelled_ || cut_) return {};
+  const bool last = output.finished;
+  queued_bytes_ += ApproxOutputBytes(output);
+  queue_.push_back(std::move(output));
+  if (token_taken_) {
+    const bool over = queued_bytes_ > limits_.max_buffered_bytes;
+    const bool stalled = now - write_started_ > limits_.stall_timeout;
+    if (last || (!over && !stalled)) return {};  // the last output ends the request anyway: keep it
+    cut_ = true;
+    cut_status_ = absl::ResourceExhaustedError(
+        over ? absl::StrCat("the client is not reading: over ", limits_.max_buffered_bytes,
+                            " bytes of output wait for it (--stream-buffer-bytes)")
+             : absl::StrCat("the client has not read for ", absl::FormatDuration(now - write_started_),
+                            " (--stream-stall-timeout=", absl::FormatDuration(limits_.stall_timeout), ")"));
+    queue_.clear();
+    queued_bytes_ = 0;
+    OutboxAction action;
+    action.cut = true;
+    return action;
+  }
+  token_taken_ = true;
+  return TakeNextLocked(now);
+}
+
+OutboxAction Outbox::WriteDone(bool ok, absl::Time now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!ok) cancelled_ = true;
-  return TakeNextLocked();
+  return TakeNextLocked(now);
 }
 
 OutboxAction Outbox::Cancel() {
@@ -44,12 +67,45 @@ OutboxAction Outbox::Cancel() {
   cancelled_ = true;
   if (token_taken_) return {};
   token_taken_ = true;
-  return TakeNextLocked();
+  return TakeNextLocked(absl::Now());
 }
 
-OutboxAction Outbox::TakeNextLocked() {
+OutboxAction Outbox::Abort(absl::Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_ || cut_) return {};
+  cut_ = true;
+  cut_status_ = std::move(status);
+  queue_.clear();
+  queued_bytes_ = 0;
+  if (token_taken_) return {};
+  token_taken_ = true;
+  return TakeNextLocked(absl::Now());
+}
+
+bool Outbox::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+bool Outbox::cut() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cut_;
+}
+
+absl::Status Outbox::CutStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cut_status_;
+}
+
+OutboxAction Outbox::TakeNextLocked(absl::Time now) {
   OutboxAction action;
   if (finished_) return action;
+  if (cut_) {
+    finished_ = true;
+    action.kind = OutboxAction::Kind::kFinish;
+    action.status = cut_status_;
+    return action;
+  }
   if (cancelled_) {
     finished_ = true;
     action.kind = OutboxAction::Kind::kFinish;
@@ -67,6 +123,8 @@ OutboxAction Outbox::TakeNextLocked() {
   }
   RequestOutput out = std::move(queue_.front());
   queue_.pop_front();
+  queued_bytes_ -= ApproxOutputBytes(out);
+  write_started_ = now;
   if (out.finished && !out.status.ok()) {
     finished_ = true;
     action.kind = OutboxAction::Kind::kFinish;
@@ -93,16 +151,16 @@ void RequestQueue::Start() { thread_ = std::thread([this] { Loop(); }); }
 
 absl::Status RequestQueue::Submit(EngineRequest request, std::shared_ptr<Outbox> outbox) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Under mu_: a cancel recorded after this point finds the request among pending_ (see OnCancel).
+  if (outbox->cancelled()) return absl::CancelledError("the client cancelled the stream");
   if (!accepting_) {
     metrics_->Rejected(RejectReason::kShuttingDown);
-    metrics_->RequestFinished(RequestResult::kUnavailable);
     return absl::UnavailableError("the server is shutting down; retry on another replica");
   }
   const int max_queue = info_.config.max_queue;
   const int queued = engine_waiting_ + static_cast<int>(pending_.size());
   if (queued >= max_queue) {
     metrics_->Rejected(RejectReason::kQueueFull);
-    metrics_->RequestFinished(RequestResult::kResourceExhausted);
     return absl::ResourceExhaustedError(
         absl::StrCat("request queue is full: ", queued, " requests waiting (--max-queue=", max_queue, ")"));
   }
@@ -161,8 +219,12 @@ void RequestQueue::ReleaseLive(int n) {
   if (live_count_ == 0) idle_cv_.notify_all();
 }
 
-void RequestQueue::Hand(Outbox& outbox, RequestOutput output) {
+void RequestQueue::Hand(const std::string& id, Live* live, Outbox& outbox, RequestOutput output) {
   OutboxAction action = outbox.Push(std::move(output));
+  if (action.cut && live != nullptr) {
+    live->abort_status = outbox.CutStatus();
+    engine_->AbortRequest(id);  // frees its KV at the next step
+  }
   if (action.kind != OutboxAction::Kind::kNone) outbox.writer()->Act(std::move(action));
 }
 
@@ -196,11 +258,14 @@ void RequestQueue::Loop() {
       }
     }
     busy = engine_->HasUnfinished();
+    std::vector<RequestOutput> outputs;
+    absl::Time step_start;
     if (busy) {
-      const absl::Time step_start = absl::Now();
-      Deliver(engine_->Step(), step_start);
+      step_start = absl::Now();
+      outputs = engine_->Step();
       busy = engine_->HasUnfinished();
     }
+    // Stats and metrics before delivery: a client holding its last token sees the step that made it.
     const EngineStats& stats = engine_->stats();
     int pending_now = 0;
     {
@@ -210,11 +275,14 @@ void RequestQueue::Loop() {
       pending_now = static_cast<int>(pending_.size());
     }
     metrics_->OnEngineStep(stats, pending_now);
+    Deliver(std::move(outputs), step_start);
     // On stop, keep stepping until the aborted requests have been reported, then leave.
     if (stop && !busy) break;
   }
   // Whatever is still live (the engine never reported it) ends here.
-  for (auto& [id, live] : live_) Hand(*live.outbox, FailedOutput(id, absl::UnavailableError("the server stopped")));
+  for (auto& [id, live] : live_) {
+    Hand(id, nullptr, *live.outbox, FailedOutput(id, absl::UnavailableError("the server stopped")));
+  }
   ReleaseLive(static_cast<int>(live_.size()));
   live_.clear();
 }
@@ -228,8 +296,7 @@ void RequestQueue::Admit(std::vector<Pending> pending) {
     absl::Status status = engine_->AddRequest(std::move(p.request));
     if (!status.ok()) {
       if (absl::IsResourceExhausted(status)) metrics_->Rejected(RejectReason::kQueueFull);
-      metrics_->RequestFinished(RequestResultFromStatus(status));
-      Hand(*p.outbox, FailedOutput(id, std::move(status)));
+      Hand(id, nullptr, *p.outbox, FailedOutput(id, std::move(status)));
       ++failed;
       continue;
     }
@@ -258,18 +325,18 @@ void RequestQueue::Deliver(std::vector<RequestOutput> outputs, absl::Time step_s
       live.last_token = now;
     }
     if (!out.finished) {
-      if (n > 0 || !out.new_text.empty()) Hand(*live.outbox, std::move(out));
+      if (n > 0 || !out.new_text.empty()) Hand(it->first, &live, *live.outbox, std::move(out));
       continue;
     }
     Finalize(live, out, now);
-    Hand(*live.outbox, std::move(out));
+    Hand(it->first, nullptr, *live.outbox, std::move(out));
     live_.erase(it);
     ++finished;
   }
   ReleaseLive(finished);
 }
 
-// Gives a finished output its final status and counts it.
+// Gives a finished output its final status and observes its duration (the front end counts how it ended).
 void RequestQueue::Finalize(Live& live, RequestOutput& out, absl::Time now) {
   if (out.finish_reason == FinishReason::kAborted && out.status.ok()) {
     out.status = live.abort_status.ok() ? absl::CancelledError("the request was cancelled") : live.abort_status;
@@ -280,7 +347,6 @@ void RequestQueue::Finalize(Live& live, RequestOutput& out, absl::Time now) {
   if (out.finish_reason == FinishReason::kError && out.status.ok()) {
     out.status = absl::InternalError("the engine failed the request");
   }
-  metrics_->RequestFinished(RequestResultFromStatus(out.status));
   metrics_->ObserveRequestDuration(Seconds(now - live.arrival));
 }
 

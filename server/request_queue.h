@@ -28,7 +28,20 @@ struct OutboxAction {
   Kind kind = Kind::kNone;
   RequestOutput output;  // kWrite: the output to write (output.finished: the last message)
   absl::Status status;   // kFinish: how the call ends
+  bool cut = false;      // Push only: this push cut the stream (over budget or stalled); the caller must
+                         // abort the request in the engine with Outbox::CutStatus()
 };
+
+// Back-pressure on one stream: output waits in the Outbox while a write is in flight. A stream is cut
+// (RESOURCE_EXHAUSTED, its waiting output dropped) when more than max_buffered_bytes wait, or when a write
+// has been in flight for longer than stall_timeout while new output arrives.
+struct OutboxLimits {
+  int64_t max_buffered_bytes = int64_t{1} << 20;
+  absl::Duration stall_timeout = absl::Seconds(30);
+};
+
+// Bytes an output takes on the wire, roughly (text, ids, logprobs, routing); what the budget counts.
+int64_t ApproxOutputBytes(const RequestOutput& output);
 
 // The stream side: a Generate reactor. Act() receives only kWrite/kFinish actions and only while
 // the caller holds the writer token, so calls never overlap and the reactor is alive during them.
@@ -41,27 +54,40 @@ class StreamWriter {
 // One stream's mailbox. Thread-safe. After a kFinish action nothing more is handed out.
 class Outbox {
  public:
-  explicit Outbox(StreamWriter* writer) : writer_(writer) {}
+  explicit Outbox(StreamWriter* writer, OutboxLimits limits = {}) : writer_(writer), limits_(limits) {}
   StreamWriter* writer() const { return writer_; }
 
-  // Engine thread: queue an output. Returns the action the caller must pass to writer() (it then
-  // holds the token), or kNone when a write is already in flight or the stream has ended.
-  OutboxAction Push(RequestOutput output);
+  // Any thread: queue an output. Returns the action the caller must pass to writer() (it then
+  // holds the token), or kNone when a write is already in flight or the stream has ended. `now`
+  // is compared with the start of the write in flight (stall_timeout).
+  OutboxAction Push(RequestOutput output, absl::Time now = absl::Now());
   // Writer thread, after a write completed; ok = false means the stream is broken (client gone).
-  OutboxAction WriteDone(bool ok);
+  OutboxAction WriteDone(bool ok, absl::Time now = absl::Now());
   // gRPC thread, the client cancelled: kFinish(CANCELLED) when no write is in flight, else kNone
   // (the write in flight ends in kFinish).
   OutboxAction Cancel();
+  // The server ends the stream with `status` (shutdown): waiting output is dropped; kFinish(status) when no
+  // write is in flight, else kNone (the write in flight ends in it). Counts as a cut.
+  OutboxAction Abort(absl::Status status);
+
+  bool cancelled() const;  // the client cancelled or a write failed
+  bool cut() const;        // cut for back-pressure (see OutboxLimits)
+  absl::Status CutStatus() const;
 
  private:
-  OutboxAction TakeNextLocked();
+  OutboxAction TakeNextLocked(absl::Time now);
 
   StreamWriter* const writer_;
-  std::mutex mu_;
+  const OutboxLimits limits_;
+  mutable std::mutex mu_;
   std::deque<RequestOutput> queue_;
+  int64_t queued_bytes_ = 0;
+  absl::Time write_started_ = absl::InfinitePast();  // of the write in flight
   bool token_taken_ = false;    // a write is in flight, or the stream has finished
   bool final_written_ = false;  // the finished output went out for writing
   bool cancelled_ = false;
+  bool cut_ = false;
+  absl::Status cut_status_;
   bool finished_ = false;
 };
 
@@ -83,8 +109,10 @@ class RequestQueue {
   // Starts the engine thread. Call once, before Submit.
   void Start();
 
-  // gRPC threads. `request.request_id` must be unique among live requests (the server makes it).
-  // RESOURCE_EXHAUSTED when waiting + pending ≥ max_queue; UNAVAILABLE after StopAccepting().
+  // Any thread. `request.request_id` must be unique among live requests (the server makes it).
+  // RESOURCE_EXHAUSTED when waiting + pending ≥ max_queue; UNAVAILABLE after StopAccepting();
+  // CANCELLED when the outbox is already cancelled. Refusals are counted as rejections (reason) only:
+  // how the request ended is the front end's to count, once, when its stream ends.
   // On OK every later output goes to `outbox`, ending with a finished one.
   absl::Status Submit(EngineRequest request, std::shared_ptr<Outbox> outbox);
   // Aborts the request within one engine step; unknown ids are ignored. `why` is how it is counted
@@ -121,7 +149,8 @@ class RequestQueue {
   void Deliver(std::vector<RequestOutput> outputs, absl::Time step_start);
   void Finalize(Live& live, RequestOutput& out, absl::Time now);
   void ReleaseLive(int n);
-  static void Hand(Outbox& outbox, RequestOutput output);
+  // Engine thread: passes `output` to its stream; a push that cuts the stream aborts the request.
+  void Hand(const std::string& id, Live* live, Outbox& outbox, RequestOutput output);
 
   std::unique_ptr<EngineCore> engine_;  // engine thread only (after Start)
   ServerMetrics* const metrics_;

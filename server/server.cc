@@ -7,10 +7,11 @@
 #include <random>
 #include <utility>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
+#include "prometheus/text_serializer.h"
 #include "absl/strings/strip.h"
 #include "engine/backend/backend.h"
 #include "engine/common/status_macros.h"
@@ -18,6 +19,7 @@
 #include "engine/runtime/engine_core.h"
 #include "engine/runtime/model_source.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/grpc_settings.h"
 
 namespace moed::server {
 namespace {
@@ -46,7 +48,7 @@ EngineConfig ToEngineConfig(const ServerConfig& c) {
   return e;
 }
 
-RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info) {
+RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info, const Tokenizer& tokenizer) {
   RequestLimits l;
   l.vocab_size = info.spec.vocab_size;
   l.context_length = info.config.max_model_len > 0 ? info.config.max_model_len : info.spec.max_position_embeddings;
@@ -55,7 +57,7 @@ RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info) {
   l.max_stop_strings = c.max_stop_strings;
   l.max_stop_length = c.max_stop_length;
   l.max_logprobs = c.max_logprobs;
-  l.max_prompt_bytes = c.max_prompt_bytes;
+  l.max_prompt_bytes = PromptByteCap(l.context_length, tokenizer, c.max_prompt_bytes);
   return l;
 }
 
@@ -63,6 +65,19 @@ RequestLimits ToLimits(const ServerConfig& c, const EngineInfo& info) {
 int ExpertCacheSlots(const ServerConfig& c, const ModelSpec& spec) {
   if (c.expert_cache_slots > 0 || c.expert_cache_fraction <= 0) return c.expert_cache_slots;
   return std::max(1, static_cast<int>(std::ceil(c.expert_cache_fraction * spec.num_routed_experts() - 1e-9)));
+}
+
+// /metrics (the text exposition) and / (an index), served without authentication on --metrics-host.
+std::map<std::string, HttpServer::Handler> MetricsRoutes(std::shared_ptr<prometheus::Registry> registry) {
+  std::map<std::string, HttpServer::Handler> routes;
+  routes["/metrics"] = [registry](const HttpRequest&) {
+    return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                        prometheus::TextSerializer().Serialize(registry->Collect())};
+  };
+  routes["/"] = [](const HttpRequest&) {
+    return HttpResponse{200, "text/plain; charset=utf-8", "moed: Prometheus metrics at /metrics\n"};
+  };
+  return routes;
 }
 
 }  // namespace
@@ -110,57 +125,108 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   s->family_ = metrics_info.family;
   s->metrics_ = std::make_unique<ServerMetrics>(metrics_info, config.metrics_per_expert);
   MOED_ASSIGN_OR_RETURN(s->metrics_http_,
-                        MetricsHttpServer::Start(config.host, config.metrics_port, s->metrics_->registry()));
+                        HttpServer::Start(config.metrics_host.empty() ? config.host : config.metrics_host,
+                                          config.metrics_port, MetricsRoutes(s->metrics_->registry())));
   s->metrics_port_ = s->metrics_http_->port();
 
   s->queue_ = std::make_unique<RequestQueue>(*std::move(engine), s->metrics_.get());
-  s->context_ = std::make_unique<ServiceContext>();
-  s->context_->config = config;
-  s->context_->queue = s->queue_.get();
-  s->context_->metrics = s->metrics_.get();
-  s->context_->tokenizer = shared_tokenizer;
-  s->context_->limits = ToLimits(config, s->queue_->info());
-  s->context_->seed_base = std::random_device{}();
-  s->service_ = std::make_unique<MoedService>(s->context_.get());
+  s->core_ = std::make_unique<EngineService>(config, s->queue_.get(), s->metrics_.get(), shared_tokenizer,
+                                             ToLimits(config, s->queue_->info(), *shared_tokenizer),
+                                             std::random_device{}());
+  if (!config.auth_token_file.empty()) {
+    absl::StatusOr<Authenticator> auth = Authenticator::Load(config.auth_token_file);
+    if (!auth.ok()) return auth.status();
+    s->auth_ = std::make_unique<Authenticator>(*std::move(auth));
+  } else {
+    s->auth_ = std::make_unique<Authenticator>();
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFor(config);
+  if (!credentials.ok()) return credentials.status();
+  s->service_ = std::make_unique<MoedService>(s->core_.get(), s->auth_.get());
   s->queue_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Referencing the health messages links their descriptors in, so reflection can describe the health service.
+  if (config.enable_reflection) (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(JoinHostPort(config.host, config.port), grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(JoinHostPort(config.host, config.port), *credentials, &s->port_);
   builder.RegisterService(s->service_.get());
-  builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
+  ApplyGrpcSettings(config, builder);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     s->queue_->Stop();
     return absl::UnavailableError(
         absl::StrCat("--port: cannot listen on ", JoinHostPort(config.host, config.port), " (in use or bad --host?)"));
   }
-  grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
-  health->SetServingStatus("", true);
-  health->SetServingStatus(kHealthServiceName, true);
+  if (config.health_port > 0 || config.health_port == -1) {
+    // Health alone, in plaintext on the metrics address: kubelet's gRPC probes cannot speak TLS.
+    const std::string address = JoinHostPort(config.metrics_host.empty() ? config.host : config.metrics_host,
+                                             config.health_port == -1 ? 0 : config.health_port);
+    grpc::ServerBuilder health_builder;
+    health_builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->health_port_);
+    health_builder.SetOption(WithoutReflectionOption());
+    health_builder.RegisterCallbackGenericService(&s->health_only_);  // every other method: UNIMPLEMENTED
+    s->health_server_ = health_builder.BuildAndStart();
+    if (s->health_server_ == nullptr || s->health_port_ == 0) {
+      s->server_->Shutdown();
+      s->queue_->Stop();
+      return absl::UnavailableError(absl::StrCat("--health-port: cannot listen on ", address));
+    }
+  }
+  s->SetServing(true);
   return s;
 }
 
+grpc::ServerGenericBidiReactor* UnimplementedGenericService::CreateReactor(grpc::GenericCallbackServerContext*) {
+  class Unimplemented final : public grpc::ServerGenericBidiReactor {
+   public:
+    Unimplemented() { Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "only grpc.health.v1 is served here")); }
+    void OnDone() override { delete this; }
+  };
+  return new Unimplemented();
+}
+
+void MoedServer::SetServing(bool serving) {
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    if (server == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+    if (serving) {
+      health->SetServingStatus("", true);
+      health->SetServingStatus(kHealthServiceName, true);
+    } else {
+      health->SetServingStatus(false);  // every name
+    }
+  }
+}
+
 std::string MoedServer::StartupLine() const {
-  return absl::StrCat("moed: serving ", model_name_, " (", family_, ", ", queue_->info().backend_name, ") on ",
-                      JoinHostPort(config_.host, port_), ", metrics on ", JoinHostPort(config_.host, metrics_port_));
+  const std::string& metrics_host = config_.metrics_host.empty() ? config_.host : config_.metrics_host;
+  std::string line =
+      absl::StrCat("moed: serving ", model_name_, " (", family_, ", ", queue_->info().backend_name, ") on ",
+                   JoinHostPort(config_.host, port_), ", metrics on ", JoinHostPort(metrics_host, metrics_port_));
+  if (health_server_ != nullptr) absl::StrAppend(&line, ", health on ", JoinHostPort(metrics_host, health_port_));
+  return line;
 }
 
 void MoedServer::Shutdown(absl::Duration timeout) {
   if (shut_down_) return;
   shut_down_ = true;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  // Health keeps answering NOT_SERVING (gRPC keeps serving) while open streams finish and are delivered.
+  SetServing(false);
   queue_->StopAccepting();
-  if (!queue_->WaitIdle(timeout)) {
-    queue_->AbortAll(absl::UnavailableError(absl::StrCat(
+  if (!core_->WaitStreamsClosed(timeout)) {
+    const absl::Status why = absl::UnavailableError(absl::StrCat(
         "the server is shutting down and the request did not finish within --shutdown-timeout=",
-        absl::FormatDuration(timeout))));
+        absl::FormatDuration(timeout)));
+    queue_->AbortAll(why);
+    core_->AbortStreams(why);
     queue_->WaitIdle(absl::Seconds(5));
   }
-  // Streams still writing to slow clients get a moment, then gRPC cancels them.
+  // Streams still writing to clients that do not read get a moment, then gRPC cancels them.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_->Wait();
+  if (health_server_ != nullptr) health_server_->Shutdown(std::chrono::system_clock::now());
+  core_->StopPool();
   queue_->Stop();
   metrics_http_.reset();
 }

@@ -33,13 +33,19 @@ requests when neither is given), waits for those in flight, and prints one JSON 
 --prompt-len: synthetic prompts of L random token ids (seeded); --prompts-file: one prompt per line.
 --shared-prefix-len N (< L) with --prompt-len: the first N ids of request i are prefix i mod P of P seeded random
 prefixes (--num-prefixes, default 1), the other L - N ids its own: N/L of each prompt is shared.
+Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --token T (default $MOED_TOKEN).
+--version prints the version.
 )";
 
-const std::vector<FlagSpec> kFlags = {
-    {"addr"}, {"concurrency"}, {"rate"}, {"num-requests"}, {"duration"}, {"prompt-len"}, {"output-len"},
-    {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"shared-prefix-len"},
-    {"num-prefixes"}, {"help", false},
-};
+const std::vector<FlagSpec> kFlags = [] {
+  std::vector<FlagSpec> flags = {
+      {"addr"}, {"concurrency"}, {"rate"}, {"num-requests"}, {"duration"}, {"prompt-len"}, {"output-len"},
+      {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"shared-prefix-len"},
+      {"num-prefixes"}, {"help", false},
+  };
+  flags.insert(flags.end(), SecurityFlags().begin(), SecurityFlags().end());
+  return flags;
+}();
 
 struct Options {
   std::string addr = "127.0.0.1:50051";
@@ -231,6 +237,10 @@ int Main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
+  if (args.ok() && args->Has("version")) {
+    std::cout << VersionLine("moe-bench") << "\n";
+    return 0;
+  }
   absl::StatusOr<Options> opts = args.ok() ? ParseOptions(*args) : absl::StatusOr<Options>(args.status());
   if (opts.ok() && !args->positional().empty()) {
     opts = absl::InvalidArgumentError(absl::StrCat("unexpected argument '", args->positional()[0], "'"));
@@ -239,7 +249,12 @@ int Main(int argc, char** argv) {
     std::cerr << "moe-bench: " << opts.status().message() << "\n" << kUsage;
     return 2;
   }
-  std::shared_ptr<grpc::Channel> channel = MakeChannel(opts->addr);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = MakeChannel(opts->addr, SecurityFromArgs(*args));
+  if (!made.ok()) {
+    std::cerr << "moe-bench: " << made.status().message() << "\n";
+    return 2;
+  }
+  std::shared_ptr<grpc::Channel> channel = *made;
   std::unique_ptr<moed::v1::Moed::Stub> stub = moed::v1::Moed::NewStub(channel);
 
   moed::v1::ModelInfo info;

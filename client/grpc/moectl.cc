@@ -29,13 +29,19 @@ commands:
   stats [--json]                the layer x expert matrix of routed (and dropped) tokens
   health [--service NAME]       grpc.health.v1 status; exit 0 only when SERVING
 --addr defaults to $MOECTL_ADDR or 127.0.0.1:50051; --timeout 0 means no deadline.
+Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --token T (default $MOED_TOKEN).
+--version prints the version.
 )";
 
-const std::vector<FlagSpec> kFlags = {
-    {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
-    {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
-    {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
-};
+const std::vector<FlagSpec> kFlags = [] {
+  std::vector<FlagSpec> flags = {
+      {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
+      {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
+      {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
+  };
+  flags.insert(flags.end(), SecurityFlags().begin(), SecurityFlags().end());
+  return flags;
+}();
 
 constexpr int kExitCallFailed = 1;
 constexpr int kExitUsage = 2;
@@ -336,13 +342,19 @@ int Main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
+  if (args->Has("version")) {
+    std::cout << VersionLine("moectl") << "\n";
+    return 0;
+  }
   if (args->positional().empty()) return UsageError("missing COMMAND");
   absl::StatusOr<std::optional<absl::Duration>> timeout = args->GetDuration("timeout");
   if (!timeout.ok()) return UsageError(std::string(timeout.status().message()));
 
   const char* env_addr = std::getenv("MOECTL_ADDR");
   const std::string addr = args->GetString("addr", env_addr != nullptr ? env_addr : "127.0.0.1:50051");
-  Session s{*args, nullptr, MakeChannel(addr), timeout->value_or(absl::Seconds(30)), args->Has("json")};
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(addr, SecurityFromArgs(*args));
+  if (!channel.ok()) return UsageError(std::string(channel.status().message()));
+  Session s{*args, nullptr, *channel, timeout->value_or(absl::Seconds(30)), args->Has("json")};
   s.stub = moed::v1::Moed::NewStub(s.channel);
 
   const std::string& cmd = args->positional()[0];

@@ -29,10 +29,19 @@
 #include "engine/runtime/eos.h"
 #include "engine/runtime/generate.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "moed/version.h"
 #include "nlohmann/json.hpp"
 
 namespace moed {
 namespace {
+
+constexpr char kUsage[] = R"(usage: moe-run --model DIR|synthetic:NAME[-small] [--tokenizer DIR]
+           (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
+           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--logits-out FILE]
+           [--backend auto|cpu|cuda] [--threads N] [--moe-capacity-factor F]
+           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch on|off]
+           [--stats-out FILE] [--help] [--version]
+)";
 
 constexpr int kUsageError = 2;
 constexpr int kRuntimeError = 1;
@@ -268,6 +277,17 @@ std::optional<ArgError> ReadPrompts(const Args& a, const Tokenizer& tokenizer, i
 
 int Run(int argc, char** argv) {
   Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--version") {
+      std::cout << "moe-run " << MOED_VERSION << " (revision " << MOED_REVISION << ")\n";
+      return 0;
+    }
+  }
   if (auto err = ParseArgs(argc, argv, a)) return Fail(kUsageError, err->message);
   auto backend_kind = ResolveBackendKind(a.backend);
   if (!backend_kind.ok()) {

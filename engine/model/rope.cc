@@ -19,7 +19,9 @@ absl::StatusOr<RopeType> ParseType(const JsonFields& rope) {
   for (std::string_view key : {"rope_type", "type"}) {
     MOED_ASSIGN_OR_RETURN(std::optional<std::string> t, rope.OptionalString(key));
     if (!t) continue;
-    if (type && *type != *t) return rope.FieldError(key, Concat("is '", *t, "' but the other spelling says '", *type, "'"));
+    if (type && *type != *t) {
+      return rope.FieldError(key, Concat("is '", *t, "' but the other spelling says '", *type, "'"));
+    }
     type = t;
     if (*t == "default") continue;
     if (*t == "linear" || *t == "dynamic" || *t == "yarn") continue;

@@ -264,8 +264,8 @@ void BuildWeights(Model* m, const SyntheticOptions& opt) {
       }
       lw.kv_a_proj = b.Random(sa + "kv_a_proj_with_mqa.weight", {C + a.rope.dim, H}, all);
       lw.kv_a_norm = b.Ones(sa + "kv_a_layernorm.weight", C);
-      lw.kv_b_proj = b.Random(sa + "kv_b_proj.weight", {static_cast<int64_t>(a.num_heads) * (a.nope_dim() + a.v_head_dim), C},
-                              all);
+      const int64_t kv_b_rows = static_cast<int64_t>(a.num_heads) * (a.nope_dim() + a.v_head_dim);
+      lw.kv_b_proj = b.Random(sa + "kv_b_proj.weight", {kv_b_rows, C}, all);
     } else {
       lw.q_proj = b.Random(p + "self_attn.q_proj.weight", {a.q_dim(), H}, all);
       lw.k_proj = b.Random(p + "self_attn.k_proj.weight", {a.kv_dim(), H}, all);
@@ -333,8 +333,8 @@ absl::StatusOr<ModelSpec> SyntheticModelSpec(std::string_view full_name, bool sm
   }
   a.softmax_scale = 1.0f / std::sqrt(static_cast<float>(a.qk_head_dim));
   if (a.rope.type == RopeType::kYarn) {  // as the DeepSeek config parser derives them
-    a.rope.attention_factor = YarnMscale(a.rope.factor, a.rope.mscale) / YarnMscale(a.rope.factor, a.rope.mscale_all_dim);
     const float m = YarnMscale(a.rope.factor, a.rope.mscale_all_dim);
+    a.rope.attention_factor = YarnMscale(a.rope.factor, a.rope.mscale) / m;
     a.softmax_scale *= m * m;
   }
   return s;

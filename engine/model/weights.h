@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
 #include "engine/model/model_spec.h"
 
 namespace moed {
@@ -79,70 +80,63 @@ absl::Status ForEachLayerWeight(const ModelSpec& spec, int l, const LayerOf<A>& 
   };
   auto ffn = [&](const FfnOf<A>& src, FfnOf<B>& dst, const std::string& name, int64_t width) -> absl::Status {
     dst.width = static_cast<int>(width);
-    absl::Status s = fn(src.gate, dst.gate, WeightSlot{p + name + ".gate", {width, H}, false});
-    if (s.ok()) s = fn(src.up, dst.up, WeightSlot{p + name + ".up", {width, H}, true});
-    if (s.ok()) s = fn(src.down, dst.down, WeightSlot{p + name + ".down", {H, width}, false});
-    return s;
+    MOED_RETURN_IF_ERROR(fn(src.gate, dst.gate, WeightSlot{p + name + ".gate", {width, H}, false}));
+    MOED_RETURN_IF_ERROR(fn(src.up, dst.up, WeightSlot{p + name + ".up", {width, H}, true}));
+    return fn(src.down, dst.down, WeightSlot{p + name + ".down", {H, width}, false});
   };
-#define MOED_VISIT(expr)                 \
-  do {                                   \
-    absl::Status status_ = (expr);       \
-    if (!status_.ok()) return status_;   \
-  } while (false)
-  MOED_VISIT(one(in.input_norm, out.input_norm, "input_norm", {H}));
+  MOED_RETURN_IF_ERROR(one(in.input_norm, out.input_norm, "input_norm", {H}));
   if (a.kind == AttentionKind::kGqa) {
     const int64_t Q = a.q_dim(), KV = a.kv_dim();
-    MOED_VISIT(one(in.q_proj, out.q_proj, "q_proj", {Q, H}));
-    MOED_VISIT(one(in.k_proj, out.k_proj, "k_proj", {KV, H}, true));
-    MOED_VISIT(one(in.v_proj, out.v_proj, "v_proj", {KV, H}, true));
+    MOED_RETURN_IF_ERROR(one(in.q_proj, out.q_proj, "q_proj", {Q, H}));
+    MOED_RETURN_IF_ERROR(one(in.k_proj, out.k_proj, "k_proj", {KV, H}, true));
+    MOED_RETURN_IF_ERROR(one(in.v_proj, out.v_proj, "v_proj", {KV, H}, true));
   } else {
     const int64_t Q = a.q_dim(), R = a.rope.dim, C = a.kv_lora_rank;
     if (a.q_lora_rank > 0) {
-      MOED_VISIT(one(in.q_a_proj, out.q_a_proj, "q_a_proj", {a.q_lora_rank, H}));
-      MOED_VISIT(one(in.q_a_norm, out.q_a_norm, "q_a_norm", {a.q_lora_rank}));
-      MOED_VISIT(one(in.q_b_proj, out.q_b_proj, "q_b_proj", {Q, a.q_lora_rank}));
+      MOED_RETURN_IF_ERROR(one(in.q_a_proj, out.q_a_proj, "q_a_proj", {a.q_lora_rank, H}));
+      MOED_RETURN_IF_ERROR(one(in.q_a_norm, out.q_a_norm, "q_a_norm", {a.q_lora_rank}));
+      MOED_RETURN_IF_ERROR(one(in.q_b_proj, out.q_b_proj, "q_b_proj", {Q, a.q_lora_rank}));
     } else {
-      MOED_VISIT(one(in.q_proj, out.q_proj, "q_proj", {Q, H}));
+      MOED_RETURN_IF_ERROR(one(in.q_proj, out.q_proj, "q_proj", {Q, H}));
     }
-    MOED_VISIT(one(in.kv_a_proj, out.kv_a_proj, "kv_a_proj", {C + R, H}));
-    MOED_VISIT(one(in.kv_a_norm, out.kv_a_norm, "kv_a_norm", {C}));
-    MOED_VISIT(one(in.kv_b_proj, out.kv_b_proj, "kv_b_proj",
+    MOED_RETURN_IF_ERROR(one(in.kv_a_proj, out.kv_a_proj, "kv_a_proj", {C + R, H}));
+    MOED_RETURN_IF_ERROR(one(in.kv_a_norm, out.kv_a_norm, "kv_a_norm", {C}));
+    MOED_RETURN_IF_ERROR(one(in.kv_b_proj, out.kv_b_proj, "kv_b_proj",
                    {static_cast<int64_t>(a.num_heads) * (a.nope_dim() + a.v_head_dim), C}));
   }
-  MOED_VISIT(one(in.o_proj, out.o_proj, "o_proj", {H, a.o_dim()}));
-  MOED_VISIT(one(in.post_attn_norm, out.post_attn_norm, "post_attn_norm", {H}));
+  MOED_RETURN_IF_ERROR(one(in.o_proj, out.o_proj, "o_proj", {H, a.o_dim()}));
+  MOED_RETURN_IF_ERROR(one(in.post_attn_norm, out.post_attn_norm, "post_attn_norm", {H}));
   if (a.qkv_bias) {
-    MOED_VISIT(one(in.q_bias, out.q_bias, "q_bias", {a.q_dim()}));
-    MOED_VISIT(one(in.k_bias, out.k_bias, "k_bias", {a.kv_dim()}));
-    MOED_VISIT(one(in.v_bias, out.v_bias, "v_bias", {a.kv_dim()}));
+    MOED_RETURN_IF_ERROR(one(in.q_bias, out.q_bias, "q_bias", {a.q_dim()}));
+    MOED_RETURN_IF_ERROR(one(in.k_bias, out.k_bias, "k_bias", {a.kv_dim()}));
+    MOED_RETURN_IF_ERROR(one(in.v_bias, out.v_bias, "v_bias", {a.kv_dim()}));
   }
   if (a.qk_norm != QkNorm::kNone) {
     const bool per_head = a.qk_norm == QkNorm::kPerHead;
-    MOED_VISIT(one(in.q_norm, out.q_norm, "q_norm", {per_head ? a.head_dim : a.q_dim()}));
-    MOED_VISIT(one(in.k_norm, out.k_norm, "k_norm", {per_head ? a.head_dim : a.kv_dim()}));
+    MOED_RETURN_IF_ERROR(one(in.q_norm, out.q_norm, "q_norm", {per_head ? a.head_dim : a.q_dim()}));
+    MOED_RETURN_IF_ERROR(one(in.k_norm, out.k_norm, "k_norm", {per_head ? a.head_dim : a.kv_dim()}));
   }
   if (!spec.layer_is_moe[l]) {
-    MOED_VISIT(ffn(in.dense_mlp, out.dense_mlp, "mlp", spec.dense_intermediate_size));
+    MOED_RETURN_IF_ERROR(ffn(in.dense_mlp, out.dense_mlp, "mlp", spec.dense_intermediate_size));
     return absl::OkStatus();
   }
   const int64_t E = spec.num_experts;
-  MOED_VISIT(one(in.router, out.router, "router", {E, H}));
-  if (spec.router.selection_bias) MOED_VISIT(one(in.router_bias, out.router_bias, "router_bias", {E}));
+  MOED_RETURN_IF_ERROR(one(in.router, out.router, "router", {E, H}));
+  if (spec.router.selection_bias) MOED_RETURN_IF_ERROR(one(in.router_bias, out.router_bias, "router_bias", {E}));
   if (static_cast<int64_t>(in.experts.size()) != E) {
     return absl::InvalidArgumentError(
         absl::StrCat(p, "experts: ", in.experts.size(), " expert weight sets, expected ", E));
   }
   out.experts.resize(E);
   for (int64_t e = 0; e < E; ++e) {
-    MOED_VISIT(ffn(in.experts[e], out.experts[e], absl::StrCat("experts.", e), spec.moe_intermediate_size));
+    MOED_RETURN_IF_ERROR(ffn(in.experts[e], out.experts[e], absl::StrCat("experts.", e), spec.moe_intermediate_size));
   }
   if (spec.shared_experts.count > 0) {
-    MOED_VISIT(ffn(in.shared_expert, out.shared_expert, "shared_expert", spec.shared_experts.intermediate_size));
+    MOED_RETURN_IF_ERROR(ffn(in.shared_expert, out.shared_expert, "shared_expert", spec.shared_experts.intermediate_size));
     if (spec.shared_experts.gated) {
-      MOED_VISIT(one(in.shared_expert_gate, out.shared_expert_gate, "shared_expert_gate", {1, H}));
+      MOED_RETURN_IF_ERROR(one(in.shared_expert_gate, out.shared_expert_gate, "shared_expert_gate", {1, H}));
     }
   }
-#undef MOED_VISIT
   return absl::OkStatus();
 }
 

@@ -13,6 +13,7 @@
 #include "engine/kv/block_hash.h"
 #include "engine/runtime/eos.h"
 #include "engine/runtime/request.h"
+#include "engine/runtime/sampler.h"
 #include "engine/scheduler/scheduler.h"
 
 namespace moed {
@@ -47,18 +48,6 @@ absl::Status ValidateConfig(const EngineConfig& c, const ModelSpec& spec) {
         absl::StrFormat("max_model_len (%d) exceeds the model's max_position_embeddings (%d)", c.max_model_len,
                         spec.max_position_embeddings));
   }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateSampling(const SamplingParams& s) {
-  if (!(s.temperature >= 0.0f)) {
-    return absl::InvalidArgumentError(absl::StrFormat("temperature (%g) must be ≥ 0", s.temperature));
-  }
-  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrFormat("top_p (%g) must be in (0, 1]", s.top_p));
-  }
-  if (s.top_k < 0) return absl::InvalidArgumentError(absl::StrFormat("top_k (%d) must be ≥ 0", s.top_k));
-  if (s.logprobs < 0) return absl::InvalidArgumentError(absl::StrFormat("logprobs (%d) must be ≥ 0", s.logprobs));
   return absl::OkStatus();
 }
 
@@ -167,7 +156,7 @@ absl::Status EngineCoreImpl::ValidateRequest(const EngineRequest& r) const {
         absl::StrFormat("request %s: prompt (%d tokens) + max_tokens (%d) exceeds the context of %d tokens",
                         r.request_id, r.prompt_ids.size(), r.max_tokens, config_.max_model_len));
   }
-  absl::Status sampling = ValidateSampling(r.sampling);
+  absl::Status sampling = ValidateSamplingParams(r.sampling, vocab);
   if (!sampling.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("request %s: %s", r.request_id, sampling.message()));
   }

@@ -93,12 +93,14 @@ int32_t SampleFiltered(absl::Span<const float> logits, const SamplingParams& p, 
 
 absl::Status ValidateSamplingParams(const SamplingParams& p, int vocab_size) {
   if (!std::isfinite(p.temperature) || p.temperature < 0.0f) {
-    return absl::InvalidArgumentError(absl::StrFormat("temperature must be ≥ 0, got %g", p.temperature));
+    return absl::InvalidArgumentError(absl::StrFormat("temperature must be a finite number >= 0, got %g", p.temperature));
   }
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
     return absl::InvalidArgumentError(absl::StrFormat("top_p must be in (0, 1], got %g", p.top_p));
   }
-  if (p.top_k < 0) return absl::InvalidArgumentError(absl::StrFormat("top_k must be ≥ 0, got %d", p.top_k));
+  if (p.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("top_k must be >= 0 (0 = no limit), got %d", p.top_k));
+  }
   if (p.logprobs < 0 || p.logprobs > vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrFormat("logprobs must be in [0, %d], got %d", vocab_size, p.logprobs));

@@ -17,8 +17,9 @@ struct SampledToken {
   std::vector<TokenLogprob> top_logprobs;  // params.logprobs best tokens by raw logit, best first
 };
 
+// The one range rule for sampling parameters (the server's validator and the engine both apply it):
 // INVALID_ARGUMENT naming the field when temperature < 0 or not finite, top_p ∉ (0, 1], top_k < 0,
-// logprobs < 0 or > vocab_size.
+// logprobs < 0 or > vocab_size. Messages start with the field name.
 absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size);
 
 // Uniform double in [0, 1) that depends only on (seed, index): splitmix64 of both.

@@ -211,3 +211,12 @@ def test_bad_cache_arguments_exit_2_with_one_line(args, needle):
     if "--prompts-file" not in args:
         base += ["--prompt", PROMPT]
     assert_one_line_error([*base, *args], needle)
+
+
+def test_help_and_version_exit_0():
+    # Each wins over every other argument (no "--help needs a value").
+    for args in (["--help"], ["--model", "x", "--help"], ["-h"]):
+        out = run(*args, check=False)
+        assert out.returncode == 0 and out.stdout.startswith(b"usage: moe-run"), (args, out.stderr)
+    out = run("--version", check=False)
+    assert out.returncode == 0 and out.stdout.startswith(b"moe-run "), out.stdout

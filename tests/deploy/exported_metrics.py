@@ -5,9 +5,11 @@ The live test checks this list against a running moed in both directions, so it 
 
 SERVING = {
     "moed_info": "gauge",
+    "moed_build_info": "gauge",
     "moed_requests_total": "counter",
     "moed_requests_rejected_total": "counter",
     "moed_requests_running": "gauge",
+    "moed_streams_open": "gauge",
     "moed_requests_waiting": "gauge",
     "moed_time_to_first_token_seconds": "histogram",
     "moed_inter_token_latency_seconds": "histogram",

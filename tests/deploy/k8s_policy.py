@@ -120,10 +120,23 @@ def violations(objects, gpu):
         return out + [f"container moed must read exactly one rendered ConfigMap of flags, has {refs}"]
     flags = maps[0]["data"]
     grpc_port, metrics_port = int(flags["MOED_PORT"]), int(flags["MOED_METRICS_PORT"])
+    health_port = int(flags.get("MOED_HEALTH_PORT", "0"))
     ports = {p["name"]: p["containerPort"] for p in main.get("ports", [])}
-    if ports != {"grpc": grpc_port, "metrics": metrics_port}:
-        out.append(f"container ports {ports} differ from the ConfigMap's ports {grpc_port}/{metrics_port}")
-    out += _probes(main, grpc_port)
+    want_ports = {"grpc": grpc_port, "metrics": metrics_port}
+    if health_port:
+        want_ports["health"] = health_port
+    if ports != want_ports:
+        out.append(f"container ports {ports} differ from the ConfigMap's ports {want_ports}")
+    # With a plaintext health-only port (a TLS gRPC port), the probes must use it: kubelet cannot speak TLS.
+    if flags.get("MOED_TLS_CERT") and not health_port:
+        out.append("MOED_TLS_CERT without MOED_HEALTH_PORT: kubelet's gRPC probes cannot speak TLS")
+    out += _probes(main, health_port or grpc_port)
+    if flags.get("MOED_ENABLE_REFLECTION", "false").lower() in ("true", "1", "yes"):
+        out.append("MOED_ENABLE_REFLECTION must stay off in deploy/")
+    policies = by_kind(objects, "NetworkPolicy")
+    if not any(p["spec"].get("podSelector", {}).get("matchLabels", {}).items() <= pod_labels.items()
+               and p["spec"].get("podSelector", {}).get("matchLabels") for p in policies):
+        out.append("no NetworkPolicy selects the moed pods")
 
     # Drain: the pod must outlive the preStop sleep plus the daemon's shutdown timeout.
     sleep = prestop_seconds(main)

@@ -28,8 +28,8 @@ def validate(obj, version):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_expected_objects(rendered, overlay):
     kinds = sorted(o["kind"] for o in rendered[overlay])
-    expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Service",
-                "ServiceAccount", "ServiceMonitor"]
+    expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget",
+                "Service", "Service", "ServiceAccount", "ServiceMonitor"]
     if overlay.endswith("model-pvc"):
         expected = sorted(expected + ["PersistentVolumeClaim"])
     assert kinds == expected
@@ -87,7 +87,8 @@ MUTATIONS = {
     "http probe": (lambda o: _main(o).update(livenessProbe={"httpGet": {"port": 9400, "path": "/metrics"}}),
                    "not a native gRPC probe"),
     "named probe port": (lambda o: _main(o)["readinessProbe"]["grpc"].update(port="grpc"), "integer gRPC port"),
-    "probe on another port": (lambda o: _flags(o).update(MOED_PORT="50052"), "integer gRPC port 50052"),
+    "probe on another port": (lambda o: _flags(o).update(MOED_HEALTH_PORT="50053"), "integer gRPC port 50053"),
+    "tls without a health port": (lambda o: _flags(o).pop("MOED_HEALTH_PORT"), "kubelet's gRPC probes cannot"),
     "no startup probe": (lambda o: _main(o).pop("startupProbe"), "startupProbe missing"),
     "short grace": (lambda o: _flags(o).update(MOED_SHUTDOWN_TIMEOUT="1m"), "terminationGracePeriodSeconds"),
     "no preStop": (lambda o: _main(o).pop("lifecycle"), "preStop"),
@@ -96,6 +97,8 @@ MUTATIONS = {
     "unscraped service": (lambda o: k8s_policy.one(o, "Service", "moed")["metadata"]["labels"].clear(),
                           "ServiceMonitor must select"),
     "replicas beside HPA": (lambda o: k8s_policy.one(o, "Deployment")["spec"].update(replicas=3), "replicas"),
+    "reflection on": (lambda o: _flags(o).update(MOED_ENABLE_REFLECTION="true"), "MOED_ENABLE_REFLECTION"),
+    "no network policy": (lambda o: o.remove(k8s_policy.one(o, "NetworkPolicy")), "NetworkPolicy"),
 }
 
 
@@ -141,3 +144,35 @@ def test_configmap_keys_are_moed_flags(rendered):
     for overlay in OVERLAYS:
         for key in k8s_policy.one(rendered[overlay], "ConfigMap")["data"]:
             assert key.startswith("MOED_") and key[5:].lower() in flags, f"{overlay}: {key} is not a moed flag"
+
+
+def test_optional_components_render_and_validate(tmp_path):
+    """gpu + model-pvc + model-fill + runtime-class: the fill Job writes the PVC the pods read, with an optional
+    token secret; runtimeClassName is set; everything passes strict validation."""
+    import yaml
+
+    from .tools import K8S, kustomize
+
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os_rel(K8S / "overlays" / "gpu", tmp_path)],
+        "components": [os_rel(K8S / "components" / c, tmp_path) for c in ("model-pvc", "model-fill", "runtime-class")],
+    }))
+    objs = kustomize(tmp_path)
+    for obj in objs:
+        validate(obj, kv.latest_version())
+    job = k8s_policy.one(objs, "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "moed-models"
+    token = [e for e in pod["containers"][0]["env"] if e["name"] == "HF_TOKEN"][0]
+    assert token["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert "huggingface_cli download" in pod["containers"][0]["args"][0]
+    assert _pod(objs)["runtimeClassName"] == "nvidia"
+    assert k8s_policy.violations(objs, gpu=True) == []
+
+
+def os_rel(path, start):
+    import os
+
+    return os.path.relpath(path, start)

@@ -25,8 +25,8 @@ def make_daemon(tmp_path):
     """make_daemon(*flags) starts a private moed; it is stopped (or killed) when the test ends."""
     started = []
 
-    def start(*flags: str) -> Daemon:
-        d = Daemon(tmp_path / f"moed-{len(started)}", *flags).start()
+    def start(*flags: str, wait_health: bool = True) -> Daemon:
+        d = Daemon(tmp_path / f"moed-{len(started)}", *flags).start(wait_health=wait_health)
         started.append(d)
         return d
 

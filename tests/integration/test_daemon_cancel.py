@@ -4,12 +4,13 @@ their KV blocks (the running and KV gauges return to 0), and other streams finis
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 
 import grpc
 
-from moed_harness import binary, moe_run
+from moed_harness import ROOT, moe_run
 from moed_client import make_request
 
 OTHERS = ["Meanwhile the others", "Unaffected by it all", "Keep calm and"]
@@ -71,15 +72,38 @@ def test_client_cancel_mid_stream_frees_the_sequence(daemon):
     assert daemon.wait_metric("moed_requests_total", before + 4, status="cancelled") == before + 4
 
 
-def test_killed_moectl_process_frees_the_sequence(daemon):
-    threads, results = start_others(daemon)
-    proc = subprocess.Popen([str(binary("moectl")), "--addr", daemon.addr, "generate", "Kill the client",
-                             "--max-tokens", "900", "--ignore-eos", "--temperature", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # Streaming: text arrives long before the 900 tokens are done.
-    first = proc.stdout.read(8)
-    assert first, proc.stderr.read().decode(errors="replace")
-    proc.kill()
-    proc.wait()
+# A client process that opens a stream it cannot be delivered (a small receive window, ~250-byte messages),
+# says so after the first message, then sleeps: its call cannot end by itself, whatever the machine's speed.
+VICTIM = r"""
+import sys, time, grpc
+sys.path.insert(0, sys.argv[2])
+from moed_client import make_request, moed_pb2_grpc
+ch = grpc.insecure_channel(sys.argv[1], options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)])
+it = iter(moed_pb2_grpc.MoedStub(ch).Generate(make_request("Kill the client", temperature=0, max_tokens=900,
+                                                             ignore_eos=True, logprobs=20, request_id="victim")))
+next(it)
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_client_process_frees_the_sequence(make_daemon):
+    d = make_daemon("--max-logprobs", "20")
+    threads, results = start_others(d)
+    client_dir = str(ROOT / "client" / "python")
+    proc = subprocess.Popen([sys.executable, "-c", VICTIM, d.addr, client_dir], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started", proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
     check_others(threads, results)
-    assert_idle(daemon)
+    assert_idle(d)
+    # The victim is counted once, as cancelled, and its log line shows it never got its 900 tokens.
+    assert d.wait_metric("moed_requests_total", 1, status="cancelled") == 1
+    assert d.wait_metric("moed_streams_open", 0) == 0
+    lines = [ln for ln in d.log().splitlines() if "id=victim" in ln]
+    assert len(lines) == 1 and "status=CANCELLED" in lines[0], lines
+    delivered = int(lines[0].split("completion_tokens=")[1].split()[0])
+    assert 0 < delivered < 900, lines[0]

@@ -26,7 +26,7 @@ def cached(tmp_path_factory):
     from moed_harness import Daemon
 
     d = Daemon(tmp_path_factory.mktemp("moed-cache"), "--expert-cache-slots", str(SLOTS),
-               "--expert-cache-policy", "lfu", "--expert-cache-prefetch", "true").start()
+               "--expert-cache-policy", "lfu", "--expert-cache-prefetch=true").start()
     yield d
     assert d.stop() == 0, d.log_tail()
 

@@ -11,10 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from moed_client import collect, make_request
+from moed_client import collect, make_request, moed_pb2_grpc
 
-FLAGS = ("--max-queue", "2", "--max-running-seqs", "1")
-LONG = 1000  # tokens (context 1024): one such stream holds the single running slot ≥ 0.5 s, far past the deadlines below
+FLAGS = ("--max-queue", "2", "--max-running-seqs", "1", "--max-logprobs", "20")
+LONG = 1000  # tokens (context 1024): the overflow and queued-expiry tests still assume such a stream outlasts
+#             their submissions / the 0.1 s deadline (the engine has no injectable clock yet)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +52,21 @@ def test_queue_overflow_is_resource_exhausted_and_counted(small):
 
 
 def test_tiny_deadline_is_deadline_exceeded(small):
-    call = small.client.generate_stream(long_request(99), timeout=0.05)
-    with pytest.raises(grpc.RpcError) as info:
-        collect(call)
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The client reads nothing until its deadline and its small window holds a few KiB of the ~250 KB
+    # answer, so the call cannot complete first, however fast the machine.
+    channel = grpc.insecure_channel(small.addr, options=[("grpc.http2.bdp_probe", 0),
+                                                         ("grpc.http2.lookahead_bytes", 1024)])
+    try:
+        call = moed_pb2_grpc.MoedStub(channel).Generate(
+            make_request("Too slow", temperature=0, max_tokens=LONG, ignore_eos=True, logprobs=20), timeout=0.5)
+        time.sleep(1.0)  # past the deadline, whatever happened meanwhile
+        with pytest.raises(grpc.RpcError) as info:
+            collect(call)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        channel.close()
     assert small.wait_metric("moed_requests_running", 0) == 0
+    assert small.wait_metric("moed_streams_open", 0) == 0
 
 
 def test_request_expiring_in_the_queue_is_never_prefilled(small):

@@ -39,8 +39,8 @@ TEST(Flags, EnvVarNames) {
 TEST(Flags, Defaults) {
   absl::StatusOr<ServerConfig> c = Parse({});
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->model, "models/fortune-moe");
-  EXPECT_EQ(c->host, "0.0.0.0");
+  EXPECT_EQ(c->model, "");  // the built-in model, found next to the binary by main
+  EXPECT_EQ(c->host, "127.0.0.1");  // not every interface unless asked
   EXPECT_EQ(c->port, 50051);
   EXPECT_EQ(c->metrics_port, 9400);
   EXPECT_EQ(c->backend, "auto");
@@ -55,8 +55,21 @@ TEST(Flags, Defaults) {
   EXPECT_EQ(c->max_stop_strings, 8);
   EXPECT_EQ(c->max_stop_length, 64);
   EXPECT_EQ(c->max_logprobs, 20);
-  EXPECT_EQ(c->max_prompt_bytes, 1 << 20);
+  EXPECT_EQ(c->max_prompt_bytes, 0);  // derived from the context
   EXPECT_EQ(c->max_receive_message_bytes, 4 << 20);
+  EXPECT_EQ(c->stream_stall_timeout, absl::Seconds(30));
+  EXPECT_FALSE(c->enable_reflection);
+}
+
+TEST(Flags, BooleanFlagsNeverTakeTheNextArgument) {
+  absl::StatusOr<ServerConfig> c = Parse({"--expert-cache-prefetch", "--port", "1", "--enable-reflection"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->expert_cache_prefetch);
+  EXPECT_TRUE(c->enable_reflection);
+  EXPECT_EQ(c->port, 1);
+  c = Parse({"--expert-cache-prefetch=false"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->expert_cache_prefetch);
 }
 
 TEST(Flags, DashesUnderscoresAndSeparateValues) {

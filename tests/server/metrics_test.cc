@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "moed/version.h"
 #include "prometheus/text_serializer.h"
 
 namespace moed::server {
@@ -76,7 +77,8 @@ TEST(Metrics, EveryFamilyWithItsStartUpLabelSets) {
   EXPECT_TRUE(m.per_expert());
   const auto families = m.registry()->Collect();
   for (const char* name :
-       {"moed_info", "moed_requests_total", "moed_requests_rejected_total", "moed_requests_running",
+       {"moed_info", "moed_build_info", "moed_requests_total", "moed_requests_rejected_total",
+        "moed_requests_running", "moed_streams_open",
         "moed_requests_waiting", "moed_time_to_first_token_seconds", "moed_inter_token_latency_seconds",
         "moed_request_duration_seconds", "moed_queue_time_seconds", "moed_batch_tokens", "moed_prompt_tokens_total",
         "moed_generated_tokens_total", "moed_kv_cache_usage_ratio", "moed_kv_cache_blocks_used",
@@ -89,9 +91,11 @@ TEST(Metrics, EveryFamilyWithItsStartUpLabelSets) {
   EXPECT_EQ(Find(families, "moed_layer_tokens_total"), nullptr);
   EXPECT_EQ(LabelValues(*Find(families, "moed_requests_total"), "status"),
             (std::set<std::string>{"ok", "invalid_argument", "resource_exhausted", "deadline_exceeded", "cancelled",
-                                   "unavailable", "internal"}));
+                                   "unavailable", "unauthenticated", "permission_denied", "internal"}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_requests_rejected_total"), "reason"),
-            (std::set<std::string>{"queue_full", "invalid_argument", "shutting_down"}));
+            (std::set<std::string>{"queue_full", "invalid_argument", "shutting_down", "unparseable"}));
+  EXPECT_EQ(LabelValues(*Find(families, "moed_build_info"), "version"), (std::set<std::string>{MOED_VERSION}));
+  EXPECT_EQ(LabelValues(*Find(families, "moed_build_info"), "revision"), (std::set<std::string>{MOED_REVISION}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_engine_step_seconds"), "phase"),
             (std::set<std::string>{"prefill", "decode", "mixed"}));
   EXPECT_EQ(Find(families, "moed_expert_tokens_total")->metric.size(), 32u);

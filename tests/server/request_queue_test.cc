@@ -122,6 +122,61 @@ TEST(Outbox, IdleCancelFinishesAtOnceAndErrorsEndTheStream) {
   EXPECT_EQ(s3.outbox()->WriteDone(false).kind, OutboxAction::Kind::kFinish);
 }
 
+RequestOutput Tokens(int n, bool finished = false) {
+  RequestOutput out;
+  out.new_token_ids.assign(static_cast<size_t>(n), 7);
+  out.finished = finished;
+  return out;
+}
+
+// Back-pressure with explicit times: output piles up only behind a write in flight.
+TEST(Outbox, OverTheBufferBudgetCutsTheStream) {
+  RecordingStream stream;
+  Outbox box(&stream, OutboxLimits{.max_buffered_bytes = 200, .stall_timeout = absl::Hours(1)});
+  const absl::Time t0 = absl::UnixEpoch();
+  ASSERT_EQ(box.Push(Tokens(1), t0).kind, OutboxAction::Kind::kWrite);  // in flight, never completed
+  int pushed = 0;
+  OutboxAction a;
+  while (!(a = box.Push(Tokens(4), t0)).cut) {
+    EXPECT_EQ(a.kind, OutboxAction::Kind::kNone);
+    ASSERT_LT(++pushed, 100);
+  }
+  const int64_t per_push = ApproxOutputBytes(Tokens(4));
+  EXPECT_EQ(pushed, 200 / per_push);  // exactly the outputs that fit in 200 bytes waited
+  EXPECT_TRUE(box.cut());
+  EXPECT_EQ(box.CutStatus().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(box.CutStatus().message().find("--stream-buffer-bytes"), std::string::npos) << box.CutStatus();
+  EXPECT_EQ(box.Push(Tokens(1), t0).kind, OutboxAction::Kind::kNone);  // nothing more is taken
+  a = box.WriteDone(true, t0);  // the client finally read: the call ends with the cut status
+  ASSERT_EQ(a.kind, OutboxAction::Kind::kFinish);
+  EXPECT_EQ(a.status.code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(Outbox, AWriteInFlightPastTheStallTimeoutCutsTheStream) {
+  RecordingStream stream;
+  Outbox box(&stream, OutboxLimits{.max_buffered_bytes = 1 << 20, .stall_timeout = absl::Seconds(30)});
+  const absl::Time t0 = absl::UnixEpoch();
+  ASSERT_EQ(box.Push(Tokens(1), t0).kind, OutboxAction::Kind::kWrite);
+  EXPECT_FALSE(box.Push(Tokens(1), t0 + absl::Seconds(30)).cut);  // exactly the timeout: not yet
+  // A client that reads resets the clock.
+  ASSERT_EQ(box.WriteDone(true, t0 + absl::Seconds(31)).kind, OutboxAction::Kind::kWrite);
+  EXPECT_FALSE(box.Push(Tokens(1), t0 + absl::Seconds(60)).cut);
+  const OutboxAction a = box.Push(Tokens(1), t0 + absl::Seconds(61) + absl::Milliseconds(1));
+  EXPECT_TRUE(a.cut);
+  EXPECT_NE(box.CutStatus().message().find("--stream-stall-timeout=30s"), std::string::npos) << box.CutStatus();
+}
+
+TEST(Outbox, TheLastOutputIsNeverCutAndAnIdleStreamNeverStalls) {
+  RecordingStream stream;
+  Outbox box(&stream, OutboxLimits{.max_buffered_bytes = 1024, .stall_timeout = absl::Seconds(1)});
+  const absl::Time t0 = absl::UnixEpoch();
+  ASSERT_EQ(box.Push(Tokens(1), t0).kind, OutboxAction::Kind::kWrite);
+  ASSERT_EQ(box.WriteDone(true, t0).kind, OutboxAction::Kind::kNone);  // idle: nothing in flight
+  ASSERT_EQ(box.Push(Tokens(1), t0 + absl::Hours(1)).kind, OutboxAction::Kind::kWrite);  // no stall while idle
+  EXPECT_FALSE(box.Push(Tokens(1, /*finished=*/true), t0 + absl::Hours(2)).cut);  // ends the request anyway
+  EXPECT_FALSE(box.cut());
+}
+
 class RequestQueueTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -243,15 +298,17 @@ TEST_F(RequestQueueTest, SubmitAndCancelFromManyThreads) {
 
 TEST_F(RequestQueueTest, ShutdownRefusesNewAndAbortsLive) {
   std::unique_ptr<RequestQueue> queue = MakeQueue(/*max_queue=*/8);
-  queue->Start();
+  // The engine thread is not started yet, so the request cannot finish on its own before the abort.
   RecordingStream running;
   ASSERT_TRUE(queue->Submit(Request("long", 200), running.outbox()).ok());
   queue->StopAccepting();
   RecordingStream late;
   EXPECT_EQ(queue->Submit(Request("late", 4), late.outbox()).code(), absl::StatusCode::kUnavailable);
-  EXPECT_FALSE(queue->WaitIdle(absl::Milliseconds(50)));
+  EXPECT_FALSE(queue->WaitIdle(absl::Milliseconds(10)));  // live, and nothing runs it
   queue->AbortAll(absl::UnavailableError("shutting down"));
+  queue->Start();
   ASSERT_TRUE(running.WaitFinished(absl::Seconds(30)));
+  EXPECT_TRUE(running.tokens().empty());  // aborted when admitted, before any step
   EXPECT_EQ(running.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(queue->WaitIdle(absl::Seconds(5)));
   queue->Stop();

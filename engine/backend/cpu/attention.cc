@@ -72,7 +72,9 @@ void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32
     grown = RopeInvFreq(rope, static_cast<int64_t>(pos) + 1);
     table = grown.data();
   }
-  for (int h = 0; h < heads; ++h) ApplyRope(rope, table, pos, x + static_cast<int64_t>(h) * head_dim + (head_dim - rope.dim));
+  for (int h = 0; h < heads; ++h) {
+    ApplyRope(rope, table, pos, x + static_cast<int64_t>(h) * head_dim + (head_dim - rope.dim));
+  }
 }
 
 }  // namespace moed::cpu

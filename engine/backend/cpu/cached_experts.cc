@@ -138,8 +138,8 @@ absl::Status CpuBackend::PrefetchLayer(int l, const std::vector<float>& x, int64
   std::vector<int32_t> predicted(rows * k);
   RmsNormTo(x.data(), rows, hidden, L.post_attn_norm.data(), s.rms_norm_eps, h.data());
   MatMul(h.data(), rows, hidden, L.router.data(), E, nullptr, logits.data(), &pool_);
-  RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.router, L.router_bias.empty() ? nullptr : L.router_bias.data(),
-            predicted.data(), weights.data());
+  const float* bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
+  RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.router, bias, predicted.data(), weights.data());
   // Most-predicted experts first (ties: lower id), so a small cache prefetches the likeliest ones.
   std::vector<int64_t> votes(E, 0);
   for (int32_t e : predicted) ++votes[e];

@@ -129,8 +129,8 @@ absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, S
     row_experts.resize(rows * k);
     std::vector<uint8_t> kept(rows * k);
     MatMul(h, rows, hidden, L.router.data(), E, nullptr, logits.data(), &pool_);
-    RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.router, L.router_bias.empty() ? nullptr : L.router_bias.data(),
-              row_experts.data(), weights.data());
+    const float* bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
+    RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.router, bias, row_experts.data(), weights.data());
     const int64_t capacity = ExpertCapacity(options_.moe_capacity_factor, rows * k, E);
     ApplyCapacity(row_experts.data(), rows * k, E, capacity, kept.data(), out->routed.data() + l * E,
                   out->dropped.data() + l * E);

@@ -50,7 +50,8 @@ void MlaAttention(const AttentionSpec& a, const CpuLayer& w, float eps, const st
     values.resize(static_cast<size_t>(len) * heads * vd);
     kvb.resize(static_cast<size_t>(len) * kvb_width);
     for (int32_t j = 0; j < len; ++j) {
-      std::copy_n(cache.data + cache.Offset(rows[begin].block_table, j), C, latents.data() + static_cast<int64_t>(j) * C);
+      const float* cached = cache.data + cache.Offset(rows[begin].block_table, j);
+      std::copy_n(cached, C, latents.data() + static_cast<int64_t>(j) * C);
     }
     MatMul(latents.data(), len, C, w.kv_b_proj.data(), kvb_width, nullptr, kvb.data(), pool);
     for (int32_t j = 0; j < len; ++j) {

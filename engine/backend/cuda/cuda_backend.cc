@@ -73,7 +73,8 @@ class CudaBackend final : public Backend {
   absl::Status Init() {
     const ModelSpec& s = model_->spec;
     if (s.attention.head_dim > 256 || s.attention.head_dim % 2 != 0) {
-      return absl::InvalidArgumentError(absl::StrFormat("cuda backend: head_dim %d unsupported (even, ≤ 256)", s.attention.head_dim));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("cuda backend: head_dim %d unsupported (even, ≤ 256)", s.attention.head_dim));
     }
     if (s.num_experts > cuda::kMaxExperts) {
       return absl::InvalidArgumentError(
@@ -94,7 +95,7 @@ class CudaBackend final : public Backend {
 
   int64_t KvBytesPerBlock(int block_size) const override {
     const ModelSpec& s = model_->spec;
-    return 2 * static_cast<int64_t>(s.num_layers) * block_size * s.attention.kv_dim() * static_cast<int64_t>(sizeof(bf16));
+    return s.kv_cache_floats_per_token() * block_size * static_cast<int64_t>(sizeof(bf16));
   }
 
   absl::Status InitKvCache(const KvCacheConfig& config) override {
@@ -117,7 +118,8 @@ class CudaBackend final : public Backend {
  private:
   // K (or V when `v`) cache of `layer`: (num_blocks*block_size, kv_dim) bf16.
   bf16* KvLayer(int layer, bool v) const {
-    const int64_t per = static_cast<int64_t>(kv_config_.num_blocks) * kv_config_.block_size * model_->spec.attention.kv_dim();
+    const int64_t per =
+        static_cast<int64_t>(kv_config_.num_blocks) * kv_config_.block_size * model_->spec.attention.kv_dim();
     return kv_.as<bf16>() + (2 * static_cast<int64_t>(layer) + (v ? 1 : 0)) * per;
   }
   absl::Status ReserveActivations(int tokens);
@@ -183,7 +185,9 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
                                                           w.input_norm, s.rms_norm_eps, xn, stream_),
                                     stream_, "input RMSNorm"));
   MOED_RETURN_IF_ERROR(check_.After(
-      cuda::GemmXWt(cublas_, xn, T, H, w.q_proj, s.attention.q_dim() + 2 * s.attention.kv_dim(), qkv_.get(), cuda::OutType::kF32), stream_,
+      cuda::GemmXWt(cublas_, xn, T, H, w.q_proj, s.attention.q_dim() + 2 * s.attention.kv_dim(), qkv_.get(),
+                    cuda::OutType::kF32),
+      stream_,
       "qkv GEMM"));
   cuda::QkRopeArgs r;
   r.qkv = qkv_.as<float>();
@@ -223,7 +227,8 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   a.out = attn_.as<bf16>();
   MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchPagedAttention(a, stream_), stream_, "paged attention"));
   MOED_RETURN_IF_ERROR(check_.After(
-      cuda::GemmXWt(cublas_, a.out, T, s.attention.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32), stream_, "o_proj GEMM"));
+      cuda::GemmXWt(cublas_, a.out, T, s.attention.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32), stream_,
+      "o_proj GEMM"));
   MOED_RETURN_IF_ERROR(check_.After(
       cuda::LaunchAddRmsNorm(residual, delta, T, H, w.post_attn_norm, s.rms_norm_eps, xn, stream_), stream_,
       "post-attention RMSNorm"));

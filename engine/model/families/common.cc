@@ -74,8 +74,8 @@ absl::Status ParseGqaAttention(const JsonFields& cfg, std::string_view source, d
   return absl::OkStatus();
 }
 
-absl::Status ParseExperts(const JsonFields& cfg, std::string_view missing_key, std::initializer_list<std::string_view> keys,
-                          ModelSpec& spec) {
+absl::Status ParseExperts(const JsonFields& cfg, std::string_view missing_key,
+                          std::initializer_list<std::string_view> keys, ModelSpec& spec) {
   std::string_view first_given;
   for (std::string_view key : keys) {
     if (!cfg.Has(key)) continue;

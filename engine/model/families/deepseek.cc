@@ -144,8 +144,8 @@ absl::Status BindLayer(const WeightBinder& b, const ModelSpec& spec, int l, cons
   }
   MOED_ASSIGN_OR_RETURN(w.kv_a_proj, b.Get(s + "kv_a_proj_with_mqa.weight", {C + a.rope.dim, H}));
   MOED_ASSIGN_OR_RETURN(w.kv_a_norm, b.Get(s + "kv_a_layernorm.weight", {C}));
-  MOED_ASSIGN_OR_RETURN(w.kv_b_proj,
-                        b.Get(s + "kv_b_proj.weight", {static_cast<int64_t>(a.num_heads) * (a.nope_dim() + a.v_head_dim), C}));
+  const int64_t kv_b_rows = static_cast<int64_t>(a.num_heads) * (a.nope_dim() + a.v_head_dim);
+  MOED_ASSIGN_OR_RETURN(w.kv_b_proj, b.Get(s + "kv_b_proj.weight", {kv_b_rows, C}));
   MOED_ASSIGN_OR_RETURN(w.o_proj, b.Get(s + "o_proj.weight", {H, a.o_dim()}));
 
   const std::string m = p + "mlp.";

@@ -1,4 +1,5 @@
-// Mixtral: GQA with an optional sliding window, softmax top-k renormalised; hub names block_sparse_moe.experts.N.w1/w3/w2.
+// Mixtral: GQA with an optional sliding window, softmax top-k renormalised; hub names
+// block_sparse_moe.experts.N.w1/w3/w2 (or transformers 5's mlp.*).
 #include <limits>
 
 #include "engine/common/status_macros.h"

@@ -1,10 +1,14 @@
 // DeepSeek-V2-Lite / V2 / V3: config parsing in both spellings (MLA shape, routing kinds, dense/MoE pattern, YaRN and
 // the softmax scale), the hub tensor names bound by the loader, and the named refusals (FP8, unsupported routing).
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "engine/model/model.h"
 #include "engine/model/model_spec.h"
+#include "engine/model/synthetic_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -172,6 +176,91 @@ TEST(DeepseekConfigErrorTest, RoutingAndShapeErrorsNameTheField) {
   j = Config("tiny-deepseek-v3");
   j["attention_bias"] = true;
   ExpectError(j, absl::StatusCode::kUnimplemented, "field 'attention_bias' is true");
+}
+
+// The published hub configs (values as DeepSeek ships them), and the synthetic shapes built after them.
+nlohmann::json HubV3Config() {
+  return nlohmann::json::parse(R"({
+    "model_type": "deepseek_v3", "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432,
+    "moe_intermediate_size": 2048, "num_hidden_layers": 61, "num_nextn_predict_layers": 1,
+    "num_attention_heads": 128, "num_key_value_heads": 128, "n_shared_experts": 1, "n_routed_experts": 256,
+    "ep_size": 1, "routed_scaling_factor": 2.5, "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64,
+    "v_head_dim": 128, "qk_nope_head_dim": 128, "topk_method": "noaux_tc", "n_group": 8, "topk_group": 4,
+    "num_experts_per_tok": 8, "moe_layer_freq": 1, "first_k_dense_replace": 3, "norm_topk_prob": true,
+    "scoring_func": "sigmoid", "hidden_act": "silu", "max_position_embeddings": 163840, "rms_norm_eps": 1e-06,
+    "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+                     "original_max_position_embeddings": 4096, "type": "yarn"},
+    "rope_theta": 10000, "tie_word_embeddings": false, "bos_token_id": 0, "eos_token_id": 1,
+    "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                            "weight_block_size": [128, 128]}})");
+}
+
+nlohmann::json HubV2LiteConfig() {
+  return nlohmann::json::parse(R"({
+    "model_type": "deepseek_v2", "vocab_size": 102400, "hidden_size": 2048, "intermediate_size": 10944,
+    "moe_intermediate_size": 1408, "num_hidden_layers": 27, "num_attention_heads": 16, "num_key_value_heads": 16,
+    "n_shared_experts": 2, "n_routed_experts": 64, "routed_scaling_factor": 1.0, "kv_lora_rank": 512,
+    "q_lora_rank": null, "qk_rope_head_dim": 64, "v_head_dim": 128, "qk_nope_head_dim": 128, "topk_method": "greedy",
+    "n_group": 1, "topk_group": 1, "num_experts_per_tok": 6, "moe_layer_freq": 1, "first_k_dense_replace": 1,
+    "norm_topk_prob": false, "scoring_func": "softmax", "aux_loss_alpha": 0.001, "seq_aux": true,
+    "hidden_act": "silu", "max_position_embeddings": 163840, "rms_norm_eps": 1e-06,
+    "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 0.707, "mscale_all_dim": 0.707,
+                     "original_max_position_embeddings": 4096, "type": "yarn"},
+    "rope_theta": 10000, "tie_word_embeddings": false, "bos_token_id": 100000, "eos_token_id": 100001})");
+}
+
+// V3's release is FP8 (refused by name); its bf16 conversion parses, and MLA caches 576 values per token and layer
+// (latent 512 + rope key 64) instead of 128 heads × (192 + 128).
+TEST(DeepseekConfigTest, HubConfigsAndTheLatentCacheWidth) {
+  nlohmann::json v3 = HubV3Config();
+  ExpectError(v3, absl::StatusCode::kUnimplemented, "quant_method 'fp8'");
+  v3.erase("quantization_config");
+  absl::StatusOr<ModelSpec> s = Parse(v3);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->attention.kv_cache_width(), 576);
+  EXPECT_EQ(s->num_routed_experts(), 58 * 256);
+  EXPECT_EQ(std::count(s->layer_is_moe.begin(), s->layer_is_moe.begin() + 3, true), 0);
+  const double m = Mscale(40.0, 1.0);
+  EXPECT_NEAR(s->attention.softmax_scale, m * m / std::sqrt(192.0), 1e-7);
+  absl::StatusOr<ModelSpec> lite = Parse(HubV2LiteConfig());
+  ASSERT_TRUE(lite.ok()) << lite.status();
+  EXPECT_EQ(lite->attention.kv_cache_width(), 576);
+  EXPECT_EQ(lite->attention.q_lora_rank, 0);
+  EXPECT_EQ(lite->num_routed_experts(), 26 * 64);
+}
+
+// synthetic:deepseek-v2-lite and synthetic:deepseek-v3-4l are the hub shapes (V3 cut to 4 layers, 2 dense).
+TEST(DeepseekConfigTest, SyntheticShapesEqualTheHubConfigs) {
+  nlohmann::json v3 = HubV3Config();
+  v3.erase("quantization_config");
+  v3["num_hidden_layers"] = 4;
+  v3["first_k_dense_replace"] = 2;
+  for (const auto& [name, json] : {std::pair{"deepseek-v2-lite", HubV2LiteConfig()}, std::pair{"deepseek-v3-4l", v3}}) {
+    absl::StatusOr<ModelSpec> hub = Parse(json);
+    absl::StatusOr<ModelSpec> syn = SyntheticModelSpec(name, /*small=*/false);
+    ASSERT_TRUE(hub.ok() && syn.ok()) << name;
+    const AttentionSpec &h = hub->attention, &y = syn->attention;
+    EXPECT_EQ(y.kind, h.kind) << name;
+    EXPECT_EQ(std::tie(y.num_heads, y.q_lora_rank, y.kv_lora_rank, y.qk_head_dim, y.v_head_dim, y.rope.dim),
+              std::tie(h.num_heads, h.q_lora_rank, h.kv_lora_rank, h.qk_head_dim, h.v_head_dim, h.rope.dim))
+        << name;
+    EXPECT_EQ(y.rope.interleave, h.rope.interleave) << name;
+    EXPECT_FLOAT_EQ(y.rope.attention_factor, h.rope.attention_factor) << name;
+    EXPECT_FLOAT_EQ(y.softmax_scale, h.softmax_scale) << name;
+    EXPECT_EQ(syn->layer_is_moe, hub->layer_is_moe) << name;
+    EXPECT_EQ(std::tie(syn->num_experts, syn->top_k, syn->moe_intermediate_size, syn->dense_intermediate_size),
+              std::tie(hub->num_experts, hub->top_k, hub->moe_intermediate_size, hub->dense_intermediate_size))
+        << name;
+    EXPECT_EQ(std::tie(syn->router.scoring, syn->router.method, syn->router.num_groups, syn->router.topk_groups,
+                       syn->router.norm_topk_prob, syn->router.selection_bias),
+              std::tie(hub->router.scoring, hub->router.method, hub->router.num_groups, hub->router.topk_groups,
+                       hub->router.norm_topk_prob, hub->router.selection_bias))
+        << name;
+    EXPECT_FLOAT_EQ(syn->router.routed_scaling_factor, hub->router.routed_scaling_factor) << name;
+    EXPECT_EQ(std::tie(syn->shared_experts.count, syn->shared_experts.intermediate_size),
+              std::tie(hub->shared_experts.count, hub->shared_experts.intermediate_size))
+        << name;
+  }
 }
 
 TEST(DeepseekLoadTest, HubTensorNames) {

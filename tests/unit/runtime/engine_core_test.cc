@@ -7,6 +7,7 @@
 #include <numeric>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "engine/runtime/eos.h"
 #include "engine/runtime/generate.h"
 #include "gtest/gtest.h"
@@ -159,13 +160,18 @@ TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
   auto engine = MakeEngine(kFortune, {.max_running_seqs = 1, .max_batch_tokens = 64});
   ASSERT_NE(engine, nullptr);
   ASSERT_TRUE(engine->AddRequest(Greedy("first", {1, 370, 998, 695}, 30)).ok());
+  // The engine reads the wall clock (no injectable clock yet): the deadlines are far from the few-ms steps
+  // that must start before them, and the test sleeps until a deadline has surely passed, never a guessed time.
+  const auto sleep_past = [](absl::Time deadline) {
+    while (absl::Now() <= deadline) absl::SleepFor(deadline - absl::Now() + absl::Milliseconds(1));
+  };
   EngineRequest late = Greedy("late", {1, 370, 998, 695, 286, 710}, 5);
-  late.deadline = absl::Now() + absl::Milliseconds(200);
+  late.deadline = absl::Now() + absl::Seconds(1);
   ASSERT_TRUE(engine->AddRequest(late).ok());
   std::map<std::string, Collected> got;
-  testing::Absorb(got, engine->Step());
+  testing::Absorb(got, engine->Step());  // deadlines are checked when a step starts: "late" still waits
   EXPECT_EQ(engine->stats().waiting, 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  sleep_past(late.deadline);
   testing::Absorb(got, engine->Step());
   ASSERT_TRUE(got["late"].finished);
   EXPECT_EQ(got["late"].reason, FinishReason::kDeadline);
@@ -176,13 +182,13 @@ TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
 
   // A running request past its deadline is finished too, and its blocks are freed.
   EngineRequest running = Greedy("running", {1, 370}, 50);
-  running.deadline = absl::Now() + absl::Milliseconds(200);
+  running.deadline = absl::Now() + absl::Seconds(1);
   ASSERT_TRUE(engine->AddRequest(running).ok());
   engine->AbortRequest("first");
   testing::Absorb(got, engine->Step());  // "first" aborted, "running" admitted
   testing::Absorb(got, engine->Step());
   EXPECT_FALSE(got["running"].finished);
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  sleep_past(running.deadline);
   testing::Absorb(got, engine->Step());
   EXPECT_EQ(got["running"].reason, FinishReason::kDeadline);
   EXPECT_EQ(engine->stats().kv_blocks_used, 0);

@@ -78,7 +78,7 @@ TEST(SamplerTest, TopKAndTopPRestrictAndRenormalise) {
   EXPECT_LT(ChiSquare(logits, Params(1.0f, 1.0f, 2, 3), {0, 0, 3 / 7.0, 4 / 7.0}, 20000), 10.8);
   // top-p 0.65: 0.4 + 0.3 = 0.7 ≥ 0.65 is the smallest such prefix.
   EXPECT_LT(ChiSquare(logits, Params(1.0f, 0.65f, 0, 5), {0, 0, 3 / 7.0, 4 / 7.0}, 20000), 10.8);
-  // top-p 0.7 exactly reaches the mass of the two best (cum ≥ top_p keeps the set minimal).
+  // top-p 0.75: the two best hold 0.7 < 0.75, so the third (0.2) joins: {0.2, 0.3, 0.4} over 0.9.
   EXPECT_LT(ChiSquare(logits, Params(1.0f, 0.75f, 0, 5), {0, 2 / 9.0, 3 / 9.0, 4 / 9.0}, 20000), 13.8);
 }
 

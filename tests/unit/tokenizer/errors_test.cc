@@ -75,8 +75,9 @@ TEST_F(TokenizerErrorsTest, MalformedGenerationConfig) {
   EXPECT_NE(s.message().find("generation_config.json"), std::string::npos) << s;
 }
 
-TEST_F(TokenizerErrorsTest, MinimalByteLevelTokenizerWorks) {
-  // Only the 256 byte characters and one merge: "hi" → one token; unknown → per-byte tokens.
+TEST_F(TokenizerErrorsTest, TokenizerJsonAloneLoadsWithNoEos) {
+  // A byte-level tokenizer.json with no config.json / generation_config.json beside it: it loads, and nothing
+  // names an EOS token.
   fs::copy_file(tokenizer_test::SourcePath("tests/fixtures/tiny-olmoe/tokenizer.json"), dir_ / "tokenizer.json");
   absl::StatusOr<std::unique_ptr<Tokenizer>> tok = LoadTokenizer(dir_.string());
   ASSERT_TRUE(tok.ok()) << tok.status();
