@@ -28,7 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def start_daemon(build, caching, threads, log):
     proc = subprocess.Popen([str(build / "moed"), "--model", str(ROOT / "models/fortune-moe"), "--backend", "cpu",
                              "--threads", str(threads), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                             "--enable-prefix-caching", "true" if caching else "false"],
+                             f"--enable-prefix-caching={str(caching).lower()}"],
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -27,7 +27,7 @@ def _run(d, prompts):
 
 
 def test_shared_prefix_is_served_from_cache_and_never_routed(make_daemon):
-    on, off = make_daemon(), make_daemon("--enable-prefix-caching", "false")
+    on, off = make_daemon(), make_daemon("--enable-prefix-caching=false")
     prompts = _prompts()
     with_cache, without = _run(on, prompts), _run(off, prompts)
     assert [c.token_ids for c in with_cache] == [c.token_ids for c in without]
