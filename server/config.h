@@ -39,6 +39,7 @@ struct ServerConfig {
   int max_model_len = 0;     // 0 = the model's context
   int kv_block_size = 16;
   int64_t kv_cache_bytes = 0;  // 0 = auto
+  bool enable_prefix_caching = true;
   float moe_capacity_factor = 0.0f;  // 0 = dropless
 
   // Hot-expert cache (BackendOptions::expert_cache_*). At most one of slots / bytes / fraction is non-zero;

@@ -155,6 +155,7 @@ void EngineService::Ended(const RequestRecord& r) {
       {"engine_id", r.engine_id},
       {"status", std::string(absl::StatusCodeToString(r.status.code()))},
       {"prompt_tokens", absl::StrCat(r.prompt_tokens), true},
+      {"cached_tokens", absl::StrCat(r.cached_tokens), true},
       {"completion_tokens", absl::StrCat(r.completion_tokens), true},
       {"ttft_s", r.ttft == absl::InfiniteDuration() ? "null" : absl::StrCat(absl::ToDoubleSeconds(r.ttft)), true},
       {"duration_s", absl::StrCat(absl::ToDoubleSeconds(r.duration)), true},

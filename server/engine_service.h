@@ -31,6 +31,7 @@ struct RequestRecord {
   std::string client_id;
   absl::Status status;
   int prompt_tokens = 0;
+  int cached_tokens = 0;   // of prompt_tokens, served from the prefix cache
   int completion_tokens = 0;
   absl::Duration ttft = absl::InfiniteDuration();  // arrival → first token written; infinite: none
   absl::Duration duration;                         // arrival → end of the stream

@@ -54,6 +54,8 @@ ABSL_FLAG(int, max_model_len, kDefaults.max_model_len, "context limit in tokens;
 ABSL_FLAG(int, kv_block_size, kDefaults.kv_block_size, "tokens per KV-cache block");
 ABSL_FLAG(int64_t, kv_cache_bytes, kDefaults.kv_cache_bytes,
           "KV-cache memory in bytes; 0 = enough for max-running-seqs full contexts");
+ABSL_FLAG(bool, enable_prefix_caching, kDefaults.enable_prefix_caching,
+          "reuse the KV blocks of shared prompt prefixes (whole blocks; output is the same either way)");
 ABSL_FLAG(float, moe_capacity_factor, kDefaults.moe_capacity_factor, "expert capacity factor; 0 = dropless");
 ABSL_FLAG(int, expert_cache_slots, kDefaults.expert_cache_slots,
           "hot-expert cache: resident routed experts in total; 0 = all resident");
@@ -223,6 +225,7 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   c.kv_block_size = absl::GetFlag(FLAGS_kv_block_size);
   c.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  c.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   c.moe_capacity_factor = absl::GetFlag(FLAGS_moe_capacity_factor);
   c.expert_cache_slots = absl::GetFlag(FLAGS_expert_cache_slots);
   c.expert_cache_bytes = absl::GetFlag(FLAGS_expert_cache_bytes);

@@ -84,6 +84,7 @@ void GenerateReactor::Note(const RequestOutput& out) {
   if (!out.new_token_ids.empty() && record_.ttft == absl::InfiniteDuration()) record_.ttft = absl::Now() - arrival_;
   record_.completion_tokens += static_cast<int>(out.new_token_ids.size());
   if (out.prompt_tokens > 0) record_.prompt_tokens = out.prompt_tokens;
+  record_.cached_tokens = out.cached_tokens;
   if (out.finished) record_.finish_reason = std::string(FinishReasonName(out.finish_reason));
 }
 

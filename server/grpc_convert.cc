@@ -51,6 +51,7 @@ void ToProto(const RequestOutput& out, const std::string& request_id, int logpro
   response->set_finish_reason(std::string(FinishReasonName(out.finish_reason)));
   response->mutable_usage()->set_prompt_tokens(out.prompt_tokens);
   response->mutable_usage()->set_completion_tokens(out.completion_tokens);
+  response->mutable_usage()->set_cached_tokens(out.cached_tokens);
   if (out.routing.empty() || num_experts <= 0) return;
   const int layers = static_cast<int>(out.routing.size()) / num_experts;
   for (int l = 0; l < layers; ++l) {

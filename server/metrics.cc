@@ -92,11 +92,18 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
       .Help("Tokens processed per engine step (prefill chunks plus decode tokens).")
       .Register(reg).Add({}, kBatchTokenBuckets);
   prompt_tokens_ = &BuildCounter().Name("moed_prompt_tokens_total")
-      .Help("Prompt tokens prefilled (recomputation after preemption counted again).").Register(reg).Add({});
+      .Help("Prompt tokens prefilled (recomputation after preemption counted again; prefix-cache hits not).")
+      .Register(reg).Add({});
   generated_tokens_ = &BuildCounter().Name("moed_generated_tokens_total").Help("Tokens generated.")
       .Register(reg).Add({});
   preemptions_ = &BuildCounter().Name("moed_preemptions_total")
       .Help("Sequences preempted (KV blocks freed, recomputed later).").Register(reg).Add({});
+  prefix_queries_ = &BuildCounter().Name("moed_prefix_cache_queries_total")
+      .Help("Tokens of admitted requests looked up in the prefix cache (readmission after preemption counted again).")
+      .Register(reg).Add({});
+  prefix_hits_ = &BuildCounter().Name("moed_prefix_cache_hits_total")
+      .Help("Tokens served from the prefix cache (whole KV blocks): never computed, never routed.")
+      .Register(reg).Add({});
   kv_usage_ = &BuildGauge().Name("moed_kv_cache_usage_ratio").Help("Used / total KV-cache blocks.")
       .Register(reg).Add({});
   kv_used_ = &BuildGauge().Name("moed_kv_cache_blocks_used").Help("KV-cache blocks in use.").Register(reg).Add({});
@@ -131,7 +138,8 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
 
   if (per_expert_) {
     auto& routed = BuildCounter().Name("moed_expert_tokens_total")
-        .Help("Router assignments (token, top-k slot) per expert, dropped ones included.").Register(reg);
+        .Help("Router assignments (token, top-k slot) per expert, dropped ones included; computed tokens only "
+              "(prefix-cache hits are not routed).").Register(reg);
     auto& dropped = BuildCounter().Name("moed_expert_dropped_tokens_total")
         .Help("Assignments dropped by expert capacity, per expert.").Register(reg);
     for (int l = 0; l < num_layers_; ++l) {
@@ -143,7 +151,8 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
     }
   } else {
     auto& routed = BuildCounter().Name("moed_layer_tokens_total")
-        .Help("Router assignments per layer, dropped ones included (per-expert series over budget).").Register(reg);
+        .Help("Router assignments per layer, dropped ones included, computed tokens only (per-expert series over "
+              "budget).").Register(reg);
     auto& dropped = BuildCounter().Name("moed_layer_dropped_tokens_total")
         .Help("Assignments dropped by expert capacity per layer (per-expert series over budget).").Register(reg);
     for (int l = 0; l < num_layers_; ++l) {
@@ -178,6 +187,9 @@ void ServerMetrics::OnEngineStep(const EngineStats& stats, int pending) {
   prompt_tokens_->Increment(static_cast<double>(prefill));
   generated_tokens_->Increment(static_cast<double>(std::max<int64_t>(0, stats.generated_tokens - prev_.generated_tokens)));
   preemptions_->Increment(static_cast<double>(std::max<int64_t>(0, stats.preemptions - prev_.preemptions)));
+  prefix_queries_->Increment(
+      static_cast<double>(std::max<int64_t>(0, stats.prefix_cache_queries - prev_.prefix_cache_queries)));
+  prefix_hits_->Increment(static_cast<double>(std::max<int64_t>(0, stats.prefix_cache_hits - prev_.prefix_cache_hits)));
   if (stats.last_step_tokens > 0) {
     batch_tokens_->Observe(stats.last_step_tokens);
     const size_t phase = prefill == 0 ? 1 : (decode == 0 ? 0 : 2);

@@ -97,6 +97,8 @@ class ServerMetrics {
   prometheus::Counter* prompt_tokens_ = nullptr;
   prometheus::Counter* generated_tokens_ = nullptr;
   prometheus::Counter* preemptions_ = nullptr;
+  prometheus::Counter* prefix_queries_ = nullptr;  // tokens
+  prometheus::Counter* prefix_hits_ = nullptr;     // tokens
   prometheus::Gauge* kv_usage_ = nullptr;
   prometheus::Gauge* kv_used_ = nullptr;
   prometheus::Gauge* kv_total_ = nullptr;

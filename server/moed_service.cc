@@ -158,6 +158,7 @@ grpc::ServerUnaryReactor* MoedService::GetExpertStats(grpc::CallbackServerContex
   response->set_num_experts(spec.num_experts);
   response->set_top_k(spec.top_k);
   response->set_steps(stats.steps);
+  response->set_prefix_cached_tokens(stats.prefix_cache_hits);
   for (size_t i = 0; i < cells; ++i) {
     response->add_routed_tokens(i < stats.routed.size() ? stats.routed[i] : 0);
     response->add_dropped_tokens(i < stats.dropped.size() ? stats.dropped[i] : 0);

@@ -43,6 +43,8 @@ EngineConfig ToEngineConfig(const ServerConfig& c) {
   e.max_model_len = c.max_model_len;
   e.kv_block_size = c.kv_block_size;
   e.kv_cache_bytes = c.kv_cache_bytes;
+  e.enable_prefix_caching = c.enable_prefix_caching;
+  e.model_identity = c.model;
   return e;
 }
 

@@ -37,7 +37,10 @@ void BenchCall::OnReadDone(bool ok) {
     last_ = now;
     result_.output_tokens += k;
   }
-  if (msg_.has_usage()) result_.prompt_tokens = msg_.usage().prompt_tokens();
+  if (msg_.has_usage()) {
+    result_.prompt_tokens = msg_.usage().prompt_tokens();
+    result_.cached_tokens = msg_.usage().cached_tokens();
+  }
   StartRead(&msg_);
 }
 

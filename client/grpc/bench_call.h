@@ -17,6 +17,7 @@ struct CallResult {
   grpc::StatusCode code = grpc::OK;
   std::string error;                 // the status message when code != OK
   int prompt_tokens = 0;             // from the final Usage (0 when the call failed)
+  int cached_tokens = 0;             // of them, served from the server's prefix cache (final Usage)
   int output_tokens = 0;             // token ids received
   double e2e_s = 0.0;                // start → end of stream
   double ttft_s = -1.0;              // start → first message with tokens; < 0 when none came

@@ -26,11 +26,13 @@ namespace {
 
 constexpr char kUsage[] = R"(usage: moe-bench [--addr HOST:PORT] (--concurrency N | --rate R [--concurrency MAX])
     [--num-requests N] [--duration 60s] (--prompt-len L --output-len M [--seed S] | --prompts-file F [--output-len M])
-    [--ignore-eos] [--temperature T] [--timeout 120s]
+    [--shared-prefix-len N --num-prefixes P] [--ignore-eos] [--temperature T] [--timeout 120s]
 Sends Generate streams until N requests were sent or the duration passed (at least one bound; 64
 requests when neither is given), waits for those in flight, and prints one JSON report.
 --rate: requests per second with exponential gaps; --concurrency alone: closed loop of N streams.
 --prompt-len: synthetic prompts of L random token ids (seeded); --prompts-file: one prompt per line.
+--shared-prefix-len N (< L) with --prompt-len: the first N ids of request i are prefix i mod P of P seeded random
+prefixes (--num-prefixes, default 1), the other L - N ids its own: N/L of each prompt is shared.
 Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --token T (default $MOED_TOKEN).
 --version prints the version.
 )";
@@ -38,7 +40,8 @@ Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --toke
 const std::vector<FlagSpec> kFlags = [] {
   std::vector<FlagSpec> flags = {
       {"addr"}, {"concurrency"}, {"rate"}, {"num-requests"}, {"duration"}, {"prompt-len"}, {"output-len"},
-      {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"help", false},
+      {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"shared-prefix-len"},
+      {"num-prefixes"}, {"help", false},
   };
   flags.insert(flags.end(), SecurityFlags().begin(), SecurityFlags().end());
   return flags;
@@ -53,6 +56,9 @@ struct Options {
   int prompt_len = 32;
   int output_len = 32;
   std::vector<std::string> prompts;  // from --prompts-file; empty: synthetic ids
+  int shared_prefix_len = 0;         // leading ids of each synthetic prompt taken from a shared prefix
+  int num_prefixes = 1;
+  std::vector<std::vector<int>> prefixes;  // (num_prefixes, shared_prefix_len), made once the vocabulary is known
   bool ignore_eos = false;
   float temperature = 0.0f;
   uint64_t seed = 0;
@@ -82,8 +88,11 @@ absl::StatusOr<Options> ParseOptions(const CliArgs& a) {
   absl::StatusOr<std::optional<double>> temp = a.GetDouble("temperature");
   absl::StatusOr<std::optional<absl::Duration>> dur = a.GetDuration("duration");
   absl::StatusOr<std::optional<absl::Duration>> timeout = a.GetDuration("timeout");
+  absl::StatusOr<std::optional<int64_t>> shared = a.GetInt("shared-prefix-len");
+  absl::StatusOr<std::optional<int64_t>> nprefix = a.GetInt("num-prefixes");
   for (const absl::Status& st : {conc.status(), num.status(), plen.status(), olen.status(), seed.status(),
-                                 rate.status(), temp.status(), dur.status(), timeout.status()}) {
+                                 rate.status(), temp.status(), dur.status(), timeout.status(), shared.status(),
+                                 nprefix.status()}) {
     if (!st.ok()) return st;
   }
   if (!*conc && !*rate) return absl::InvalidArgumentError("give --concurrency N or --rate R");
@@ -94,12 +103,23 @@ absl::StatusOr<Options> ParseOptions(const CliArgs& a) {
   if (*plen && **plen < 1) return absl::InvalidArgumentError("--prompt-len must be >= 1");
   if (*olen && **olen < 1) return absl::InvalidArgumentError("--output-len must be >= 1");
   if (*plen && a.Has("prompts-file")) return absl::InvalidArgumentError("--prompt-len and --prompts-file exclude each other");
+  if (*nprefix && !*shared) return absl::InvalidArgumentError("--num-prefixes needs --shared-prefix-len");
+  if (*shared && a.Has("prompts-file")) {
+    return absl::InvalidArgumentError("--shared-prefix-len applies to synthetic prompts (--prompt-len), not --prompts-file");
+  }
+  o.prompt_len = static_cast<int>(plen->value_or(o.prompt_len));
+  if (*shared && (**shared < 0 || **shared >= o.prompt_len)) {
+    return absl::InvalidArgumentError(absl::StrCat("--shared-prefix-len must be in [0, --prompt-len) = [0, ",
+                                                   o.prompt_len, "), got ", **shared));
+  }
+  if (*nprefix && **nprefix < 1) return absl::InvalidArgumentError("--num-prefixes must be >= 1");
+  o.shared_prefix_len = static_cast<int>(shared->value_or(0));
+  o.num_prefixes = static_cast<int>(nprefix->value_or(1));
   o.concurrency = static_cast<int>(conc->value_or(0));
   o.rate = rate->value_or(0.0);
   o.num_requests = num->value_or(-1);
   if (*dur) o.duration = **dur;
   if (o.num_requests < 0 && !*dur) o.num_requests = 64;
-  o.prompt_len = static_cast<int>(plen->value_or(o.prompt_len));
   o.output_len = static_cast<int>(olen->value_or(o.output_len));
   o.ignore_eos = a.Has("ignore-eos");
   o.temperature = static_cast<float>(temp->value_or(0.0));
@@ -149,7 +169,12 @@ moed::v1::GenerateRequest MakeRequest(const Options& o, int64_t index, int vocab
   } else {
     // Ids 0..2 are the usual unk/BOS/EOS specials; stay clear of them.
     std::uniform_int_distribution<int> id(std::min(3, vocab - 1), vocab - 1);
-    for (int i = 0; i < o.prompt_len; ++i) req.add_prompt_ids(id(rng));
+    int i = 0;
+    if (!o.prefixes.empty()) {
+      for (int t : o.prefixes[index % o.prefixes.size()]) req.add_prompt_ids(t);
+      i = o.shared_prefix_len;
+    }
+    for (; i < o.prompt_len; ++i) req.add_prompt_ids(id(rng));
   }
   moed::v1::SamplingParams& s = *req.mutable_sampling();
   s.set_max_tokens(o.output_len);
@@ -162,6 +187,7 @@ moed::v1::GenerateRequest MakeRequest(const Options& o, int64_t index, int vocab
 nlohmann::json Report(const Options& o, const std::vector<CallResult>& results, double wall_s) {
   int64_t ok = 0;
   int64_t in_tokens = 0;
+  int64_t cached_tokens = 0;
   int64_t out_tokens = 0;
   std::map<std::string, int64_t> errors;
   std::map<std::string, std::string> first_error;
@@ -176,6 +202,7 @@ nlohmann::json Report(const Options& o, const std::vector<CallResult>& results, 
     }
     ++ok;
     in_tokens += r.prompt_tokens;
+    cached_tokens += r.cached_tokens;
     e2e.push_back(r.e2e_s * 1e3);
     if (r.ttft_s >= 0) ttft.push_back(r.ttft_s * 1e3);
     for (double g : r.itl_s) itl.push_back(g * 1e3);
@@ -185,13 +212,15 @@ nlohmann::json Report(const Options& o, const std::vector<CallResult>& results, 
   return {
       {"config", {{"addr", o.addr}, {"concurrency", o.concurrency}, {"rate", o.rate},
                   {"num_requests", o.num_requests}, {"prompt_len", o.prompts.empty() ? o.prompt_len : -1},
-                  {"output_len", o.output_len}, {"ignore_eos", o.ignore_eos}, {"temperature", o.temperature}}},
+                  {"output_len", o.output_len}, {"ignore_eos", o.ignore_eos}, {"temperature", o.temperature},
+                  {"shared_prefix_len", o.shared_prefix_len}, {"num_prefixes", o.prefixes.size()}}},
       {"requests", {{"ok", ok}, {"failed", static_cast<int64_t>(results.size()) - ok}}},
       {"errors", errors},
       {"error_examples", first_error},
       {"duration_s", wall_s},
       {"request_throughput", ok / d},
       {"input_tokens", in_tokens},
+      {"cached_tokens", cached_tokens},  // of input_tokens, served from the server's prefix cache
       {"output_tokens", out_tokens},
       {"output_tokens_per_s", out_tokens / d},
       {"total_tokens_per_s", (in_tokens + out_tokens) / d},
@@ -220,8 +249,7 @@ int Main(int argc, char** argv) {
     std::cerr << "moe-bench: " << opts.status().message() << "\n" << kUsage;
     return 2;
   }
-  const Options& o = *opts;
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = MakeChannel(o.addr, SecurityFromArgs(*args));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = MakeChannel(opts->addr, SecurityFromArgs(*args));
   if (!made.ok()) {
     std::cerr << "moe-bench: " << made.status().message() << "\n";
     return 2;
@@ -237,8 +265,16 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
-  Tally tally;
+  Options o = *opts;
   std::mt19937_64 rng(o.seed);
+  if (o.shared_prefix_len > 0) {  // the shared prefixes come first from the seeded stream
+    std::uniform_int_distribution<int> id(std::min(3, info.vocab_size() - 1), info.vocab_size() - 1);
+    o.prefixes.assign(o.num_prefixes, {});
+    for (auto& p : o.prefixes) {
+      for (int i = 0; i < o.shared_prefix_len; ++i) p.push_back(id(rng));
+    }
+  }
+  Tally tally;
   std::exponential_distribution<double> gap(o.rate > 0 ? o.rate : 1.0);
   const Clock::duration timeout = absl::ToChronoNanoseconds(o.timeout);
   const Clock::time_point start = Clock::now();

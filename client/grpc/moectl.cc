@@ -164,7 +164,8 @@ int RunGenerate(Session& s) {
     if (!msg.finish_reason().empty()) out["finish_reason"] = msg.finish_reason();
     if (msg.has_usage()) {
       out["usage"] = {{"prompt_tokens", msg.usage().prompt_tokens()},
-                      {"completion_tokens", msg.usage().completion_tokens()}};
+                      {"completion_tokens", msg.usage().completion_tokens()},
+                      {"cached_tokens", msg.usage().cached_tokens()}};
     }
     if (msg.routing_size() > 0) out["routing"] = RoutingJson(msg.routing());
   }
@@ -295,7 +296,7 @@ int RunStats(Session& s) {
   }
   if (s.json) {
     nlohmann::json j = {{"num_layers", layers}, {"num_experts", experts}, {"top_k", st.top_k()},
-                        {"steps", st.steps()},
+                        {"steps", st.steps()}, {"prefix_cached_tokens", st.prefix_cached_tokens()},
                         {"routed_tokens", std::vector<int64_t>(st.routed_tokens().begin(), st.routed_tokens().end())},
                         {"dropped_tokens", std::vector<int64_t>(st.dropped_tokens().begin(), st.dropped_tokens().end())},
                         {"resident", std::vector<bool>(st.resident().begin(), st.resident().end())},
@@ -323,6 +324,10 @@ int RunStats(Session& s) {
   std::cout << absl::StrFormat("%d layers x %d experts, top-%d, %d engine steps\n", layers, experts, st.top_k(),
                                st.steps());
   PrintMatrix("routed tokens", st.routed_tokens(), layers, experts);
+  if (st.prefix_cached_tokens() > 0) {
+    std::cout << absl::StrFormat("prefix cache: %d prompt tokens served from cached KV blocks (not routed)\n",
+                                 st.prefix_cached_tokens());
+  }
   int64_t dropped = 0;
   for (int64_t v : st.dropped_tokens()) dropped += v;
   if (dropped > 0) PrintMatrix("dropped tokens", st.dropped_tokens(), layers, experts);

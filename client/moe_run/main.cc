@@ -26,6 +26,7 @@
 #include "engine/runtime/model_source.h"
 #include "engine/cache/cache_policy.h"
 #include "engine/model/model.h"
+#include "engine/runtime/eos.h"
 #include "engine/runtime/generate.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "moed/version.h"
@@ -330,14 +331,14 @@ int Run(int argc, char** argv) {
   GenerateOptions go;
   go.max_tokens = a.max_tokens;
   go.sampling = a.sampling;
-  go.eos_ids = (*tokenizer)->eos_ids();
-  go.eos_ids.insert(go.eos_ids.end(), spec.eos_token_ids.begin(), spec.eos_token_ids.end());
+  go.eos_ids = ModelEosIds(spec, **tokenizer);
   go.want_prompt_logits = !a.logits_out.empty();
   for (const auto& prompt : prompts) {
     IncrementalDetokenizer detok(**tokenizer);
     go.on_token = nullptr;
     if (!a.json) {
       go.on_token = [&](int32_t id) {
+        if (EndsAtEos(go.eos_ids, id, go.ignore_eos)) return true;  // the EOS has no text
         std::fputs(detok.Push(id).c_str(), stdout);
         std::fflush(stdout);
         return true;
@@ -360,7 +361,7 @@ int Run(int argc, char** argv) {
       nlohmann::json j;
       j["prompt_ids"] = prompt;
       j["output_ids"] = result->output_ids;
-      j["text"] = (*tokenizer)->Decode(result->output_ids);
+      j["text"] = (*tokenizer)->Decode(result->text_ids());
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
       std::cout << detok.Finish() << "\n";

@@ -78,6 +78,7 @@ class Completion:
     finish_reason: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0                                # prompt tokens served from the prefix cache
     routing: dict[int, dict[int, int]] = field(default_factory=dict)  # layer → {expert: tokens}
     logprobs: list = field(default_factory=list)          # TokenLogprob messages, one per token
     request_id: str = ""
@@ -123,6 +124,7 @@ def collect(stream: Iterable[pb.GenerateResponse]) -> Completion:
         if msg.HasField("usage"):
             c.prompt_tokens = msg.usage.prompt_tokens
             c.completion_tokens = msg.usage.completion_tokens
+            c.cached_tokens = msg.usage.cached_tokens
         for layer in msg.routing:
             c.routing[layer.layer] = dict(zip(layer.expert_ids, layer.token_counts))
     return c

@@ -3,17 +3,17 @@
 #include "engine/runtime/engine_core.h"
 
 #include <algorithm>
-#include <map>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "engine/common/status_macros.h"
 #include "engine/kv/kv_block_manager.h"
 #include "engine/kv/kv_sizing.h"
+#include "engine/kv/block_hash.h"
 #include "engine/moe/load_balance.h"
-#include "engine/runtime/request_state.h"
+#include "engine/runtime/eos.h"
+#include "engine/runtime/request.h"
 #include "engine/runtime/sampler.h"
 #include "engine/scheduler/scheduler.h"
 
@@ -68,14 +68,14 @@ class EngineCoreImpl final : public EngineCore {
       : backend_(std::move(backend)),
         tokenizer_(std::move(tokenizer)),
         config_(config),
-        kv_(num_blocks, config.kv_block_size),
+        kv_(num_blocks, config.kv_block_size,
+            {.enabled = config.enable_prefix_caching, .salt = BlockHashSalt(ModelIdentity(config, backend_->spec()))}),
         scheduler_({.max_running_seqs = config.max_running_seqs, .max_batch_tokens = config.max_batch_tokens},
                    &kv_),
         load_window_(static_cast<int64_t>(backend_->spec().num_layers) * backend_->spec().num_experts,
-                     kLoadWindowSteps, kLoadWindowBucketSteps) {
+                     kLoadWindowSteps, kLoadWindowBucketSteps),
+        eos_ids_(ModelEosIds(backend_->spec(), *tokenizer_)) {
     const ModelSpec& spec = backend_->spec();
-    for (int32_t id : tokenizer_->eos_ids()) eos_ids_.insert(id);
-    for (int id : spec.eos_token_ids) eos_ids_.insert(id);
     const size_t cells = static_cast<size_t>(spec.num_layers) * spec.num_experts;
     stats_.routed.assign(cells, 0);
     stats_.dropped.assign(cells, 0);
@@ -86,6 +86,9 @@ class EngineCoreImpl final : public EngineCore {
                                                  kProfileHistoryPoints);
     stats_.expert_profile = profiler_->Snapshot(kProfileSketchCapacity, 0);
     stats_.kv_blocks_total = kv_.num_total();
+  }
+  ~EngineCoreImpl() override {
+    for (auto& [id, r] : requests_) scheduler_.Remove(r.get());
   }
 
   absl::Status AddRequest(EngineRequest request) override;
@@ -101,30 +104,38 @@ class EngineCoreImpl final : public EngineCore {
   // Collects this step's outputs, one per request touched, in first-touch order.
   class Outputs {
    public:
-    RequestOutput& For(const RequestState& r) {
-      auto [it, inserted] = index_.try_emplace(r.seq_id, list_.size());
+    RequestOutput& For(const Request& r) {
+      auto [it, inserted] = index_.try_emplace(&r, list_.size());
       if (inserted) {
         list_.emplace_back();
-        list_.back().request_id = r.request.request_id;
-        list_.back().prompt_tokens = static_cast<int32_t>(r.request.prompt_ids.size());
+        list_.back().request_id = r.request_id();
+        list_.back().prompt_tokens = r.prompt_len;
+        list_.back().cached_tokens = std::max(0, r.cached_tokens);
       }
       return list_[it->second];
     }
     std::vector<RequestOutput> Take() { return std::move(list_); }
 
    private:
-    absl::flat_hash_map<int64_t, size_t> index_;
+    absl::flat_hash_map<const Request*, size_t> index_;
     std::vector<RequestOutput> list_;
   };
+
+  // Salt of the prefix cache's hash chains: the model's source and shape.
+  static std::string ModelIdentity(const EngineConfig& config, const ModelSpec& spec) {
+    return absl::StrFormat("%s|%s|L%d|H%d|V%d|E%d|K%d", config.model_identity, FamilyName(spec.family),
+                           spec.num_layers, spec.hidden_size, spec.vocab_size, spec.num_experts, spec.top_k);
+  }
+  static Request& Of(SchedSequence* seq) { return *static_cast<Request*>(seq); }  // the scheduler holds Requests
 
   absl::Status ValidateRequest(const EngineRequest& r) const;
   // Expires deadlines and applies aborts, before scheduling.
   void FinishAbortedAndExpired(absl::Time now, Outputs& outputs);
   // Ends a request: final text, output fields, frees its blocks and forgets it.
-  void Finish(int64_t seq_id, FinishReason reason, absl::Status status, Outputs& outputs);
+  void Finish(Request& r, FinishReason reason, absl::Status status, Outputs& outputs);
   StepBatch BuildBatch(const SchedulePlan& plan) const;
   // Appends a sampled token and finishes the request on EOS, stop string or max_tokens.
-  void AcceptToken(RequestState& r, const SequenceResult& result, Outputs& outputs);
+  void AcceptToken(Request& r, const SequenceResult& result, absl::Time now, Outputs& outputs);
   void AccumulateStepCounters(const StepOutput& out);
   void UpdateGauges(const SchedulePlan& plan, absl::Time start);
 
@@ -133,9 +144,8 @@ class EngineCoreImpl final : public EngineCore {
   EngineConfig config_;
   KvBlockManager kv_;
   Scheduler scheduler_;
-  absl::flat_hash_set<int32_t> eos_ids_;
-  std::map<int64_t, RequestState> requests_;  // live requests by seq id, in arrival order
-  absl::flat_hash_map<std::string, int64_t> seq_of_;  // request_id → seq id
+  const std::vector<int32_t> eos_ids_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Request>> requests_;  // every live request, by request_id
   int64_t next_seq_id_ = 1;
   StepWindow load_window_;  // recent routed assignments; copied into stats_.window_routed each step
   std::unique_ptr<ExpertProfiler> profiler_;
@@ -174,64 +184,60 @@ absl::Status EngineCoreImpl::ValidateRequest(const EngineRequest& r) const {
 
 absl::Status EngineCoreImpl::AddRequest(EngineRequest request) {
   MOED_RETURN_IF_ERROR(ValidateRequest(request));
-  if (seq_of_.contains(request.request_id)) {
+  if (requests_.contains(request.request_id)) {
     return absl::AlreadyExistsError(absl::StrFormat("request %s is already live", request.request_id));
   }
   if (scheduler_.num_waiting() >= config_.max_queue) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "request %s: the waiting queue is full (%d requests, max_queue)", request.request_id, config_.max_queue));
   }
-  const int64_t seq_id = next_seq_id_++;
-  MOED_RETURN_IF_ERROR(scheduler_.Add(seq_id, request.priority, request.arrival_time,
-                                      static_cast<int32_t>(request.prompt_ids.size())));
-  RequestState& r = requests_[seq_id];
-  r.seq_id = seq_id;
-  r.tokens = request.prompt_ids;
-  r.output = std::make_unique<OutputProcessor>(*tokenizer_, request.stop);
-  if (request.include_routing) r.routing.assign(stats_.routed.size(), 0);
-  r.request = std::move(request);
-  seq_of_[r.request.request_id] = seq_id;
+  auto r = std::make_unique<Request>();
+  r->id = next_seq_id_++;
+  r->priority = request.priority;
+  r->arrival_time = request.arrival_time;
+  r->tokens = std::move(request.prompt_ids);
+  r->prompt_len = r->num_tokens();
+  r->output = std::make_unique<OutputProcessor>(*tokenizer_, request.stop);
+  if (request.include_routing) r->routing.assign(stats_.routed.size(), 0);
+  r->params = std::move(request);
+  MOED_RETURN_IF_ERROR(scheduler_.Add(r.get()));
+  Request* raw = r.get();
+  requests_[raw->request_id()] = std::move(r);
   stats_.waiting = scheduler_.num_waiting();
   return absl::OkStatus();
 }
 
 void EngineCoreImpl::AbortRequest(const std::string& request_id) {
-  auto it = seq_of_.find(request_id);
-  if (it != seq_of_.end()) requests_.at(it->second).abort_requested = true;
+  auto it = requests_.find(request_id);
+  if (it != requests_.end()) it->second->abort_requested = true;
 }
 
-void EngineCoreImpl::Finish(int64_t seq_id, FinishReason reason, absl::Status status, Outputs& outputs) {
-  RequestState& r = requests_.at(seq_id);
+void EngineCoreImpl::Finish(Request& r, FinishReason reason, absl::Status status, Outputs& outputs) {
   RequestOutput& out = outputs.For(r);
   if (reason == FinishReason::kLength || reason == FinishReason::kEos) out.new_text += r.output->Finish();
   out.finished = true;
   out.finish_reason = reason;
   out.status = std::move(status);
   out.completion_tokens = r.generated;
-  if (r.request.include_routing) out.routing = std::move(r.routing);
-  scheduler_.Remove(seq_id);
-  seq_of_.erase(r.request.request_id);
-  requests_.erase(seq_id);
+  if (r.params.include_routing) out.routing = std::move(r.routing);
+  scheduler_.Remove(&r);
+  requests_.erase(r.request_id());  // destroys r
 }
 
 void EngineCoreImpl::FinishAbortedAndExpired(absl::Time now, Outputs& outputs) {
-  std::vector<std::pair<int64_t, FinishReason>> ended;
-  for (const auto& [seq_id, r] : requests_) {
-    if (r.abort_requested) {
-      ended.push_back({seq_id, FinishReason::kAborted});
-    } else if (r.request.deadline <= now) {
-      ended.push_back({seq_id, FinishReason::kDeadline});
-    }
+  std::vector<Request*> ended;
+  for (auto& [id, r] : requests_) {
+    if (r->abort_requested || r->params.deadline <= now) ended.push_back(r.get());
   }
-  for (const auto& [seq_id, reason] : ended) {
-    absl::Status status;
-    if (reason == FinishReason::kDeadline) {
-      const SchedSequence* seq = scheduler_.Find(seq_id);
-      status = absl::DeadlineExceededError(absl::StrFormat(
-          "request %s passed its deadline while %s", requests_.at(seq_id).request.request_id,
-          seq != nullptr && seq->running ? "running" : "queued"));
+  std::sort(ended.begin(), ended.end(), [](const Request* a, const Request* b) { return a->id < b->id; });
+  for (Request* r : ended) {
+    if (r->abort_requested) {
+      Finish(*r, FinishReason::kAborted, absl::OkStatus(), outputs);
+      continue;
     }
-    Finish(seq_id, reason, std::move(status), outputs);
+    absl::Status status = absl::DeadlineExceededError(absl::StrFormat(
+        "request %s passed its deadline while %s", r->request_id(), r->running ? "running" : "queued"));
+    Finish(*r, FinishReason::kDeadline, std::move(status), outputs);
   }
 }
 
@@ -240,17 +246,17 @@ StepBatch EngineCoreImpl::BuildBatch(const SchedulePlan& plan) const {
   batch.token_ids.reserve(plan.num_tokens);
   batch.seqs.reserve(plan.chunks.size());
   for (const ScheduledChunk& c : plan.chunks) {
-    const RequestState& r = requests_.at(c.seq_id);
+    const Request& r = Of(c.seq);
     SequenceStep s;
-    s.seq_id = c.seq_id;
+    s.seq_id = r.id;
     s.token_offset = static_cast<int32_t>(batch.token_ids.size());
     s.num_tokens = c.num_tokens;
     s.start_pos = c.start_pos;
-    s.block_table = kv_.Table(c.seq_id);
+    s.block_table = r.kv.blocks;
     s.sample = c.reaches_end;
-    s.sampling = r.request.sampling;
+    s.sampling = r.params.sampling;
     s.sample_index = r.generated;
-    s.want_routing = r.request.include_routing || c.num_tokens == 1;  // single tokens feed the profiler
+    s.want_routing = r.params.include_routing || c.num_tokens == 1;  // single tokens feed the profiler
     batch.token_ids.insert(batch.token_ids.end(), r.tokens.begin() + c.start_pos,
                            r.tokens.begin() + c.start_pos + c.num_tokens);
     batch.seqs.push_back(std::move(s));
@@ -258,30 +264,30 @@ StepBatch EngineCoreImpl::BuildBatch(const SchedulePlan& plan) const {
   return batch;
 }
 
-void EngineCoreImpl::AcceptToken(RequestState& r, const SequenceResult& result, Outputs& outputs) {
+void EngineCoreImpl::AcceptToken(Request& r, const SequenceResult& result, absl::Time now, Outputs& outputs) {
   const int32_t token = result.token;
   r.tokens.push_back(token);
   ++r.generated;
   ++stats_.generated_tokens;
-  scheduler_.AppendToken(r.seq_id);
+  if (r.generated == 1) r.first_token = now;
 
   RequestOutput& out = outputs.For(r);
   out.new_token_ids.push_back(token);
   out.logprobs.push_back(result.logprob);
-  if (r.request.sampling.logprobs > 0) out.top_logprobs.push_back(result.top_logprobs);
+  if (r.params.sampling.logprobs > 0) out.top_logprobs.push_back(result.top_logprobs);
   out.completion_tokens = r.generated;
 
-  if (!r.request.ignore_eos && eos_ids_.contains(token)) {
-    Finish(r.seq_id, FinishReason::kEos, absl::OkStatus(), outputs);
+  if (EndsAtEos(eos_ids_, token, r.params.ignore_eos)) {
+    Finish(r, FinishReason::kEos, absl::OkStatus(), outputs);
     return;
   }
   OutputProcessor::Delta delta = r.output->Push(token);
   out.new_text += delta.text;
   if (delta.stopped) {
-    Finish(r.seq_id, FinishReason::kStop, absl::OkStatus(), outputs);
+    Finish(r, FinishReason::kStop, absl::OkStatus(), outputs);
     return;
   }
-  if (r.generated >= r.request.max_tokens) Finish(r.seq_id, FinishReason::kLength, absl::OkStatus(), outputs);
+  if (r.generated >= r.params.max_tokens) Finish(r, FinishReason::kLength, absl::OkStatus(), outputs);
 }
 
 void EngineCoreImpl::AccumulateStepCounters(const StepOutput& out) {
@@ -304,6 +310,7 @@ void EngineCoreImpl::UpdateGauges(const SchedulePlan& plan, absl::Time start) {
   stats_.waiting = scheduler_.num_waiting();
   stats_.kv_blocks_used = kv_.num_used();
   stats_.kv_blocks_total = kv_.num_total();
+  stats_.kv_blocks_cached = kv_.num_cached();
   ++stats_.steps;
   stats_.last_step_tokens = plan.num_tokens;
   stats_.last_step_seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -316,9 +323,18 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
 
   const SchedulePlan plan = scheduler_.Schedule();
   stats_.preemptions += static_cast<int64_t>(plan.preempted.size());
-  for (int64_t seq_id : plan.preempted) {
-    RequestState& r = requests_.at(seq_id);
-    std::fill(r.routing.begin(), r.routing.end(), 0);  // recomputation routes every position again
+  stats_.prefix_cache_queries += plan.prefix_queried_tokens;
+  stats_.prefix_cache_hits += plan.prefix_hit_tokens;
+  for (SchedSequence* seq : plan.preempted) {
+    Request& r = Of(seq);
+    std::fill(r.routing.begin(), r.routing.end(), 0);  // recomputation routes the computed positions again
+  }
+  for (const ScheduledChunk& c : plan.chunks) {
+    Request& r = Of(c.seq);
+    if (r.cached_tokens < 0) {  // first admission
+      r.cached_tokens = r.num_cached;
+      r.first_scheduled = start;
+    }
   }
   if (plan.chunks.empty()) {
     std::fill(stats_.last_step_routed.begin(), stats_.last_step_routed.end(), 0);
@@ -336,29 +352,32 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
   if (!status.ok()) {
     absl::Status failed(status.code(), absl::StrFormat("%s backend step failed: %s", backend_->name(),
                                                        status.message()));
-    for (const ScheduledChunk& c : plan.chunks) Finish(c.seq_id, FinishReason::kError, failed, outputs);
+    for (const ScheduledChunk& c : plan.chunks) Finish(Of(c.seq), FinishReason::kError, failed, outputs);
     std::fill(stats_.last_step_routed.begin(), stats_.last_step_routed.end(), 0);
     UpdateGauges(plan, start);
     return outputs.Take();
   }
 
   AccumulateStepCounters(out);
+  // The step wrote the KV of every chunk: its full blocks join the prefix cache before any request can finish.
+  for (const ScheduledChunk& c : plan.chunks) kv_.Commit(c.seq->kv, c.seq->tokens, c.seq->num_computed);
+  const absl::Time now = absl::Now();
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const SequenceResult& result = out.results[i];
-    RequestState& r = requests_.at(c.seq_id);
+    Request& r = Of(c.seq);
     stats_.prompt_tokens += c.num_prefill_tokens;
-    if (r.request.include_routing) {
+    if (r.params.include_routing) {
       for (size_t j = 0; j < r.routing.size() && j < result.routing.size(); ++j) r.routing[j] += result.routing[j];
     }
     if (c.num_tokens == 1) {
       profiler_->AddToken(r.tokens[c.start_pos], result.routing);
       if (config_.token_routing_observer) {
         config_.token_routing_observer(
-            {r.request.request_id, c.start_pos, r.tokens[c.start_pos], &result.routing});
+            {r.request_id(), c.start_pos, r.tokens[c.start_pos], &result.routing});
       }
     }
-    if (c.reaches_end) AcceptToken(r, result, outputs);  // may finish and erase r
+    if (c.reaches_end) AcceptToken(r, result, now, outputs);  // may finish and erase r
   }
   UpdateGauges(plan, start);
   if (stats_.steps % kLoadWindowBucketSteps == 0) profiler_->AddBalancePoint(stats_.steps, stats_.window_routed);

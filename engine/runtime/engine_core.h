@@ -14,26 +14,11 @@
 #include "engine/backend/backend.h"
 #include "engine/moe/expert_profile.h"
 #include "engine/moe/routing_trace.h"
+#include "engine/runtime/engine_request.h"
 #include "engine/runtime/sampling_params.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace moed {
-
-enum class FinishReason { kNone, kLength, kStop, kEos, kAborted, kDeadline, kError };
-std::string_view FinishReasonName(FinishReason r);  // "length", "stop", "eos", "aborted", "deadline", "error"
-
-struct EngineRequest {
-  std::string request_id;          // unique among live requests
-  std::vector<int32_t> prompt_ids; // already tokenized, non-empty, ids < vocab
-  SamplingParams sampling;
-  int32_t max_tokens = 16;         // ≥ 1; prompt + max_tokens ≤ context
-  std::vector<std::string> stop;   // stop strings: generation ends before them; they are not emitted
-  bool ignore_eos = false;
-  int32_t priority = 0;            // lower runs first (as vLLM); FIFO within a priority
-  bool include_routing = false;    // report this request's expert usage on its last output
-  absl::Time arrival_time = absl::InfinitePast();
-  absl::Time deadline = absl::InfiniteFuture();  // passed while queued → finished kDeadline, never prefilled
-};
 
 // What one Step() produced for one request. Text holds only whole UTF-8 characters; text that
 // could still become a stop string is held back until it cannot.
@@ -47,9 +32,10 @@ struct RequestOutput {
   FinishReason finish_reason = FinishReason::kNone;
   absl::Status status;          // non-OK for kDeadline / kError
   int32_t prompt_tokens = 0;
-  int32_t completion_tokens = 0;  // total so far
+  int32_t completion_tokens = 0;  // total so far; an EOS that ended the request is counted (it adds no text)
+  int32_t cached_tokens = 0;      // prompt tokens served from the prefix cache at the request's first admission
   std::vector<int32_t> routing;   // (layers * experts) this request's assignments; on the last output
-                                  // when include_routing
+                                  // when include_routing. Cached tokens are never routed: they are not in it.
 };
 
 struct EngineConfig {
@@ -59,6 +45,10 @@ struct EngineConfig {
   int max_model_len = 0;         // context limit; 0 → the model's max_position_embeddings
   int kv_block_size = 16;        // tokens per KV block
   int64_t kv_cache_bytes = 0;    // KV memory; 0 → enough for max_running_seqs full contexts
+  // Prefix caching: full KV blocks are kept, indexed by a hash chained over their token ids, and a new request
+  // starts from the longest cached run of whole blocks of its prompt. Output is the same with it on or off.
+  bool enable_prefix_caching = true;
+  std::string model_identity;    // the served model's source (path or synthetic name): salts the block hashes
   // Resolved by EngineCore::Create (ignored on input): KV bytes one token takes over all layers, as the backend
   // stores it (GQA: K and V per kv head; MLA: the latent and the rope key).
   int64_t kv_bytes_per_token = 0;
@@ -83,9 +73,14 @@ struct EngineStats {
   int kv_blocks_total = 0;
   int64_t steps = 0;
   int64_t preemptions = 0;
-  int64_t prompt_tokens = 0;      // prefilled (recomputation after preemption counted again)
+  int64_t prompt_tokens = 0;      // prefilled (recomputation after preemption counted again; cached ones not)
+  // Prefix cache, in tokens, over every admission (a preempted request's readmission counts again): tokens
+  // looked up, and tokens served from cached blocks (never computed, never routed). 0 when prefix caching is off.
+  int64_t prefix_cache_queries = 0;
+  int64_t prefix_cache_hits = 0;
+  int kv_blocks_cached = 0;       // blocks indexed by the prefix cache (held or free-but-findable)
   int64_t generated_tokens = 0;
-  std::vector<int64_t> routed;    // (layers * experts) since start
+  std::vector<int64_t> routed;    // (layers * experts) since start; computed tokens only (cached ones are not routed)
   std::vector<int64_t> dropped;   // (layers * experts) since start
   std::vector<int64_t> last_step_routed;  // (layers * experts) of the most recent step only
   // Assignments over the last kLoadWindowSteps steps that had any (engine/moe/load_balance.h StepWindow:

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/common/status_macros.h"
+#include "engine/runtime/eos.h"
 
 namespace moed {
 namespace {
@@ -71,15 +72,13 @@ absl::StatusOr<GenerateResult> Generate(Backend& backend, const std::vector<int3
   seq.want_logits = false;
   seq.sample = true;
   for (int produced = 0; produced < options.max_tokens;) {
-    const bool is_eos = std::find(options.eos_ids.begin(), options.eos_ids.end(), next) != options.eos_ids.end();
-    if (is_eos && !options.ignore_eos) {
-      result.logprobs.pop_back();
-      result.stopped_at_eos = true;
-      break;
-    }
     result.output_ids.push_back(next);
     ++produced;
     if (options.on_token && !options.on_token(next)) break;
+    if (EndsAtEos(options.eos_ids, next, options.ignore_eos)) {
+      result.stopped_at_eos = true;
+      break;
+    }
     if (produced == options.max_tokens) break;
     batch.token_ids = {next};
     seq.num_tokens = 1;

@@ -15,7 +15,8 @@ namespace moed {
 struct GenerateOptions {
   int max_tokens = 64;                // tokens to generate; 0 = prefill only (scores the prompt)
   SamplingParams sampling;
-  std::vector<int32_t> eos_ids;       // generation stops when one of these is sampled (it is not returned)
+  std::vector<int32_t> eos_ids;       // generation stops when one of these is sampled (ModelEosIds; the rule of
+                                      // engine/runtime/eos.h: the EOS is returned as the last output id)
   bool ignore_eos = false;
   int prefill_chunk = 512;            // prompt tokens per prefill Step, ≥ 1
   int block_size = 16;                // KV block size used for InitKvCache
@@ -25,17 +26,23 @@ struct GenerateOptions {
   bool init_kv_cache = true;
   bool want_prompt_logits = false;    // return the logits at the last prompt position
   bool want_routing = false;          // sum the router assignments of all processed tokens
-  // Called after each token appended to output_ids; return false to stop early. May be empty.
+  // Called after each token appended to output_ids (an EOS included: it has no text); return false to stop early.
+  // May be empty.
   std::function<bool(int32_t token)> on_token;
 };
 
 struct GenerateResult {
-  std::vector<int32_t> output_ids;   // generated tokens; the EOS that stopped generation is not included
-                                     // (with ignore_eos, EOS tokens are ordinary output)
+  std::vector<int32_t> output_ids;   // generated tokens, the EOS that stopped generation last (as the engine
+                                     // core returns it); with ignore_eos, EOS tokens are ordinary output
   std::vector<float> logprobs;       // one per output id
   std::vector<float> prompt_logits;  // (vocab) when want_prompt_logits
   std::vector<int64_t> routing;      // (num_layers * num_experts) when want_routing
-  bool stopped_at_eos = false;
+  bool stopped_at_eos = false;      // output_ids ends with the EOS that stopped it
+
+  // The ids that carry text: output_ids without the EOS that stopped generation.
+  std::vector<int32_t> text_ids() const {
+    return {output_ids.begin(), output_ids.end() - (stopped_at_eos ? 1 : 0)};
+  }
 };
 
 // KV blocks for a sequence of `num_positions` tokens.

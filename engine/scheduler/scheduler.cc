@@ -15,101 +15,114 @@ Scheduler::Scheduler(const SchedulerConfig& config, KvBlockManager* kv, std::uni
   if (!victim_) victim_ = std::make_unique<LowestRankVictim>(*order_);
 }
 
-absl::Status Scheduler::Add(int64_t id, int32_t priority, absl::Time arrival_time, int32_t num_tokens) {
-  if (num_tokens < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat("sequence %d has %d tokens; needs at least 1", id, num_tokens));
+absl::Status Scheduler::Add(SchedSequence* seq) {
+  if (seq->tokens.empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat("sequence %d has no tokens; needs at least 1", seq->id));
   }
-  if (seqs_.contains(id)) return absl::AlreadyExistsError(absl::StrFormat("sequence %d is already scheduled", id));
-  SchedSequence& seq = seqs_[id];
-  seq.id = id;
-  seq.priority = priority;
-  seq.arrival_time = arrival_time;
-  seq.arrival_seq = next_arrival_seq_++;
-  seq.num_tokens = num_tokens;
+  auto known = [&](const std::vector<SchedSequence*>& v) { return std::find(v.begin(), v.end(), seq) != v.end(); };
+  if (known(waiting_) || known(running_)) {
+    return absl::AlreadyExistsError(absl::StrFormat("sequence %d is already scheduled", seq->id));
+  }
+  seq->arrival_seq = next_arrival_seq_++;
+  seq->running = false;
+  seq->num_computed = 0;
   InsertWaiting(seq);
   return absl::OkStatus();
 }
 
-void Scheduler::AppendToken(int64_t id) {
-  auto it = seqs_.find(id);
-  if (it != seqs_.end()) ++it->second.num_tokens;
+void Scheduler::Remove(SchedSequence* seq) {
+  kv_->Free(seq->kv);
+  std::erase(waiting_, seq);
+  std::erase(running_, seq);
+  seq->running = false;
 }
 
-void Scheduler::Remove(int64_t id) {
-  if (!seqs_.erase(id)) return;
-  kv_->Free(id);
-  std::erase(waiting_, id);
-  std::erase(running_, id);
-}
-
-const SchedSequence* Scheduler::Find(int64_t id) const {
-  auto it = seqs_.find(id);
-  return it == seqs_.end() ? nullptr : &it->second;
-}
-
-void Scheduler::InsertWaiting(const SchedSequence& seq) {
+void Scheduler::InsertWaiting(SchedSequence* seq) {
   // Before the first sequence ranked after it: a preempted sequence keeps its arrival and so lands
   // ahead of every later arrival of its priority (the front, for equal priorities).
   auto pos = std::find_if(waiting_.begin(), waiting_.end(),
-                          [&](int64_t other) { return order_->Before(seq, seqs_.at(other)); });
-  waiting_.insert(pos, seq.id);
+                          [&](const SchedSequence* other) { return order_->Before(*seq, *other); });
+  waiting_.insert(pos, seq);
 }
 
 void Scheduler::Preempt(SchedSequence& seq, SchedulePlan* plan) {
-  kv_->Free(seq.id);
-  std::erase(running_, seq.id);
+  kv_->Free(seq.kv);  // its committed blocks stay cached: readmission may find them again
+  std::erase(running_, &seq);
   seq.running = false;
   seq.num_computed = 0;
+  seq.num_cached = 0;
   ++seq.num_preemptions;
-  InsertWaiting(seq);
-  plan->preempted.push_back(seq.id);
+  InsertWaiting(&seq);
+  plan->preempted.push_back(&seq);
 }
 
-bool Scheduler::Reserve(SchedSequence& seq, int32_t num_tokens, const std::vector<int64_t>& scheduled,
+bool Scheduler::Reserve(SchedSequence& seq, int32_t num_tokens, const std::vector<SchedSequence*>& scheduled,
                         SchedulePlan* plan) {
-  while (!kv_->Grow(seq.id, seq.num_computed + num_tokens)) {
+  while (!kv_->Grow(seq.kv, seq.num_computed + num_tokens)) {
     std::vector<const SchedSequence*> candidates;
-    for (int64_t id : running_) {
-      if (std::find(scheduled.begin(), scheduled.end(), id) == scheduled.end()) candidates.push_back(&seqs_.at(id));
+    for (SchedSequence* s : running_) {
+      if (std::find(scheduled.begin(), scheduled.end(), s) == scheduled.end()) candidates.push_back(s);
     }
     ABSL_RAW_CHECK(!candidates.empty(), "the sequence being scheduled is always a candidate");
-    SchedSequence& victim = seqs_.at(candidates[victim_->PickVictim(candidates)]->id);
+    SchedSequence& victim = *const_cast<SchedSequence*>(candidates[victim_->PickVictim(candidates)]);
     Preempt(victim, plan);
-    if (victim.id == seq.id) return false;
+    if (&victim == &seq) return false;
   }
   return true;
 }
 
-void Scheduler::Emit(SchedSequence& seq, int32_t num_tokens, std::vector<int64_t>* scheduled, SchedulePlan* plan) {
+void Scheduler::Emit(SchedSequence& seq, int32_t num_tokens, std::vector<SchedSequence*>* scheduled,
+                     SchedulePlan* plan) {
   ScheduledChunk chunk;
-  chunk.seq_id = seq.id;
+  chunk.seq = &seq;
   chunk.start_pos = seq.num_computed;
   chunk.num_tokens = num_tokens;
   chunk.num_prefill_tokens = std::clamp(seq.prefill_end - seq.num_computed, 0, num_tokens);
-  chunk.reaches_end = seq.num_computed + num_tokens == seq.num_tokens;
+  chunk.reaches_end = seq.num_computed + num_tokens == seq.num_tokens();
   seq.num_computed += num_tokens;
   plan->chunks.push_back(chunk);
   plan->num_tokens += num_tokens;
-  scheduled->push_back(seq.id);
+  scheduled->push_back(&seq);
+}
+
+bool Scheduler::Admit(int32_t budget, std::vector<SchedSequence*>* scheduled, SchedulePlan* plan, int32_t* used) {
+  SchedSequence& seq = *waiting_.front();
+  // The last known token is always computed: its logits give the next token.
+  const PrefixHit hit = kv_->FindPrefix(seq.tokens, seq.num_tokens() - 1);
+  const int32_t n = std::min(seq.num_tokens() - hit.num_tokens, budget);
+  if (!kv_->AllocateWithPrefix(seq.kv, hit, hit.num_tokens + n)) return false;
+  waiting_.erase(waiting_.begin());
+  seq.running = true;
+  seq.num_computed = hit.num_tokens;
+  seq.num_cached = hit.num_tokens;
+  seq.prefill_end = seq.num_tokens();
+  running_.push_back(&seq);
+  if (kv_->prefix_caching()) {
+    plan->prefix_queried_tokens += seq.num_tokens();
+    plan->prefix_hit_tokens += hit.num_tokens;
+  }
+  Emit(seq, n, scheduled, plan);
+  *used = n;
+  return true;
 }
 
 SchedulePlan Scheduler::Schedule() {
   SchedulePlan plan;
-  std::vector<int64_t> scheduled;
+  std::vector<SchedSequence*> scheduled;
   int32_t budget = config_.max_batch_tokens;
   std::stable_sort(running_.begin(), running_.end(),
-                   [&](int64_t a, int64_t b) { return order_->Before(seqs_.at(a), seqs_.at(b)); });
+                   [&](const SchedSequence* a, const SchedSequence* b) { return order_->Before(*a, *b); });
 
   // 1. One decode token per running sequence past its prefill; 2. continue partial prefills.
   for (bool decode_phase : {true, false}) {
-    const std::vector<int64_t> snapshot = running_;  // preemption edits running_
-    for (int64_t id : snapshot) {
+    const std::vector<SchedSequence*> snapshot = running_;  // preemption edits running_
+    for (SchedSequence* s : snapshot) {
       if (budget == 0) break;
-      SchedSequence& seq = seqs_.at(id);
+      SchedSequence& seq = *s;
       if (!seq.running || seq.prefill_done() != decode_phase) continue;
-      int32_t remaining = seq.num_tokens - seq.num_computed;
+      const int32_t remaining = seq.num_tokens() - seq.num_computed;
       ABSL_RAW_CHECK(remaining >= 1, "a running sequence lacks its sampled token");
-      int32_t n = decode_phase ? 1 : std::min(remaining, budget);
+      const int32_t n = decode_phase ? 1 : std::min(remaining, budget);
       if (!Reserve(seq, n, scheduled, &plan)) continue;
       Emit(seq, n, &scheduled, &plan);
       budget -= n;
@@ -117,17 +130,11 @@ SchedulePlan Scheduler::Schedule() {
   }
 
   // 3. Admit waiting sequences in queue order; none in a step that had to preempt (blocks are short).
+  // The head waits for blocks: no overtaking, so no starvation.
   while (plan.preempted.empty() && budget > 0 && !waiting_.empty() && num_running() < config_.max_running_seqs) {
-    SchedSequence& seq = seqs_.at(waiting_.front());
-    int32_t n = std::min(seq.num_tokens, budget);
-    if (!kv_->Grow(seq.id, n)) break;  // the head waits for blocks; no overtaking, so no starvation
-    waiting_.erase(waiting_.begin());
-    seq.running = true;
-    seq.num_computed = 0;
-    seq.prefill_end = seq.num_tokens;
-    running_.push_back(seq.id);
-    Emit(seq, n, &scheduled, &plan);
-    budget -= n;
+    int32_t used = 0;
+    if (!Admit(budget, &scheduled, &plan, &used)) break;
+    budget -= used;
   }
   return plan;
 }

@@ -22,6 +22,8 @@ SERVING = {
     "moed_kv_cache_blocks_used": "gauge",
     "moed_kv_cache_blocks_capacity": "gauge",  # not _total: promtool rejects _total on a gauge
     "moed_preemptions_total": "counter",
+    "moed_prefix_cache_queries_total": "counter",  # issue 17: prefix caching, in tokens
+    "moed_prefix_cache_hits_total": "counter",
     "moed_engine_step_seconds": "histogram",
     "moed_engine_steps_total": "counter",
     # vLLM-style request metrics with a model_name label (issue 16).

@@ -1,4 +1,4 @@
-// Generate on fortune-moe: EOS stops generation (and is not returned) unless ignored, the streaming callback
+// Generate on fortune-moe: EOS stops generation (returned last, without text) unless ignored, the streaming callback
 // sees every token and can stop early, max_tokens 0 only scores, and sampling is reproducible by seed.
 #include "engine/runtime/generate.h"
 
@@ -39,8 +39,9 @@ TEST(GenerateTest, StopsAtEosUnlessIgnored) {
   auto r = Generate(*b, kPrompt, o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->stopped_at_eos);
-  EXPECT_EQ(r->output_ids, std::vector<int32_t>(kGreedy.begin(), kGreedy.begin() + 2));
-  EXPECT_EQ(r->logprobs.size(), 2u);
+  EXPECT_EQ(r->output_ids, std::vector<int32_t>(kGreedy.begin(), kGreedy.begin() + 3));
+  EXPECT_EQ(r->text_ids(), std::vector<int32_t>(kGreedy.begin(), kGreedy.begin() + 2));
+  EXPECT_EQ(r->logprobs.size(), 3u);
   o.ignore_eos = true;
   r = Generate(*b, kPrompt, o);
   ASSERT_TRUE(r.ok()) << r.status();

@@ -129,7 +129,7 @@ TEST(GoldenFortuneTest, GreedyTextMatches) {
     o.eos_ids = (*tokenizer)->eos_ids();
     auto r = Generate(**backend, *ids, o);
     ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ((*tokenizer)->Decode(r->output_ids), c["greedy_text"].get<std::string>());
+    EXPECT_EQ((*tokenizer)->Decode(r->text_ids()), c["greedy_text"].get<std::string>());
   }
 }
 

@@ -48,6 +48,7 @@ TEST(Flags, Defaults) {
   EXPECT_EQ(c->max_batch_tokens, 512);
   EXPECT_EQ(c->max_queue, 256);
   EXPECT_EQ(c->kv_block_size, 16);
+  EXPECT_TRUE(c->enable_prefix_caching);
   EXPECT_EQ(c->metrics_per_expert, PerExpertMetrics::kAuto);
   EXPECT_EQ(c->shutdown_timeout, absl::Seconds(30));
   EXPECT_EQ(c->default_max_tokens, 16);
@@ -80,6 +81,8 @@ TEST(Flags, DashesUnderscoresAndSeparateValues) {
   EXPECT_EQ(c->shutdown_timeout, absl::Seconds(2));
   EXPECT_EQ(c->metrics_per_expert, PerExpertMetrics::kOff);
   EXPECT_FLOAT_EQ(c->moe_capacity_factor, 1.25f);
+  EXPECT_FALSE(Parse({"--enable-prefix-caching=false"})->enable_prefix_caching);
+  EXPECT_FALSE(Parse({}, {{"MOED_ENABLE_PREFIX_CACHING", "false"}})->enable_prefix_caching);
 }
 
 TEST(Flags, EnvironmentIsTheFallbackAndTheCommandLineWins) {

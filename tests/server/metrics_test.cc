@@ -82,7 +82,8 @@ TEST(Metrics, EveryFamilyWithItsStartUpLabelSets) {
         "moed_requests_waiting", "moed_time_to_first_token_seconds", "moed_inter_token_latency_seconds",
         "moed_request_duration_seconds", "moed_queue_time_seconds", "moed_batch_tokens", "moed_prompt_tokens_total",
         "moed_generated_tokens_total", "moed_kv_cache_usage_ratio", "moed_kv_cache_blocks_used",
-        "moed_kv_cache_blocks_capacity", "moed_preemptions_total", "moed_engine_step_seconds",
+        "moed_kv_cache_blocks_capacity", "moed_preemptions_total", "moed_prefix_cache_queries_total",
+        "moed_prefix_cache_hits_total", "moed_engine_step_seconds",
         "moed_expert_tokens_total", "moed_expert_dropped_tokens_total", "moed_expert_load_ratio",
         "moed_expert_imbalance_ratio"}) {
     EXPECT_NE(Find(families, name), nullptr) << name;

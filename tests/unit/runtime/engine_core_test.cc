@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "engine/runtime/eos.h"
 #include "engine/runtime/generate.h"
 #include "gtest/gtest.h"
 #include "tests/unit/runtime/engine_test_util.h"
@@ -277,6 +278,49 @@ TEST(EngineCoreTest, EosEndsGenerationUnlessIgnored) {
   c = RunOne(**engine, Greedy("ignore", prompt, 16));  // Greedy() sets ignore_eos
   EXPECT_EQ(c.reason, FinishReason::kLength);
   EXPECT_EQ(c.tokens, greedy);
+}
+
+// Generate and the engine core apply the one EOS rule (engine/runtime/eos.h) on a model that reaches EOS: the same
+// tokens, EOS last, the same logprobs, and the EOS adds no text.
+TEST(EngineCoreTest, EosIsHandledAsGenerateHandlesIt) {
+  const LoadedModel& fortune = Load(kFortune);
+  const std::vector<int32_t> prompt = *fortune.tokenizer->Encode("Never trust a computer");
+  absl::StatusOr<GenerateResult> plain = Generate(*MakeBackend(kFortune), prompt,
+                                                  {.max_tokens = 16, .sampling = {.temperature = 0.0f}});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_FALSE(plain->stopped_at_eos);
+  auto model = std::make_shared<Model>(*fortune.model);
+  model->spec.eos_token_ids = {plain->output_ids[5]};  // the sixth greedy token ends the sequence
+  const std::vector<int32_t> eos_ids = ModelEosIds(model->spec, *fortune.tokenizer);
+
+  for (const SamplingParams& sampling : {SamplingParams{.temperature = 0.0f},
+                                         SamplingParams{.temperature = 0.7f, .top_k = 8, .seed = 3}}) {
+    absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend("cpu", model, testing::TestBackendOptions());
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    absl::StatusOr<GenerateResult> generated =
+        Generate(**backend, prompt, {.max_tokens = 16, .sampling = sampling, .eos_ids = eos_ids});
+    ASSERT_TRUE(generated.ok()) << generated.status();
+
+    backend = CreateBackend("cpu", model, testing::TestBackendOptions());
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    absl::StatusOr<std::unique_ptr<EngineCore>> engine =
+        EngineCore::Create(*std::move(backend), fortune.tokenizer, {.max_running_seqs = 8});
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    EngineRequest r = Greedy("eos", prompt, 16);
+    r.sampling = sampling;
+    r.ignore_eos = false;
+    const Collected c = RunOne(**engine, r);
+
+    EXPECT_EQ(c.tokens, generated->output_ids);
+    EXPECT_EQ(c.logprobs, generated->logprobs);
+    EXPECT_EQ(c.reason == FinishReason::kEos, generated->stopped_at_eos);
+    EXPECT_EQ(c.text, fortune.tokenizer->Decode(generated->text_ids()));
+    if (sampling.temperature == 0.0f) {
+      EXPECT_TRUE(generated->stopped_at_eos);
+      EXPECT_EQ(generated->output_ids.size(), 6u);
+      EXPECT_EQ(generated->output_ids.back(), plain->output_ids[5]);
+    }
+  }
 }
 
 int64_t Sum(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); }

@@ -71,6 +71,8 @@ inline std::unique_ptr<EngineCore> MakeEngine(const std::string& name, const Eng
 // Everything one request streamed.
 struct Collected {
   std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::vector<std::vector<TokenLogprob>> top_logprobs;
   std::string text;
   std::vector<std::string> text_deltas;
   int outputs = 0;
@@ -79,6 +81,7 @@ struct Collected {
   absl::Status status;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
+  int32_t cached_tokens = 0;
   std::vector<int32_t> routing;
 };
 
@@ -88,6 +91,8 @@ inline void Absorb(std::map<std::string, Collected>& all, const std::vector<Requ
     EXPECT_FALSE(c.finished) << o.request_id << " reported after finishing";
     ++c.outputs;
     c.tokens.insert(c.tokens.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    c.logprobs.insert(c.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
+    c.top_logprobs.insert(c.top_logprobs.end(), o.top_logprobs.begin(), o.top_logprobs.end());
     c.text += o.new_text;
     c.text_deltas.push_back(o.new_text);
     c.finished = o.finished;
@@ -95,6 +100,7 @@ inline void Absorb(std::map<std::string, Collected>& all, const std::vector<Requ
     c.status = o.status;
     c.prompt_tokens = o.prompt_tokens;
     c.completion_tokens = o.completion_tokens;
+    c.cached_tokens = o.cached_tokens;
     if (!o.routing.empty()) c.routing = o.routing;
   }
 }
