@@ -8,18 +8,6 @@
 #include "server/log.h"
 
 namespace moed::server {
-namespace {
-
-RequestOutput FailedOutput(const std::string& id, absl::Status status) {
-  RequestOutput out;
-  out.request_id = id;
-  out.finished = true;
-  out.finish_reason = FinishReason::kError;
-  out.status = std::move(status);
-  return out;
-}
-
-}  // namespace
 
 EngineService::EngineService(const ServerConfig& config, RequestQueue* queue, ServerMetrics* metrics,
                              std::shared_ptr<const Tokenizer> tokenizer, const RequestLimits& limits,

@@ -8,7 +8,10 @@
 namespace moed::server {
 namespace {
 
-// Output that ends a request with `status` without going through the engine.
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+}  // namespace
+
 RequestOutput FailedOutput(const std::string& id, absl::Status status) {
   RequestOutput out;
   out.request_id = id;
@@ -17,10 +20,6 @@ RequestOutput FailedOutput(const std::string& id, absl::Status status) {
   out.status = std::move(status);
   return out;
 }
-
-double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
-
-}  // namespace
 
 int64_t ApproxOutputBytes(const RequestOutput& out) {
   int64_t bytes = 16 + static_cast<int64_t>(out.new_text.size()) + 8 * static_cast<int64_t>(out.new_token_ids.size());

@@ -40,6 +40,9 @@ struct OutboxLimits {
   absl::Duration stall_timeout = absl::Seconds(30);
 };
 
+// Output that ends request `id` with `status` without going through the engine.
+RequestOutput FailedOutput(const std::string& id, absl::Status status);
+
 // Bytes an output takes on the wire, roughly (text, ids, logprobs, routing); what the budget counts.
 int64_t ApproxOutputBytes(const RequestOutput& output);
 

@@ -1,6 +1,7 @@
 // Jinja lexer: template text to tokens, with `-`/`+` whitespace control, trim_blocks and lstrip_blocks.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct LexerOptions {
 
 // Tokenizes the whole template (transformers' settings are the defaults). Comments produce no tokens. Errors name
 // the line and column ("unterminated string", "missing end of comment tag", "unexpected '}'", ...).
+// Appends code point `cp` to `out` as UTF-8 (1–4 bytes).
+void AppendUtf8(uint32_t cp, std::string& out);
+
 absl::StatusOr<std::vector<Token>> Tokenize(const std::string& source, const LexerOptions& options = {});
 
 }  // namespace moed::chat
