@@ -75,6 +75,28 @@ TEST(CudaHostTest, OptionsAreValidatedAsOnTheCpu) {
   EXPECT_EQ(cuda::ValidateCudaBackendOptions(cache).code(), absl::StatusCode::kUnimplemented);
 }
 
+// The CUDA path selectors: the defaults are the new paths, the old names are accepted, anything else is refused by
+// name.
+TEST(CudaHostTest, PathOptionsAreValidatedByName) {
+  BackendOptions o;
+  EXPECT_EQ(o.cuda_moe, "grouped");
+  EXPECT_EQ(o.cuda_attention, "flash");
+  EXPECT_TRUE(o.cuda_graphs);
+  EXPECT_TRUE(cuda::ValidateCudaBackendOptions(o).ok());
+  o.cuda_moe = "per-expert";
+  o.cuda_attention = "simple";
+  EXPECT_TRUE(cuda::ValidateCudaBackendOptions(o).ok());
+  o.cuda_moe = "cutlass";
+  absl::Status st = cuda::ValidateCudaBackendOptions(o);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("cuda_moe"), std::string::npos) << st;
+  o.cuda_moe = "grouped";
+  o.cuda_attention = "paged";
+  st = cuda::ValidateCudaBackendOptions(o);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("cuda_attention"), std::string::npos) << st;
+}
+
 constexpr int kBlock = 4;
 constexpr int kBlocks = 32;
 
