@@ -54,6 +54,7 @@ struct ServerConfig {
   std::string cuda_moe = "grouped";      // grouped | per-expert
   bool cuda_graphs = true;
   std::string cuda_attention = "flash";  // flash | simple
+  std::string cuda_sampling = "radix";   // radix | bisect
 
   // Metrics and lifecycle.
   PerExpertMetrics metrics_per_expert = PerExpertMetrics::kAuto;

@@ -79,6 +79,7 @@ struct BackendOptions {
   std::string cuda_moe = "grouped";      // grouped (device-side, no host sync) | per-expert (cuBLAS per expert)
   bool cuda_graphs = true;               // replay decode steps as CUDA graphs, one per batch size
   std::string cuda_attention = "flash";  // flash (split-context decode) | simple (one CTA per token and head)
+  std::string cuda_sampling = "radix";   // radix (radix select, 8 passes) | bisect (bisection on the key, 64 passes)
 };
 
 struct KvCacheConfig {

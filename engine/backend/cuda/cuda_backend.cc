@@ -130,6 +130,7 @@ class CudaBackend final : public Backend {
                                                         config.num_blocks, config.block_size));
     }
     kv_config_ = KvCacheConfig{};
+    graphs_.Clear();  // they hold the old cache's per-layer addresses and block size
     const size_t bytes = static_cast<size_t>(KvBytesPerBlock(config.block_size)) * config.num_blocks;
     MOED_RETURN_IF_ERROR(kv_.Reserve(bytes, "paged KV cache"));
     // Zeroed, as the CPU backend's: a position read before it is written reads zeros on both.
@@ -362,7 +363,9 @@ absl::Status CudaBackend::Forward(const cuda::StepPlan& plan, const StepBatch& b
       stream_, "lm_head GEMM"));
   return check_.After(cuda::LaunchSample(logits_.as<float>(), R, V, in.params, max_logprobs, io_.dev_out().tokens,
                                          io_.dev_out().logprobs, d_top_ids_.as<int32_t>(), d_top_lp_.as<float>(),
-                                         stream_),
+                                         stream_,
+                                         options_.cuda_sampling == "bisect" ? cuda::SampleSelect::kBisect
+                                                                            : cuda::SampleSelect::kRadix),
                       stream_, "sampling");
 }
 

@@ -5,7 +5,16 @@
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/common/status_macros.h"
 
+#include <atomic>
+
 namespace moed::cuda {
+namespace {
+
+std::atomic<uint64_t> g_replays{0};
+
+}  // namespace
+
+uint64_t DecodeGraphReplays() { return g_replays.load(std::memory_order_relaxed); }
 
 DecodeGraphs::~DecodeGraphs() { Clear(); }
 
@@ -57,6 +66,7 @@ absl::Status DecodeGraphs::Run(int rows, cudaStream_t stream, const std::functio
   }
   MOED_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second.exec, stream));
   *replayed = true;
+  g_replays.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 

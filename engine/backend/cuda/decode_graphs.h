@@ -2,6 +2,7 @@
 // every buffer, the second is captured and replayed from then on, until a buffer moves (DeviceBuffer epoch).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 
@@ -10,6 +11,9 @@
 #include "absl/status/status.h"
 
 namespace moed::cuda {
+
+// Graph replays in this process so far (all DecodeGraphs; for tests and benches).
+uint64_t DecodeGraphReplays();
 
 // Not thread-safe (the engine thread). Destroys its graphs on destruction (before the stream goes).
 class DecodeGraphs {

@@ -34,8 +34,9 @@ absl::Status StepIo::Upload(const StepPlan& plan, const std::vector<DeviceSampli
   off = Align16(off + B * sizeof(int32_t));
   const size_t bytes = std::max<size_t>(off, 16);
   MOED_RETURN_IF_ERROR(host_in_.Reserve(bytes, "step inputs (host)"));
-  // Room for block tables to grow without moving the device block (graphs keep its address).
-  MOED_RETURN_IF_ERROR(dev_in_.Reserve(std::max(bytes, bytes + bytes / 2), "step inputs"));
+  // Grown by half again when short: block tables lengthen step by step, and every move of the device block costs
+  // the captured graphs (they keep its address).
+  if (dev_in_.bytes() < bytes) MOED_RETURN_IF_ERROR(dev_in_.Reserve(bytes + bytes / 2, "step inputs"));
   char* h = host_in_.as<char>();
   auto put = [&](size_t o, const void* src, size_t n) {
     if (n > 0) std::memcpy(h + o, src, n);

@@ -81,11 +81,16 @@ TEST(CudaHostTest, PathOptionsAreValidatedByName) {
   BackendOptions o;
   EXPECT_EQ(o.cuda_moe, "grouped");
   EXPECT_EQ(o.cuda_attention, "flash");
+  EXPECT_EQ(o.cuda_sampling, "radix");
   EXPECT_TRUE(o.cuda_graphs);
   EXPECT_TRUE(cuda::ValidateCudaBackendOptions(o).ok());
   o.cuda_moe = "per-expert";
   o.cuda_attention = "simple";
+  o.cuda_sampling = "bisect";
   EXPECT_TRUE(cuda::ValidateCudaBackendOptions(o).ok());
+  o.cuda_sampling = "sort";
+  EXPECT_EQ(cuda::ValidateCudaBackendOptions(o).code(), absl::StatusCode::kInvalidArgument);
+  o.cuda_sampling = "radix";
   o.cuda_moe = "cutlass";
   absl::Status st = cuda::ValidateCudaBackendOptions(o);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);

@@ -31,6 +31,10 @@ absl::Status ValidateCudaBackendOptions(const BackendOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrFormat("cuda backend: cuda_attention must be 'flash' or 'simple', got '%s'", o.cuda_attention));
   }
+  if (o.cuda_sampling != "radix" && o.cuda_sampling != "bisect") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: cuda_sampling must be 'radix' or 'bisect', got '%s'", o.cuda_sampling));
+  }
   if (o.expert_cache_slots > 0 || o.expert_cache_bytes > 0) {
     return absl::UnimplementedError(
         "cuda backend: the hot-expert cache has no GPU tier yet (every expert stays resident); drop the "
