@@ -27,8 +27,8 @@ __global__ void __launch_bounds__(kWarps * 32) FlashSplitKernel(PagedAttentionAr
   const int q_dim = a.num_heads * hd, kv_dim = kvh_count * hd;
   const int pos = a.positions[t];
   const int lo = a.sliding_window > 0 ? max(0, pos - a.sliding_window + 1) : 0;
-  const int n = pos - lo + 1, chunk = (n + splits - 1) / splits;
-  const int p0 = lo + sp * chunk, p1 = min(pos + 1, p0 + chunk);
+  int p0 = 0, p1 = 0;
+  FlashSplitRange(lo, pos, splits, sp, &p0, &p1);
   const int32_t* table = a.block_tables + a.table_offsets[t];
 
   for (int i = threadIdx.x; i < G * hd; i += blockDim.x) {
@@ -139,12 +139,6 @@ __global__ void FlashReduceKernel(PagedAttentionArgs a, int splits, const float*
 
 }  // namespace
 
-int FlashDecodeSplits(int rows, int num_kv_heads, int sm_count) {
-  const int64_t ctas = std::max<int64_t>(1, static_cast<int64_t>(rows) * std::max(num_kv_heads, 1));
-  const int64_t want = 2LL * std::max(sm_count, 1);
-  return static_cast<int>(std::clamp<int64_t>((want + ctas - 1) / ctas, 1, 32));
-}
-
 size_t FlashDecodeWorkspaceBytes(int rows, int num_heads, int head_dim, int splits) {
   return static_cast<size_t>(std::max(rows, 1)) * num_heads * splits * (head_dim + 2) * sizeof(float);
 }
@@ -157,7 +151,7 @@ bool FlashDecodeSupported(int num_heads, int num_kv_heads, int head_dim) {
 cudaError_t LaunchFlashDecode(const PagedAttentionArgs& a, int splits, void* workspace, cudaStream_t stream) {
   if (a.tokens == 0) return cudaSuccess;
   if (!FlashDecodeSupported(a.num_heads, a.num_kv_heads, a.head_dim)) return LaunchPagedAttention(a, stream);
-  if (splits < 1 || workspace == nullptr) return cudaErrorInvalidValue;
+  if (splits < 1 || splits > kFlashMaxSplits || workspace == nullptr) return cudaErrorInvalidValue;
   float* ws = static_cast<float*>(workspace);
   FlashSplitKernel<<<dim3(a.tokens * a.num_kv_heads, splits), kWarps * 32, 0, stream>>>(a, splits, ws);
   const cudaError_t err = cudaGetLastError();

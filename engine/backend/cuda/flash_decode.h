@@ -8,14 +8,13 @@
 #include <cuda_runtime.h>
 
 #include "engine/backend/cuda/attention.h"
+#include "engine/backend/cuda/host/flash_plan.h"
 
 namespace moed::cuda {
 
 constexpr int kFlashMaxGroup = 8;  // query heads per KV head the split kernel serves; more → the reference kernel
 
-// Splits per (row, KV head): enough CTAs for about two per SM, at most 32, known from the row count alone (a
-// captured graph keeps it); each CTA then takes an even share of its row's context.
-int FlashDecodeSplits(int rows, int num_kv_heads, int sm_count);
+// FlashDecodeSplits (how many splits) and FlashSplitRange (which positions each takes): host/flash_plan.h.
 // Bytes of the partial results: rows × heads × splits × (head_dim + 2) fp32.
 size_t FlashDecodeWorkspaceBytes(int rows, int num_heads, int head_dim, int splits);
 // Whether the split kernel takes the shape (head_dim a power of two in [32, 256], heads/kv_heads ≤ 8); otherwise

@@ -1,10 +1,11 @@
 // The grouped MoE path's index math (engine/backend/cuda/host/moe_schedule.h), run on the host exactly as the
 // kernels run it: the schedule from the capacity-limited counts, every kept row covered by exactly one tile and
-// one GEMV slot, the host-side bounds the grids are sized by, and the split-K ranges.
+// one GEMV slot, the host-side bounds the grids are sized by, the split-K ranges; and flash-decoding's splits.
 #include <algorithm>
 #include <random>
 #include <vector>
 
+#include "engine/backend/cuda/host/flash_plan.h"
 #include "engine/backend/cuda/host/moe_schedule.h"
 #include "engine/moe/router.h"
 #include "gtest/gtest.h"
@@ -120,6 +121,30 @@ TEST(MoeScheduleTest, KernelChoiceFollowsRowsPerExpert) {
   EXPECT_TRUE(UseGemv(64, 8, 128));   // Qwen3 batch 64: 4 rows per expert
   EXPECT_FALSE(UseGemv(2048, 8, 128));
   EXPECT_FALSE(UseGemv(0, 2, 8));
+}
+
+// Flash-decoding's split ranges cover each row's positions exactly once, in order, split 0 never empty.
+TEST(FlashPlanTest, SplitsCoverTheContextOnce) {
+  for (int splits = 1; splits <= kFlashMaxSplits; ++splits) {
+    for (int lo : {0, 3, 100}) {
+      for (int n : {1, 2, 5, 31, 32, 33, 512, 2049}) {
+        const int pos = lo + n - 1;
+        int next = lo;
+        for (int sp = 0; sp < splits; ++sp) {
+          int p0 = 0, p1 = 0;
+          FlashSplitRange(lo, pos, splits, sp, &p0, &p1);
+          if (sp == 0) ASSERT_LT(p0, p1);
+          if (p0 >= p1) continue;  // empty past the end
+          ASSERT_EQ(p0, next) << "splits " << splits << " n " << n << " sp " << sp;
+          next = p1;
+        }
+        ASSERT_EQ(next, pos + 1) << "splits " << splits << " n " << n;
+      }
+    }
+  }
+  EXPECT_EQ(FlashDecodeSplits(1, 8, 132), 32);
+  EXPECT_EQ(FlashDecodeSplits(64, 4, 132), 2);
+  EXPECT_EQ(FlashDecodeSplits(2048, 4, 132), 1);
 }
 
 }  // namespace
