@@ -50,6 +50,12 @@ struct ServerConfig {
   std::string expert_cache_policy = "lru";  // lru | lfu | load-aware
   bool expert_cache_prefetch = true;
 
+  // CUDA backend paths (BackendOptions::cuda_*).
+  std::string cuda_moe = "grouped";      // grouped | per-expert
+  bool cuda_graphs = true;
+  std::string cuda_attention = "flash";  // flash | simple
+  std::string cuda_sampling = "radix";   // radix | bisect
+
   // Metrics and lifecycle.
   PerExpertMetrics metrics_per_expert = PerExpertMetrics::kAuto;
   absl::Duration shutdown_timeout = absl::Seconds(30);

@@ -67,6 +67,13 @@ ABSL_FLAG(std::string, expert_cache_policy, kDefaults.expert_cache_policy,
           "hot-expert cache eviction policy: lru | lfu | load-aware");
 ABSL_FLAG(bool, expert_cache_prefetch, kDefaults.expert_cache_prefetch,
           "hot-expert cache: prefetch the next layer's predicted experts");
+ABSL_FLAG(std::string, cuda_moe, kDefaults.cuda_moe,
+          "CUDA MoE layer: grouped (device-side, no host sync) | per-expert (cuBLAS per expert, the reference)");
+ABSL_FLAG(bool, cuda_graphs, kDefaults.cuda_graphs, "CUDA: replay decode steps as CUDA graphs, one per batch size");
+ABSL_FLAG(std::string, cuda_attention, kDefaults.cuda_attention,
+          "CUDA attention: flash (split-context decode) | simple (one CTA per token and head, the reference)");
+ABSL_FLAG(std::string, cuda_sampling, kDefaults.cuda_sampling,
+          "CUDA sampling: radix (radix select, 8 passes) | bisect (bisection on the key, the reference)");
 ABSL_FLAG(std::string, metrics_per_expert, "auto", "auto | on | off (auto: while layers x experts <= 4096)");
 ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
           "how long in-flight streams may finish after SIGTERM");
@@ -232,6 +239,10 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.expert_cache_fraction = absl::GetFlag(FLAGS_expert_cache_fraction);
   c.expert_cache_policy = absl::GetFlag(FLAGS_expert_cache_policy);
   c.expert_cache_prefetch = absl::GetFlag(FLAGS_expert_cache_prefetch);
+  c.cuda_moe = absl::GetFlag(FLAGS_cuda_moe);
+  c.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+  c.cuda_attention = absl::GetFlag(FLAGS_cuda_attention);
+  c.cuda_sampling = absl::GetFlag(FLAGS_cuda_sampling);
   MOED_ASSIGN_OR_RETURN(c.metrics_per_expert, ParsePerExpert(absl::GetFlag(FLAGS_metrics_per_expert)));
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   c.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
@@ -296,6 +307,17 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if ((c.expert_cache_slots > 0) + (c.expert_cache_bytes > 0) + (c.expert_cache_fraction > 0) > 1) {
     return absl::InvalidArgumentError(
         "set at most one of --expert-cache-slots, --expert-cache-bytes and --expert-cache-fraction");
+  }
+  if (c.cuda_moe != "grouped" && c.cuda_moe != "per-expert") {
+    return absl::InvalidArgumentError(absl::StrCat("--cuda-moe must be grouped or per-expert, got '", c.cuda_moe, "'"));
+  }
+  if (c.cuda_attention != "flash" && c.cuda_attention != "simple") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cuda-attention must be flash or simple, got '", c.cuda_attention, "'"));
+  }
+  if (c.cuda_sampling != "radix" && c.cuda_sampling != "bisect") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cuda-sampling must be radix or bisect, got '", c.cuda_sampling, "'"));
   }
   if (!cache::IsCachePolicyName(c.expert_cache_policy)) {
     return absl::InvalidArgumentError(absl::StrCat("--expert-cache-policy must be lru, lfu or load-aware, got '",

@@ -109,6 +109,10 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   backend_options.expert_cache_bytes = config.expert_cache_bytes;
   backend_options.expert_cache_policy = config.expert_cache_policy;
   backend_options.expert_cache_prefetch = config.expert_cache_prefetch;
+  backend_options.cuda_moe = config.cuda_moe;
+  backend_options.cuda_graphs = config.cuda_graphs;
+  backend_options.cuda_attention = config.cuda_attention;
+  backend_options.cuda_sampling = config.cuda_sampling;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*backend_kind, *model, backend_options);
   if (!backend.ok()) return Prefixed(absl::StrCat("--backend ", config.backend, ": "), backend.status());
   const ModelSpec& spec = (*model)->spec;
