@@ -51,6 +51,16 @@ setup_python() {
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/requirements.txt"
     echo "$want" >"$stamp"
   fi
+  # The Python client package (client/python; the tests' gRPC client) is installed, never imported from the tree:
+  # reinstall it when its sources or the proto changed. Its build generates the stubs with the venv's grpcio-tools.
+  local client_stamp="$VENV/.moed-client.sha256"
+  want="$(cd "$ROOT" && find client/python proto -type f ! -path '*/__pycache__/*' -print0 | sort -z |
+    xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$client_stamp" ] || [ "$(cat "$client_stamp")" != "$want" ]; then
+    log "installing the Python client package (client/python) into .venv"
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation "$ROOT/client/python"
+    echo "$want" >"$client_stamp"
+  fi
 }
 
 setup() { setup_apt; setup_python; }

@@ -23,9 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("MOED_BUILD_DIR", ROOT / "build")).resolve()
 MODEL_DIR = ROOT / "models" / "fortune-moe"
 
-sys.path.insert(0, str(ROOT / "client" / "python"))
-import moed_client  # noqa: E402  (the example client doubles as the tests' gRPC client)
-from moed_client import MoedClient, pb  # noqa: E402,F401
+# The tests' gRPC client is the Python client package (client/python), installed into the venv by ./moed.sh setup.
+try:
+    import moed_client
+    from moed_client import MoedClient, pb  # noqa: F401
+except ImportError as e:
+    raise ImportError(f"{e}: install the client package first (pip install ./client/python, or ./moed.sh setup)") from e
 
 _SERVING_LINE = re.compile(r"moed: serving .* on (\S+):(\d+), metrics on (\S+):(\d+)")
 
