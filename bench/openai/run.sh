@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One workload, two load generators: guidellm (PyPI, OpenAI HTTP API) and moe-bench (ours, gRPC), against one moed
+# serving fortune-moe on the CPU; prints one table (output tok/s, TTFT p50/p99, ITL p50) for bench/RESULTS.md.
+#   bench/openai/run.sh            from the repository root, after ./moed.sh build (needs build/moed, build/moe-bench)
+# Environment: MOED_BUILD_DIR (build), OUT (bench/out/openai), PROMPT_LEN (32), OUTPUT_LEN (128),
+#   CONCURRENCY ("1 8 32"); each level sends max(16, 4 × concurrency) requests, greedy, ignore_eos.
+# guidellm lives in bench/openai/.venv (git-ignored), made here on first use; it is never in the tests' venv.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$(pwd)"
+BUILD_DIR="${MOED_BUILD_DIR:-$ROOT/build}"
+OUT="${OUT:-$ROOT/bench/out/openai}"
+PROMPT_LEN="${PROMPT_LEN:-32}"
+OUTPUT_LEN="${OUTPUT_LEN:-128}"
+CONCURRENCY="${CONCURRENCY:-1 8 32}"
+MODEL_DIR="$ROOT/models/fortune-moe"
+VENV="$ROOT/bench/openai/.venv"
+# 0.3.1 is the last guidellm whose requirements leave out torch (0.4 on loads its data through torch's DataLoader,
+# which from PyPI brings ~5 GB of CUDA wheels); its OpenAI backend streams /v1/completions with
+# stream_options.include_usage and sends ignore_eos + max_tokens when the data fixes the output length.
+GUIDELLM="guidellm==0.3.1"
+
+log() { printf '[bench/openai] %s\n' "$*" >&2; }
+
+for exe in moed moe-bench; do
+  [ -x "$BUILD_DIR/$exe" ] || { log "$BUILD_DIR/$exe is not built (./moed.sh build)"; exit 2; }
+done
+if [ ! -x "$VENV/bin/guidellm" ]; then
+  log "installing $GUIDELLM into bench/openai/.venv"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "$GUIDELLM"
+fi
+mkdir -p "$OUT"
+rm -f "$OUT"/guidellm-c*.json "$OUT"/moe-bench-c*.json
+
+# moed on free ports; the startup line names them ("… on H:P, metrics on H:P, http on H:P").
+log "starting moed (fortune-moe, CPU backend) → $OUT/moed.log"
+"$BUILD_DIR/moed" --model "$MODEL_DIR" --backend cpu --host 127.0.0.1 --port 0 --metrics-port 0 --http-port -1 \
+  >"$OUT/moed.log" 2>&1 &
+MOED_PID=$!
+trap 'kill "$MOED_PID" 2>/dev/null; wait "$MOED_PID" 2>/dev/null || true' EXIT
+line=""
+for _ in $(seq 1 600); do
+  line="$(grep -m1 'moed: serving .*, http on ' "$OUT/moed.log" || true)"
+  [ -n "$line" ] && break
+  kill -0 "$MOED_PID" 2>/dev/null || { log "moed exited:"; cat "$OUT/moed.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$line" ] || { log "moed did not report its ports in 60 s"; exit 1; }
+GRPC_ADDR="$(sed -E 's/.*\) on ([^ ,]+), metrics on .*/\1/' <<<"$line")"
+HTTP_ADDR="$(sed -E 's/.*, http on ([^ ,]+).*/\1/' <<<"$line")"
+log "moed: gRPC $GRPC_ADDR, HTTP $HTTP_ADDR"
+
+for c in $CONCURRENCY; do
+  n=$(( 4 * c > 16 ? 4 * c : 16 ))
+  log "guidellm: concurrency $c, $n requests"
+  # HF_HUB_OFFLINE: the tokenizer comes from the model directory, never from a hub.
+  HF_HUB_OFFLINE=1 "$VENV/bin/guidellm" benchmark --target "http://$HTTP_ADDR" --backend-type openai_http \
+    --backend-args '{"extra_body": {"temperature": 0}}' --processor "$MODEL_DIR" \
+    --data "prompt_tokens=$PROMPT_LEN,output_tokens=$OUTPUT_LEN" --rate-type concurrent --rate "$c" \
+    --max-requests "$n" --random-seed 42 --disable-progress --disable-console-outputs \
+    --output-path "$OUT/guidellm-c$c.json" >"$OUT/guidellm-c$c.log" 2>&1 ||
+    { log "guidellm failed (concurrency $c):"; tail -30 "$OUT/guidellm-c$c.log" >&2; exit 1; }
+  log "moe-bench: concurrency $c, $n requests"
+  "$BUILD_DIR/moe-bench" --addr "$GRPC_ADDR" --concurrency "$c" --num-requests "$n" --prompt-len "$PROMPT_LEN" \
+    --output-len "$OUTPUT_LEN" --ignore-eos --temperature 0 --seed 42 >"$OUT/moe-bench-c$c.json"
+done
+
+python3 "$ROOT/bench/openai/summarize.py" "$OUT" $CONCURRENCY | tee "$OUT/table.md"
