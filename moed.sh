@@ -16,7 +16,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 python3-venv python3-pip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libsentencepiece-dev nlohmann-json3-dev libre2-dev
-  prometheus libicu-dev xz-utils binutils libboost-dev chromium
+  prometheus libicu-dev xz-utils binutils libboost-dev libssl-dev chromium
 )
 
 log() { printf '[moed.sh] %s\n' "$*" >&2; }

@@ -31,6 +31,7 @@ except ImportError as e:
     raise ImportError(f"{e}: install the client package first (pip install ./client/python, or ./moed.sh setup)") from e
 
 _SERVING_LINE = re.compile(r"moed: serving .* on (\S+):(\d+), metrics on (\S+):(\d+)")
+_HTTP_LINE = re.compile(r"moed: serving .*, http on (\S+):(\d+)")
 
 
 def binary(name: str) -> Path:
@@ -99,6 +100,7 @@ class Daemon:
         self.proc: Optional[subprocess.Popen] = None
         self.addr = ""
         self.metrics_url = ""
+        self.http_addr = ""  # host:port of the OpenAI HTTP front (--http-port), when served
         self.client: Optional[MoedClient] = None
 
     def start(self, timeout: float = 60.0, wait_health: bool = True) -> "Daemon":
@@ -119,6 +121,8 @@ class Daemon:
             time.sleep(0.05)
         self.addr = f"{m.group(1)}:{m.group(2)}"
         self.metrics_url = f"http://{m.group(3)}:{m.group(4)}/metrics"
+        h = _HTTP_LINE.search(self.log())
+        self.http_addr = f"{h.group(1)}:{h.group(2)}" if h else ""
         self.client = MoedClient(self.addr)
         if wait_health:
             self.wait_health("SERVING", deadline - time.monotonic())
