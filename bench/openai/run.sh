@@ -18,7 +18,7 @@ VENV="$ROOT/bench/openai/.venv"
 # 0.3.1 is the last guidellm whose requirements leave out torch (0.4 on loads its data through torch's DataLoader,
 # which from PyPI brings ~5 GB of CUDA wheels); its OpenAI backend streams /v1/completions with
 # stream_options.include_usage and sends ignore_eos + max_tokens when the data fixes the output length.
-GUIDELLM="guidellm==0.3.1"
+# bench/openai/requirements.txt pins it and everything it resolved to.
 
 log() { printf '[bench/openai] %s\n' "$*" >&2; }
 
@@ -26,9 +26,9 @@ for exe in moed moe-bench; do
   [ -x "$BUILD_DIR/$exe" ] || { log "$BUILD_DIR/$exe is not built (./moed.sh build)"; exit 2; }
 done
 if [ ! -x "$VENV/bin/guidellm" ]; then
-  log "installing $GUIDELLM into bench/openai/.venv"
+  log "installing guidellm (bench/openai/requirements.txt) into bench/openai/.venv"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "$GUIDELLM"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/bench/openai/requirements.txt"
 fi
 mkdir -p "$OUT"
 rm -f "$OUT"/guidellm-c*.json "$OUT"/moe-bench-c*.json
