@@ -32,6 +32,7 @@ if [ ! -x "$VENV/bin/guidellm" ]; then
 fi
 mkdir -p "$OUT"
 rm -f "$OUT"/guidellm-c*.json "$OUT"/moe-bench-c*.json
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # moed on free ports; the startup line names them ("… on H:P, metrics on H:P, http on H:P").
 log "starting moed (fortune-moe, CPU backend) → $OUT/moed.log"
@@ -66,4 +67,8 @@ for c in $CONCURRENCY; do
     --output-len "$OUTPUT_LEN" --ignore-eos --temperature 0 --seed 42 >"$OUT/moe-bench-c$c.json"
 done
 
-python3 "$ROOT/bench/openai/summarize.py" "$OUT" $CONCURRENCY | tee "$OUT/table.md"
+{
+  python3 "$ROOT/bench/openai/summarize.py" "$OUT" $CONCURRENCY
+  echo
+  echo "Load average (1/5/15 min) before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)."
+} | tee "$OUT/table.md"

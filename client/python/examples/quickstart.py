@@ -40,8 +40,13 @@ def openai_path(base_url: str) -> None:
     print()
     full = client.completions.create(model=model, prompt=PROMPT, max_tokens=24, temperature=0,
                                      extra_body={"moed": {"include_routing": True}})
-    print(f"  finish={full.choices[0].finish_reason} usage={full.usage.prompt_tokens}+"
-          f"{full.usage.completion_tokens} tokens; routing extension: {'moed' in (full.model_extra or {})}")
+    choice = full.choices[0]
+    routing = (choice.model_extra or {}).get("moed", {}).get("routing", [])  # per layer: expert ids, token counts
+    print(f"  finish={choice.finish_reason} prompt_tokens={full.usage.prompt_tokens} "
+          f"completion_tokens={full.usage.completion_tokens}")
+    for layer in routing[:2]:
+        print(f"  layer {layer['layer']}: tokens per expert "
+              f"{dict(zip(layer['expert_ids'], layer['token_counts']))}")
 
 
 def main() -> None:
