@@ -4,6 +4,7 @@ paths print moe-run's greedy text and its token counts, and the OpenAI path show
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 
@@ -26,30 +27,37 @@ def http_daemon(tmp_path_factory):
 
 
 def run_example(*args: str) -> list[str]:
+    """The example's output split into its blocks: one per path, each "[header]\n<completion text>\n  details"."""
     out = subprocess.run([sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    return out.stdout.splitlines()
+    return re.split(r"\n(?=\[OpenAI )", out.stdout)
+
+
+def check_block(block: str, header: str, ref: dict) -> list[str]:
+    """Asserts that `block` shows the reference text and token count; returns its lines after the text."""
+    assert block.startswith(header), block
+    text_and_rest = block.split("\n", 1)[1]
+    assert text_and_rest.startswith(ref["text"] + "\n  finish="), block  # the streamed chunks, joined
+    details = text_and_rest[len(ref["text"]) + 1:].splitlines()
+    assert details[0].endswith(f"completion_tokens={len(ref['output_ids'])}"), block
+    return details
 
 
 def test_quickstart_grpc_path(daemon):
     ref = moe_run(PROMPT, MAX_TOKENS)
-    lines = run_example("--grpc", daemon.addr)
-    assert lines[0].startswith(f"[gRPC {daemon.addr}] mixtral model"), lines
-    assert lines[1] == ref["text"], lines
-    assert lines[2].endswith(f"completion_tokens={len(ref['output_ids'])}"), lines
+    (grpc_block,) = run_example("--grpc", daemon.addr)
+    check_block(grpc_block, f"[gRPC {daemon.addr}] mixtral model", ref)
 
 
 def test_quickstart_grpc_and_openai_paths(http_daemon):
     ref = moe_run(PROMPT, MAX_TOKENS)
-    lines = run_example("--grpc", http_daemon.addr, "--http", f"http://{http_daemon.http_addr}")
-    assert lines[1] == ref["text"], lines
-    i = next(i for i, ln in enumerate(lines) if ln.startswith("[OpenAI "))
-    assert lines[i + 1] == ref["text"], lines  # the streamed chunks, joined
-    assert lines[i + 2].endswith(f"completion_tokens={len(ref['output_ids'])}"), lines
+    grpc_block, openai_block = run_example("--grpc", http_daemon.addr, "--http", f"http://{http_daemon.http_addr}")
+    check_block(grpc_block, f"[gRPC {http_daemon.addr}] mixtral model", ref)
+    details = check_block(openai_block, f"[OpenAI http://{http_daemon.http_addr}] model=", ref)
     top_k, most = model_config()["num_experts_per_tok"], len(ref["prompt_ids"]) + len(ref["output_ids"])
     for layer in (0, 1):  # each computed token went to top_k experts (prefix-cached prompt tokens are not computed)
-        shown = lines[i + 3 + layer]
-        assert shown.startswith(f"  layer {layer}: tokens per expert {{"), lines
+        shown = details[1 + layer]
+        assert shown.startswith(f"  layer {layer}: tokens per expert {{"), details
         counts = ast.literal_eval(shown.split("expert ", 1)[1])
         total = sum(counts.values())
         assert total % top_k == 0 and top_k * len(ref["output_ids"]) <= total <= top_k * most, shown
