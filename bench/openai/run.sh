@@ -20,6 +20,7 @@ VENV="$ROOT/bench/openai/.venv"
 # stream_options.include_usage and sends ignore_eos + max_tokens when the data fixes the output length.
 # bench/openai/requirements.txt pins it and everything it resolved to.
 
+export HF_HUB_OFFLINE=1  # guidellm's tokenizer comes from the model directory, never from a hub
 log() { printf '[bench/openai] %s\n' "$*" >&2; }
 
 for exe in moed moe-bench; do
@@ -31,7 +32,7 @@ if [ ! -x "$VENV/bin/guidellm" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/bench/openai/requirements.txt"
 fi
 mkdir -p "$OUT"
-rm -f "$OUT"/guidellm-c*.json "$OUT"/moe-bench-c*.json
+rm -f "$OUT"/guidellm-c* "$OUT"/moe-bench-c*
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # moed on free ports; the startup line names them ("… on H:P, metrics on H:P, http on H:P").
@@ -52,19 +53,33 @@ GRPC_ADDR="$(sed -E 's/.*\) on ([^ ,]+), metrics on .*/\1/' <<<"$line")"
 HTTP_ADDR="$(sed -E 's/.*, http on ([^ ,]+).*/\1/' <<<"$line")"
 log "moed: gRPC $GRPC_ADDR, HTTP $HTTP_ADDR"
 
+# CPU seconds moed has used so far (user + system, from /proc).
+moed_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$MOED_PID/stat"; }
+
+# run_timed NAME CMD…: runs CMD with stdout to $OUT/NAME.out, and writes $OUT/NAME.cpu as "<load generator's CPU s>
+# <moed's CPU s>" over the run (the generator's own processes and children, from /usr/bin/time).
+run_timed() {
+  local name="$1" before
+  shift
+  before="$(moed_cpu)"
+  /usr/bin/time -f "%U %S" -o "$OUT/$name.time" "$@" >"$OUT/$name.out" 2>"$OUT/$name.log" ||
+    { log "$name failed:"; tail -30 "$OUT/$name.log" >&2; exit 1; }
+  echo "$(awk '{ printf "%.2f", $1 + $2 }' "$OUT/$name.time") $(awk -v a="$before" -v b="$(moed_cpu)" \
+    'BEGIN { printf "%.2f", b - a }')" >"$OUT/$name.cpu"
+}
+
 for c in $CONCURRENCY; do
   n=$(( 4 * c > 16 ? 4 * c : 16 ))
   log "guidellm: concurrency $c, $n requests"
-  # HF_HUB_OFFLINE: the tokenizer comes from the model directory, never from a hub.
-  HF_HUB_OFFLINE=1 "$VENV/bin/guidellm" benchmark --target "http://$HTTP_ADDR" --backend-type openai_http \
-    --backend-args '{"extra_body": {"temperature": 0}}' --processor "$MODEL_DIR" \
+  run_timed "guidellm-c$c" "$VENV/bin/guidellm" benchmark --target "http://$HTTP_ADDR" \
+    --backend-type openai_http --backend-args '{"extra_body": {"temperature": 0}}' --processor "$MODEL_DIR" \
     --data "prompt_tokens=$PROMPT_LEN,output_tokens=$OUTPUT_LEN" --rate-type concurrent --rate "$c" \
     --max-requests "$n" --random-seed 42 --disable-progress --disable-console-outputs \
-    --output-path "$OUT/guidellm-c$c.json" >"$OUT/guidellm-c$c.log" 2>&1 ||
-    { log "guidellm failed (concurrency $c):"; tail -30 "$OUT/guidellm-c$c.log" >&2; exit 1; }
+    --output-path "$OUT/guidellm-c$c.json"
   log "moe-bench: concurrency $c, $n requests"
-  "$BUILD_DIR/moe-bench" --addr "$GRPC_ADDR" --concurrency "$c" --num-requests "$n" --prompt-len "$PROMPT_LEN" \
-    --output-len "$OUTPUT_LEN" --ignore-eos --temperature 0 --seed 42 >"$OUT/moe-bench-c$c.json"
+  run_timed "moe-bench-c$c" "$BUILD_DIR/moe-bench" --addr "$GRPC_ADDR" --concurrency "$c" --num-requests "$n" \
+    --prompt-len "$PROMPT_LEN" --output-len "$OUTPUT_LEN" --ignore-eos --temperature 0 --seed 42
+  mv "$OUT/moe-bench-c$c.out" "$OUT/moe-bench-c$c.json"
 done
 
 {

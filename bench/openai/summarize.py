@@ -12,6 +12,8 @@ Figures, each from the tool's own report (times in ms, rates in tokens/s):
   (guidellm's inter_token_latency_ms, weighted by tokens − 1, equal weights here as every request has the same
   length; moe-bench's tpot_ms).
 - gap p50: moe-bench only, the median gap between consecutive tokens over all gaps (its itl_ms).
+- CPU s, load generator / moed: user + system seconds each process used during the run (run.sh measures them:
+  both share the machine's cores, so a hungrier client leaves less to the server).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def guidellm_row(path: Path) -> dict:
     m, totals = b["metrics"], b["request_totals"]
     out = m["output_token_count"]["successful"]
     return {"ok": totals["successful"], "failed": totals["errored"] + totals["incomplete"],
-            "in_per_req": m["prompt_token_count"]["successful"]["mean"], "out_per_req": out["mean"], "tok_s": out["total_sum"] / (b["end_time"] - b["start_time"]),
+            "in_per_req": m["prompt_token_count"]["successful"]["mean"], "out_per_req": out["mean"],
+            "tok_s": out["total_sum"] / (b["end_time"] - b["start_time"]),
             "ttft_p50": m["time_to_first_token_ms"]["successful"]["median"],
             "ttft_p99": m["time_to_first_token_ms"]["successful"]["percentiles"]["p99"],
             "itl_p50": m["inter_token_latency_ms"]["successful"]["median"], "gap_p50": None}
@@ -41,17 +44,25 @@ def moe_bench_row(path: Path) -> dict:
             "itl_p50": r["tpot_ms"]["p50"], "gap_p50": r["itl_ms"]["p50"]}
 
 
+def cpu(path: Path) -> str:
+    client, server = path.read_text().split()
+    return f"{float(client):.1f} / {float(server):.1f}"
+
+
 def main(argv: list[str]) -> int:
     out, levels = Path(argv[1]), argv[2:]
     print("| load generator (API) | concurrency | requests ok / failed | tokens / request in + out | output tok/s "
-          "| TTFT p50 ms | TTFT p99 ms | ITL p50 ms | gap p50 ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| TTFT p50 ms | TTFT p99 ms | ITL p50 ms | gap p50 ms | CPU s, load generator / moed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for c in levels:
-        for name, row in (("guidellm 0.3.1 (OpenAI HTTP)", guidellm_row(out / f"guidellm-c{c}.json")),
-                          ("moe-bench (gRPC)", moe_bench_row(out / f"moe-bench-c{c}.json"))):
+        for name, tool, parse in (("guidellm 0.3.1 (OpenAI HTTP)", "guidellm", guidellm_row),
+                                  ("moe-bench (gRPC)", "moe-bench", moe_bench_row)):
+            row = parse(out / f"{tool}-c{c}.json")
             gap = "–" if row["gap_p50"] is None else f"{row['gap_p50']:.2f}"
-            print(f"| {name} | {c} | {row['ok']} / {row['failed']} | {row['in_per_req']:.1f} + {row['out_per_req']:.1f} | {row['tok_s']:.0f} "
-                  f"| {row['ttft_p50']:.1f} | {row['ttft_p99']:.1f} | {row['itl_p50']:.2f} | {gap} |")
+            print(f"| {name} | {c} | {row['ok']} / {row['failed']} "
+                  f"| {row['in_per_req']:.1f} + {row['out_per_req']:.1f} | {row['tok_s']:.0f} "
+                  f"| {row['ttft_p50']:.1f} | {row['ttft_p99']:.1f} | {row['itl_p50']:.2f} | {gap} "
+                  f"| {cpu(out / f'{tool}-c{c}.cpu')} |")
     return 0
 
 
