@@ -67,6 +67,8 @@ class BuildPyWithStubs(build_py):
             raise SystemExit(f"moed-client: grpc_tools.protoc failed on {root}")
         for pkg in GENERATED_PACKAGES:
             (out / pkg / "__init__.py").touch()
+        for f in out.rglob("*.py"):
+            f.chmod(0o644)  # readable by all whatever the builder's umask: the wheel records these modes
 
 
 class SdistWithProto(sdist):

@@ -52,7 +52,9 @@ def test_wheel_builds_installs_in_a_fresh_venv_and_serves(daemon, tmp_path):
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
     py = env_dir / "bin" / "python"
     pip = [py, "-m", "pip", "--disable-pip-version-check"]
-    run(pip + ["wheel", "--no-deps", "-w", wheels, ROOT / "client" / "python"], cwd=tmp_path)
+    # Built under umask 077, as a careful user might: the wheel must still hold files that everyone can read.
+    run(pip + ["wheel", "--no-deps", "-w", wheels, ROOT / "client" / "python"], cwd=tmp_path,
+        preexec_fn=lambda: os.umask(0o077))
     (wheel,) = wheels.glob("moed_client-*.whl")
 
     # The stubs are in the wheel, with ordinary modes (not the 0700 of a temporary folder).
