@@ -36,6 +36,12 @@ ABSL_FLAG(int, metrics_port, kDefaults.metrics_port, "Prometheus /metrics port; 
 ABSL_FLAG(int, health_port, kDefaults.health_port,
           "also serve grpc.health.v1 alone, in plaintext, on --metrics-host:PORT (probes of a TLS server); "
           "0 = off, -1 = a free port");
+ABSL_FLAG(int, http_port, kDefaults.http_port,
+          "OpenAI-compatible HTTP API port (/v1/completions, /v1/chat/completions, /v1/models, /health); "
+          "0 = off, -1 = a free one");
+ABSL_FLAG(std::string, http_host, kDefaults.http_host, "address the OpenAI HTTP API binds; empty = --host");
+ABSL_FLAG(std::string, chat_template, kDefaults.chat_template,
+          "Jinja chat template file for /v1/chat/completions instead of the model's tokenizer_config.json one");
 ABSL_FLAG(bool, enable_reflection, kDefaults.enable_reflection, "serve gRPC server reflection (for grpcurl)");
 ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert, "PEM certificate chain of the gRPC server; with --tls-key: TLS");
 ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "PEM private key of --tls-cert");
@@ -219,6 +225,9 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   c.health_port = absl::GetFlag(FLAGS_health_port);
   c.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
+  c.http_port = absl::GetFlag(FLAGS_http_port);
+  c.http_host = absl::GetFlag(FLAGS_http_host);
+  c.chat_template = absl::GetFlag(FLAGS_chat_template);
   c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   c.tls_key = absl::GetFlag(FLAGS_tls_key);
   c.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
@@ -283,6 +292,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   MOED_RETURN_IF_ERROR(CheckPort("port", c.port));
   MOED_RETURN_IF_ERROR(CheckPort("metrics-port", c.metrics_port));
   if (c.health_port != -1) MOED_RETURN_IF_ERROR(CheckPort("health-port", c.health_port));
+  if (c.http_port != -1) MOED_RETURN_IF_ERROR(CheckPort("http-port", c.http_port));
   MOED_RETURN_IF_ERROR(RequireAtLeast("threads", c.threads, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-running-seqs", c.max_running_seqs, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-batch-tokens", c.max_batch_tokens, 1));
