@@ -39,7 +39,7 @@ class SessionBase {
   virtual ~SessionBase() = default;
   virtual void DoRespond(HttpResponse response) = 0;
   virtual void DoStartStream(int status, std::string content_type) = 0;
-  virtual void DoWrite(std::string data, std::function<void(bool)> done) = 0;
+  virtual void DoWrite(std::string data, std::function<void(WriteResult)> done) = 0;
   virtual void DoEndStream() = 0;
   virtual void DoAbort() = 0;
   virtual void DoOnGone(std::function<void()> gone) = 0;
@@ -75,7 +75,7 @@ class SessionResponder final : public HttpResponder {
   void StartStream(int status, std::string type) override {
     Post([s = session_, status, type = std::move(type)]() mutable { s->DoStartStream(status, std::move(type)); });
   }
-  void Write(std::string data, std::function<void(bool)> done) override {
+  void Write(std::string data, std::function<void(WriteResult)> done) override {
     Post([s = session_, data = std::move(data), done = std::move(done)]() mutable {
       s->DoWrite(std::move(data), std::move(done));
     });
@@ -145,9 +145,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     os << head.base();
     Enqueue(os.str(), nullptr, false);
   }
-  void DoWrite(std::string data, std::function<void(bool)> done) override {
+  void DoWrite(std::string data, std::function<void(WriteResult)> done) override {
     if (closed_ || ended_) {
-      if (done) done(false);
+      if (done) done(WriteResult::kFailed);
       return;
     }
     std::string chunk = absl::StrCat(absl::Hex(data.size()), "\r\n");
@@ -181,7 +181,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
  private:
   struct Pending {
     std::string bytes;
-    std::function<void(bool)> done;
+    std::function<void(WriteResult)> done;
     bool last = false;
   };
 
@@ -237,7 +237,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     });
   }
 
-  void Enqueue(std::string bytes, std::function<void(bool)> done, bool last) {
+  void Enqueue(std::string bytes, std::function<void(WriteResult)> done, bool last) {
     writes_.push_back(Pending{std::move(bytes), std::move(done), last});
     if (!writing_) WriteNext();
   }
@@ -254,7 +254,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     writes_.pop_front();
     writing_ = false;
     if (done.last && !ec) ended_ = true;
-    if (done.done) done.done(!ec);
+    if (done.done) {
+      done.done(!ec ? WriteResult::kOk : ec == beast::error::timeout ? WriteResult::kTimedOut : WriteResult::kFailed);
+    }
     if (ec) return Close();
     if (done.last) {
       if (keep_alive_) return Read();
@@ -301,7 +303,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       writes_.pop_back();
     }
     for (Pending& p : failed) {
-      if (p.done) p.done(false);
+      if (p.done) p.done(WriteResult::kFailed);
     }
     if (!ended_ && gone_) {
       std::function<void()> gone = std::move(gone_);

@@ -160,9 +160,19 @@ void OpenAICall::WriteChunk(Choice& c, const RequestOutput& out) {
   c.first_chunk = false;
   Json chunk = Envelope(format_, /*chunk=*/true, std::move(choices));
   if (request_.include_usage) chunk["usage"] = nullptr;
-  responder_->Write(SseEvent(chunk), [self = shared_from_this(), &c](bool ok) {
-    if (!ok) self->context_.core->Cancel(c.number, absl::CancelledError("the client closed the connection"));
-    self->OnAction(c, c.outbox->WriteDone(ok));
+  responder_->Write(SseEvent(chunk), [self = shared_from_this(), &c](WriteResult result) {
+    if (result == WriteResult::kTimedOut) {
+      // The client stopped reading: a back-pressure cut, as when output piles up (the outbox's other cut).
+      const absl::Duration stall = self->context_.core->outbox_limits().stall_timeout;
+      const absl::Status cut = absl::ResourceExhaustedError(
+          absl::StrCat("the client has not read for ", absl::FormatDuration(stall), " (--stream-stall-timeout=",
+                       absl::FormatDuration(stall), ")"));
+      c.outbox->Abort(cut);  // a write is in flight: no action; WriteDone below ends the stream with `cut`
+      self->context_.core->Cancel(c.number, cut);
+    } else if (result == WriteResult::kFailed) {
+      self->context_.core->Cancel(c.number, absl::CancelledError("the client closed the connection"));
+    }
+    self->OnAction(c, c.outbox->WriteDone(result == WriteResult::kOk));
   });
 }
 
