@@ -205,7 +205,7 @@ def test_draining_is_503(make_daemon):
 
 
 def test_a_stream_that_is_not_read_is_cut_and_its_kv_freed(make_daemon):
-    d = make_daemon("--http-port", "-1", "--stream-stall-timeout", "1s", "--stream-buffer-bytes", "65536")
+    d = make_daemon("--http-port", "-1", "--stream-stall-timeout", "1s", "--stream-buffer-bytes", "16384")
     host, port = d.http_addr.rsplit(":", 1)
     body = json.dumps({"model": MODEL, "prompt": "Never read", "max_tokens": 1000, "temperature": 0,
                        "ignore_eos": True, "stream": True, "logprobs": 5}).encode()
@@ -215,8 +215,9 @@ def test_a_stream_that_is_not_read_is_cut_and_its_kv_freed(make_daemon):
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     try:
-        # ~1000 chunks of ~300 bytes cannot fit the client's and the server's buffers nor the 64 KiB budget, so the
-        # stream is cut however fast the engine is; then the KV blocks are freed.
+        # Each token is a ~330-byte chunk (~77 bytes of the output budget): the sockets hold ~136 KiB (the server's
+        # 64 KiB send buffer, doubled by the kernel, and the client's 4 KiB), ~410 tokens; the 16 KiB budget
+        # ~210 more. So the engine is cut well before 1000 tokens (~480 here), however fast it is, and its KV freed.
         assert d.wait_metric("moed_requests_total", 1, timeout=60, front="http", status="resource_exhausted") == 1
         assert d.wait_metric("moed_kv_cache_blocks_used", 0, timeout=30) == 0
         assert d.metrics().get("moed_requests_total", front="http", status="ok") == 0
