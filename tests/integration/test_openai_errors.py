@@ -17,7 +17,9 @@ import urllib.request
 import openai
 import pytest
 
-from moed_client import collect, make_request
+import grpc
+
+from moed_client import collect, make_request, moed_pb2_grpc
 from test_daemon_security import make_cert, openssl  # noqa: F401  (the CA helpers of the gRPC TLS tests)
 
 MODEL = "fortune-moe"
@@ -189,18 +191,24 @@ def test_full_queue_is_429(make_daemon):
 
 def test_draining_is_503(make_daemon):
     d = make_daemon("--http-port", "-1", "--shutdown-timeout", "60s")
-    hold = d.client.generate_stream(make_request("Hold the drain", temperature=0, max_tokens=1000, ignore_eos=True),
-                                    timeout=120)
-    next(iter(hold))  # it runs: the drain will wait for it
-    d.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while (health := raw(d, "/health"))[0] != 503:
-        assert time.monotonic() < deadline, "health never became 503"
-        time.sleep(0.05)
-    assert health[1]["error"]["type"] == "server_error"
-    e = error_of(lambda: sdk(d).completions.create(model=MODEL, prompt="x", max_tokens=2), openai.APIStatusError)
-    assert e.status_code == 503, e
-    hold.cancel()
+    # A gRPC stream whose client reads nothing through a small window: it stays open (undelivered) after the engine
+    # ends it, so the drain waits for it however fast the machine is.
+    channel = grpc.insecure_channel(d.addr, options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)])
+    hold = moed_pb2_grpc.MoedStub(channel).Generate(
+        make_request("Hold the drain", temperature=0, max_tokens=900, ignore_eos=True, logprobs=20), timeout=120)
+    try:
+        assert d.wait_metric("moed_streams_open", 1, timeout=30) == 1
+        d.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while (health := raw(d, "/health"))[0] != 503:
+            assert time.monotonic() < deadline, "health never became 503"
+            time.sleep(0.05)
+        assert health[1]["error"]["type"] == "server_error"
+        e = error_of(lambda: sdk(d).completions.create(model=MODEL, prompt="x", max_tokens=2), openai.APIStatusError)
+        assert e.status_code == 503 and "shutting down" in e.message, e
+    finally:
+        hold.cancel()
+        channel.close()
     assert d.proc.wait(timeout=60) == 0
 
 
