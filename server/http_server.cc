@@ -213,7 +213,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     const HttpServer::AsyncHandler* handler = &routes.not_found;
     if (const auto it = routes.any.find(path); it != routes.any.end()) handler = &it->second;
-    if (!*handler) return Reply(HttpResponse{404, "text/plain; charset=utf-8", "not found; see /\n"}, keep_alive_, false);
+    if (!*handler) {
+      return Reply(HttpResponse{404, "text/plain; charset=utf-8", "not found; see /\n"}, keep_alive_, false);
+    }
     HttpRequest request{std::string(req.method_string()), target, std::move(req.body()), {}};
     if (const auto auth = req.find(http::field::authorization); auth != req.end()) {
       request.authorization = std::string(auth->value());
@@ -363,7 +365,9 @@ void HttpServer::Impl::Accept() {
     if (connections.load() >= options.max_connections) {
       socket.close(ignored);
     } else {
-      if (options.send_buffer_bytes > 0) socket.set_option(asio::socket_base::send_buffer_size(options.send_buffer_bytes), ignored);
+      if (options.send_buffer_bytes > 0) {
+        socket.set_option(asio::socket_base::send_buffer_size(options.send_buffer_bytes), ignored);
+      }
       if (tls) {
         std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(this, std::move(socket), *tls)->Begin();
       } else {

@@ -74,7 +74,7 @@ void OpenAICall::Start() {
     return;
   }
   // Tokenized on the core's pool, as transformers' apply_chat_template does: the template writes its own BOS.
-  context_.core->Tokenize(*std::move(text), [self = shared_from_this(), base](absl::StatusOr<std::vector<int32_t>> ids) {
+  auto tokenized = [self = shared_from_this(), base](absl::StatusOr<std::vector<int32_t>> ids) {
     if (!ids.ok()) {
       for (auto& c : self->choices_) self->Refuse(*c, WithParam(ids.status(), "messages"));
       return;
@@ -83,7 +83,8 @@ void OpenAICall::Start() {
     CoreRequest r = base;
     r.prompt_ids = *std::move(ids);
     self->SubmitAll(r);
-  });
+  };
+  context_.core->Tokenize(*std::move(text), std::move(tokenized));
 }
 
 void OpenAICall::SubmitAll(const CoreRequest& base) {
