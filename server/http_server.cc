@@ -174,8 +174,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     parser_->body_limit(server_->options.max_body_bytes);
     // One deadline for waiting for and receiving the whole request: a byte now and then does not extend it.
     beast::get_lowest_layer(stream_).expires_after(Chrono(server_->options.request_timeout));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
  private:
@@ -184,6 +184,23 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     std::function<void(WriteResult)> done;
     bool last = false;
   };
+
+  // A client that sent "Expect: 100-continue" (curl, for bodies over 1 KiB) waits for it before the body.
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnRead(ec);
+    auto read_body = [self = this->shared_from_this()] {
+      http::async_read(self->stream_, self->buffer_, *self->parser_,
+                       [self](beast::error_code read_ec, size_t) { self->OnRead(read_ec); });
+    };
+    const auto& head = parser_->get();
+    if (parser_->is_done() || !beast::iequals(head[http::field::expect], "100-continue")) return read_body();
+    static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    asio::async_write(stream_, asio::buffer(kContinue), [self = this->shared_from_this(), read_body](
+                                                             beast::error_code write_ec, size_t) {
+      if (write_ec) return self->Close();
+      read_body();
+    });
+  }
 
   void OnRead(beast::error_code ec) {
     if (ec == http::error::header_limit) {

@@ -188,6 +188,11 @@ TEST(HttpServer, AsyncResponsesAndChunkedStreamsFromOtherThreads) {
   const int fd = Connect((*server)->port());
   Send(fd, "POST /whole HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
   EXPECT_NE(ReadResponse(fd).find("got hello"), std::string::npos);
+  // "Expect: 100-continue" gets its interim answer before the body is sent.
+  Send(fd, "POST /whole HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  EXPECT_EQ(ReadUntil(fd, "\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+  Send(fd, "abc");
+  EXPECT_NE(ReadResponse(fd).find("got abc"), std::string::npos);
   Send(fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");  // the same connection: kept alive
   const std::string r = ReadUntil(fd, "0\r\n\r\n");
   EXPECT_NE(r.find("Transfer-Encoding: chunked"), std::string::npos) << r;
