@@ -39,7 +39,7 @@ class SessionBase {
   virtual ~SessionBase() = default;
   virtual void DoRespond(HttpResponse response) = 0;
   virtual void DoStartStream(int status, std::string content_type) = 0;
-  virtual void DoWrite(std::string data, std::function<void(bool)> done) = 0;
+  virtual void DoWrite(std::string data, std::function<void(WriteResult)> done) = 0;
   virtual void DoEndStream() = 0;
   virtual void DoAbort() = 0;
   virtual void DoOnGone(std::function<void()> gone) = 0;
@@ -75,7 +75,7 @@ class SessionResponder final : public HttpResponder {
   void StartStream(int status, std::string type) override {
     Post([s = session_, status, type = std::move(type)]() mutable { s->DoStartStream(status, std::move(type)); });
   }
-  void Write(std::string data, std::function<void(bool)> done) override {
+  void Write(std::string data, std::function<void(WriteResult)> done) override {
     Post([s = session_, data = std::move(data), done = std::move(done)]() mutable {
       s->DoWrite(std::move(data), std::move(done));
     });
@@ -145,9 +145,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     os << head.base();
     Enqueue(os.str(), nullptr, false);
   }
-  void DoWrite(std::string data, std::function<void(bool)> done) override {
+  void DoWrite(std::string data, std::function<void(WriteResult)> done) override {
     if (closed_ || ended_) {
-      if (done) done(false);
+      if (done) done(WriteResult::kFailed);
       return;
     }
     std::string chunk = absl::StrCat(absl::Hex(data.size()), "\r\n");
@@ -174,16 +174,33 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     parser_->body_limit(server_->options.max_body_bytes);
     // One deadline for waiting for and receiving the whole request: a byte now and then does not extend it.
     beast::get_lowest_layer(stream_).expires_after(Chrono(server_->options.request_timeout));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
  private:
   struct Pending {
     std::string bytes;
-    std::function<void(bool)> done;
+    std::function<void(WriteResult)> done;
     bool last = false;
   };
+
+  // A client that sent "Expect: 100-continue" (curl, for bodies over 1 KiB) waits for it before the body.
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnRead(ec);
+    auto read_body = [self = this->shared_from_this()] {
+      http::async_read(self->stream_, self->buffer_, *self->parser_,
+                       [self](beast::error_code read_ec, size_t) { self->OnRead(read_ec); });
+    };
+    const auto& head = parser_->get();
+    if (parser_->is_done() || !beast::iequals(head[http::field::expect], "100-continue")) return read_body();
+    static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    asio::async_write(stream_, asio::buffer(kContinue), [self = this->shared_from_this(), read_body](
+                                                             beast::error_code write_ec, size_t) {
+      if (write_ec) return self->Close();
+      read_body();
+    });
+  }
 
   void OnRead(beast::error_code ec) {
     if (ec == http::error::header_limit) {
@@ -213,7 +230,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     const HttpServer::AsyncHandler* handler = &routes.not_found;
     if (const auto it = routes.any.find(path); it != routes.any.end()) handler = &it->second;
-    if (!*handler) return Reply(HttpResponse{404, "text/plain; charset=utf-8", "not found; see /\n"}, keep_alive_, false);
+    if (!*handler) {
+      return Reply(HttpResponse{404, "text/plain; charset=utf-8", "not found; see /\n"}, keep_alive_, false);
+    }
     HttpRequest request{std::string(req.method_string()), target, std::move(req.body()), {}};
     if (const auto auth = req.find(http::field::authorization); auth != req.end()) {
       request.authorization = std::string(auth->value());
@@ -237,7 +256,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     });
   }
 
-  void Enqueue(std::string bytes, std::function<void(bool)> done, bool last) {
+  void Enqueue(std::string bytes, std::function<void(WriteResult)> done, bool last) {
     writes_.push_back(Pending{std::move(bytes), std::move(done), last});
     if (!writing_) WriteNext();
   }
@@ -254,7 +273,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     writes_.pop_front();
     writing_ = false;
     if (done.last && !ec) ended_ = true;
-    if (done.done) done.done(!ec);
+    if (done.done) {
+      done.done(!ec ? WriteResult::kOk : ec == beast::error::timeout ? WriteResult::kTimedOut : WriteResult::kFailed);
+    }
     if (ec) return Close();
     if (done.last) {
       if (keep_alive_) return Read();
@@ -301,7 +322,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       writes_.pop_back();
     }
     for (Pending& p : failed) {
-      if (p.done) p.done(false);
+      if (p.done) p.done(WriteResult::kFailed);
     }
     if (!ended_ && gone_) {
       std::function<void()> gone = std::move(gone_);
@@ -361,7 +382,9 @@ void HttpServer::Impl::Accept() {
     if (connections.load() >= options.max_connections) {
       socket.close(ignored);
     } else {
-      if (options.send_buffer_bytes > 0) socket.set_option(asio::socket_base::send_buffer_size(options.send_buffer_bytes), ignored);
+      if (options.send_buffer_bytes > 0) {
+        socket.set_option(asio::socket_base::send_buffer_size(options.send_buffer_bytes), ignored);
+      }
       if (tls) {
         std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(this, std::move(socket), *tls)->Begin();
       } else {

@@ -32,9 +32,12 @@ struct HttpResponse {
   std::string body;
 };
 
+// How one chunk write of a stream ended.
+enum class WriteResult { kOk, kFailed, kTimedOut };  // kTimedOut: the client did not take it within the write timeout
+
 // The answer to one asynchronous request. Thread-safe: every call is posted to the event-loop thread, in order.
 // Exactly one of Respond, or StartStream + Write… + EndStream; Abort closes the connection at any time. Calls
-// after the connection closed are dropped (a Write's `done` then runs with ok = false).
+// after the connection closed are dropped (a Write's `done` then runs with kFailed).
 class HttpResponder {
  public:
   virtual ~HttpResponder() = default;
@@ -42,8 +45,9 @@ class HttpResponder {
   // Sends the status line and headers of a chunked response.
   virtual void StartStream(int status, std::string content_type) = 0;
   // Sends `data` as one chunk. `done` (may be empty) runs on the event-loop thread once the bytes left for the
-  // kernel (ok) or the connection failed (!ok); a write that takes longer than the write timeout fails.
-  virtual void Write(std::string data, std::function<void(bool ok)> done) = 0;
+  // kernel (kOk), the connection failed (kFailed), or the write took longer than the write timeout (kTimedOut;
+  // the connection is then closed).
+  virtual void Write(std::string data, std::function<void(WriteResult)> done) = 0;
   virtual void EndStream() = 0;  // the last chunk; the connection is then kept alive or closed, as asked
   virtual void Abort() = 0;
   // `gone` runs once, on the event-loop thread, when the connection ends before the response did (the client

@@ -74,7 +74,7 @@ void OpenAICall::Start() {
     return;
   }
   // Tokenized on the core's pool, as transformers' apply_chat_template does: the template writes its own BOS.
-  context_.core->Tokenize(*std::move(text), [self = shared_from_this(), base](absl::StatusOr<std::vector<int32_t>> ids) {
+  auto tokenized = [self = shared_from_this(), base](absl::StatusOr<std::vector<int32_t>> ids) {
     if (!ids.ok()) {
       for (auto& c : self->choices_) self->Refuse(*c, WithParam(ids.status(), "messages"));
       return;
@@ -83,7 +83,8 @@ void OpenAICall::Start() {
     CoreRequest r = base;
     r.prompt_ids = *std::move(ids);
     self->SubmitAll(r);
-  });
+  };
+  context_.core->Tokenize(*std::move(text), std::move(tokenized));
 }
 
 void OpenAICall::SubmitAll(const CoreRequest& base) {
@@ -160,9 +161,19 @@ void OpenAICall::WriteChunk(Choice& c, const RequestOutput& out) {
   c.first_chunk = false;
   Json chunk = Envelope(format_, /*chunk=*/true, std::move(choices));
   if (request_.include_usage) chunk["usage"] = nullptr;
-  responder_->Write(SseEvent(chunk), [self = shared_from_this(), &c](bool ok) {
-    if (!ok) self->context_.core->Cancel(c.number, absl::CancelledError("the client closed the connection"));
-    self->OnAction(c, c.outbox->WriteDone(ok));
+  responder_->Write(SseEvent(chunk), [self = shared_from_this(), &c](WriteResult result) {
+    if (result == WriteResult::kTimedOut) {
+      // The client stopped reading: a back-pressure cut, as when output piles up (the outbox's other cut).
+      const absl::Duration stall = self->context_.core->outbox_limits().stall_timeout;
+      const absl::Status cut = absl::ResourceExhaustedError(
+          absl::StrCat("the client has not read for ", absl::FormatDuration(stall), " (--stream-stall-timeout=",
+                       absl::FormatDuration(stall), ")"));
+      c.outbox->Abort(cut);  // a write is in flight: no action; WriteDone below ends the stream with `cut`
+      self->context_.core->Cancel(c.number, cut);
+    } else if (result == WriteResult::kFailed) {
+      self->context_.core->Cancel(c.number, absl::CancelledError("the client closed the connection"));
+    }
+    self->OnAction(c, c.outbox->WriteDone(result == WriteResult::kOk));
   });
 }
 

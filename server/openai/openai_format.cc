@@ -49,7 +49,8 @@ Json ChatLogprobs(const FormatContext& ctx, const Piece& p) {
         alts.push_back(Json{{"token", t}, {"logprob", alt.logprob}, {"bytes", Bytes(t)}});
       }
     }
-    content.push_back(Json{{"token", text}, {"logprob", p.logprobs[i]}, {"bytes", Bytes(text)}, {"top_logprobs", alts}});
+    content.push_back(
+        Json{{"token", text}, {"logprob", p.logprobs[i]}, {"bytes", Bytes(text)}, {"top_logprobs", alts}});
   }
   return Json{{"content", content}};
 }

@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/runtime/model_source.h"
@@ -38,7 +39,9 @@ absl::StatusOr<std::unique_ptr<OpenAIFront>> OpenAIFront::Create(EngineService* 
     if (!parsed.ok()) {
       const absl::Status why = absl::InvalidArgumentError(
           absl::StrCat("the chat template of ", found->origin, " does not parse: ", parsed.status().message()));
-      if (!config.chat_template.empty()) return absl::InvalidArgumentError(absl::StrCat("--chat-template: ", why.message()));
+      if (!config.chat_template.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("--chat-template: ", why.message()));
+      }
       LogEvent(LogSeverity::kWarning, "chat template unusable; chat completions will answer 400",
                {{"error", std::string(why.message())}});
       ctx.chat_error = why;
@@ -57,10 +60,11 @@ absl::StatusOr<std::unique_ptr<OpenAIFront>> OpenAIFront::Create(EngineService* 
     ctx.chat_error = absl::InvalidArgumentError(absl::StrCat("the model's chat template cannot be used (",
                                                              found.status().message(), ")"));
   } else {
-    ctx.chat_error = WithParam(absl::InvalidArgumentError(absl::StrCat(
-                                   "the model ", f->model_name_, " has no chat template (no chat_template in its "
-                                   "tokenizer_config.json); use /v1/completions, or start moed with --chat-template FILE")),
-                               "messages");
+    ctx.chat_error = WithParam(
+        absl::InvalidArgumentError(absl::StrCat("the model ", f->model_name_,
+                                                " has no chat template (no chat_template in its tokenizer_config.json); "
+                                                "use /v1/completions, or start moed with --chat-template FILE")),
+        "messages");
   }
   absl::StatusOr<std::vector<int32_t>> empty = core->tokenizer().Encode("");
   ctx.tokenizer_adds_bos = empty.ok() && !empty->empty() && core->tokenizer().bos_id().has_value() &&
@@ -81,8 +85,9 @@ HttpServer::Routes OpenAIFront::Routes() {
     Generate(ApiKind::kChat, std::move(req), std::move(out));
   };
   r.any["/v1/models"] = [this](HttpRequest req, std::shared_ptr<HttpResponder> out) { Models(req, *out); };
-  r.not_found = [](HttpRequest req, std::shared_ptr<HttpResponder> out) {
+  r.not_found = [this](HttpRequest req, std::shared_ptr<HttpResponder> out) {
     const std::string path = req.target.substr(0, req.target.find('?'));
+    if (absl::StartsWith(path, "/v1/models/")) return Model(req, path.substr(11), *out);
     out->Respond(ErrorResponse(absl::NotFoundError(absl::StrCat("no route ", req.method, " ", path, "; served: "
                                                                 "/v1/completions, /v1/chat/completions, /v1/models, "
                                                                 "/health"))));
@@ -104,11 +109,25 @@ std::optional<Caller> OpenAIFront::Admit(const HttpRequest& request, const char*
   return *caller;
 }
 
+Json OpenAIFront::ModelJson() const {
+  return Json{{"id", model_name_}, {"object", "model"}, {"created", created_}, {"owned_by", "moed"},
+              {"max_model_len", core_->limits().context_length}};
+}
+
 void OpenAIFront::Models(const HttpRequest& request, HttpResponder& responder) {
   if (!Admit(request, "GET", responder)) return;
-  Json model = {{"id", model_name_}, {"object", "model"}, {"created", created_}, {"owned_by", "moed"},
-                {"max_model_len", core_->limits().context_length}};
-  responder.Respond(JsonResponse(200, Json{{"object", "list"}, {"data", Json::array({model})}}));
+  responder.Respond(JsonResponse(200, Json{{"object", "list"}, {"data", Json::array({ModelJson()})}}));
+}
+
+void OpenAIFront::Model(const HttpRequest& request, const std::string& id, HttpResponder& responder) {
+  if (!Admit(request, "GET", responder)) return;
+  if (id != model_name_) {
+    return responder.Respond(ErrorResponse(WithParam(
+        absl::NotFoundError(absl::StrCat("the model '", id, "' does not exist; this server serves '", model_name_,
+                                         "'")),
+        "model")));
+  }
+  responder.Respond(JsonResponse(200, ModelJson()));
 }
 
 void OpenAIFront::Refuse(const absl::Status& status, HttpResponder& responder) {

@@ -31,7 +31,9 @@ class OpenAIFront {
  private:
   OpenAIFront() = default;
   void Generate(ApiKind kind, HttpRequest request, std::shared_ptr<HttpResponder> responder);
-  void Models(const HttpRequest& request, HttpResponder& responder);
+  void Models(const HttpRequest& request, HttpResponder& responder);                          // GET /v1/models
+  void Model(const HttpRequest& request, const std::string& id, HttpResponder& responder);    // GET /v1/models/ID
+  nlohmann::ordered_json ModelJson() const;
   // A generation request refused at the door (token, JSON): answered, counted and logged like a gRPC refusal.
   void Refuse(const absl::Status& status, HttpResponder& responder);
   // The caller of a /v1 request, or an error answered already.

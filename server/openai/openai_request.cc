@@ -91,8 +91,9 @@ absl::Status ReadMessages(const Json& v, OpenAIRequest& r) {
       for (const Json& part : m["content"]) {
         if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
             !part["text"].is_string()) {
-          return WithParam(Bad(at + ".content", "parts must be {\"type\": \"text\", \"text\": ...}; only text is served"),
-                           "messages");
+          return WithParam(
+              Bad(at + ".content", "parts must be {\"type\": \"text\", \"text\": ...}; only text is served"),
+              "messages");
         }
         text += part["text"].get<std::string>();
       }

@@ -11,11 +11,15 @@ import ssl
 import threading
 import time
 
-import httpx
+import urllib.error
+import urllib.request
+
 import openai
 import pytest
 
-from moed_client import collect, make_request
+import grpc
+
+from moed_client import collect, make_request, moed_pb2_grpc
 from test_daemon_security import make_cert, openssl  # noqa: F401  (the CA helpers of the gRPC TLS tests)
 
 MODEL = "fortune-moe"
@@ -34,6 +38,17 @@ def http(tmp_path_factory):
                "--max-stop-strings", "2").start()
     yield d
     assert d.stop() == 0, d.log_tail()
+
+
+def raw(d, path: str, body: bytes | None = None, method: str = "GET"):
+    """(status, parsed JSON body) of a plain HTTP request to the OpenAI front."""
+    req = urllib.request.Request(f"http://{d.http_addr}{path}", data=body, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def error_of(fn, kind):
@@ -68,17 +83,16 @@ def test_bad_values_name_the_field_and_limit(http):
     assert e.param == "n"
     e = error_of(lambda: sdk(http).completions.create(model=MODEL, prompt=[1, 10**6]), openai.BadRequestError)
     assert e.param == "prompt" and "vocabulary" in e.message, e.message
-    r = httpx.post(f"http://{http.http_addr}/v1/completions", content=b"{not json", timeout=10)
-    assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+    status, body = raw(http, "/v1/completions", b"{not json", "POST")
+    assert status == 400 and "JSON" in body["error"]["message"]
 
 
 def test_unknown_model_and_path_are_404(http):
     e = error_of(lambda: sdk(http).completions.create(model="gpt-9", prompt="x"), openai.NotFoundError)
     assert e.status_code == 404 and e.code == "model_not_found" and "gpt-9" in e.message
-    r = httpx.get(f"http://{http.http_addr}/v1/embeddings", timeout=10)
-    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
-    r = httpx.get(f"http://{http.http_addr}/v1/completions", timeout=10)
-    assert r.status_code == 405
+    status, body = raw(http, "/v1/embeddings")
+    assert status == 404 and body["error"]["type"] == "not_found_error"
+    assert raw(http, "/v1/completions")[0] == 405
 
 
 def test_chat_without_a_template_is_a_clear_400(http):
@@ -92,10 +106,11 @@ def test_tokens_401_and_admin_priority(make_daemon, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text("user-token\nadmin-token admin\n")
     d = make_daemon("--http-port", "-1", "--auth-token-file", str(tokens))
-    for key in ("wrong", ""):
-        e = error_of(lambda: sdk(d, api_key=key).completions.create(model=MODEL, prompt="x", max_tokens=2),
-                     openai.AuthenticationError)
-        assert e.status_code == 401
+    e = error_of(lambda: sdk(d, api_key="wrong").completions.create(model=MODEL, prompt="x", max_tokens=2),
+                 openai.AuthenticationError)
+    assert e.status_code == 401 and e.code == "invalid_api_key"
+    status, body = raw(d, "/v1/completions", b'{"prompt": "x"}', "POST")  # no Authorization header at all
+    assert status == 401 and body["error"]["type"] == "authentication_error"
     e = error_of(lambda: sdk(d, api_key="bad").models.list(), openai.AuthenticationError)
     assert sdk(d, api_key="user-token").completions.create(model=MODEL, prompt="x", max_tokens=2).usage
     e = error_of(lambda: sdk(d, api_key="user-token").completions.create(model=MODEL, prompt="x", max_tokens=2,
@@ -105,7 +120,7 @@ def test_tokens_401_and_admin_priority(make_daemon, tmp_path):
     assert sdk(d, api_key="admin-token").completions.create(model=MODEL, prompt="x", max_tokens=2,
                                                             extra_body={"priority": -1}).usage
     # /health stays exempt, for probes.
-    assert httpx.get(f"http://{d.http_addr}/health", timeout=10).status_code == 200
+    assert raw(d, "/health") == (200, {"status": "ok"})
     # Counted like gRPC's refusals: the two generation requests without a good token (not /v1/models).
     assert d.metrics().get("moed_requests_total", front="http", status="unauthenticated") == 2
     assert d.metrics().get("moed_requests_total", front="http", status="permission_denied") == 1
@@ -133,7 +148,7 @@ def test_tls_mtls_and_token_on_http(make_daemon, pki, tmp_path):
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         if cert:
             ctx.load_cert_chain(str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
-        return sdk(d, scheme="https", api_key=key, http_client=httpx.Client(verify=ctx))
+        return sdk(d, scheme="https", api_key=key, http_client=openai.DefaultHttpxClient(verify=ctx))
 
     out = client("client").completions.create(model=MODEL, prompt="Over TLS", max_tokens=3,
                                               extra_body={"ignore_eos": True})
@@ -142,26 +157,27 @@ def test_tls_mtls_and_token_on_http(make_daemon, pki, tmp_path):
              openai.AuthenticationError)
     for cert in ("", "rogue"):  # no client certificate, or one from another CA: the handshake fails
         error_of(lambda: client(cert).completions.create(model=MODEL, prompt="x"), openai.APIConnectionError)
-    with pytest.raises(httpx.HTTPError):  # plaintext to the TLS port
-        httpx.post(f"http://{d.http_addr}/v1/completions", json={"prompt": "x"}, timeout=10)
+    # Plaintext to the TLS port gets no HTTP answer.
+    error_of(lambda: sdk(d, api_key="secret").completions.create(model=MODEL, prompt="x"), openai.APIConnectionError)
 
 
 def test_full_queue_is_429(make_daemon):
     d = make_daemon("--http-port", "-1", "--max-queue", "1", "--max-running-seqs", "1")
-    # One long request runs and one waits: the queue is full until they end (1000 tokens each).
-    calls = [d.client.generate_stream(make_request(f"Hold {i}", temperature=0, max_tokens=1000, ignore_eos=True),
-                                      timeout=120) for i in range(2)]
+    # One long request runs and one waits (submitted one after the other): the queue is full until they end.
     def drain(call):
         try:
             collect(call)
         except Exception:  # cancelled below
             pass
 
-    threads = [threading.Thread(target=drain, args=(c,)) for c in calls]
-    for t in threads:
-        t.start()
+    calls, threads = [], []
     try:
-        assert d.wait_metric("moed_requests_waiting", 1, timeout=30) == 1
+        for gauge in ("moed_requests_running", "moed_requests_waiting"):
+            calls.append(d.client.generate_stream(make_request(f"Hold {gauge}", temperature=0, max_tokens=1000,
+                                                               ignore_eos=True), timeout=120))
+            threads.append(threading.Thread(target=drain, args=(calls[-1],)))
+            threads[-1].start()
+            assert d.wait_metric(gauge, 1, timeout=30) == 1
         e = error_of(lambda: sdk(d).completions.create(model=MODEL, prompt="x", max_tokens=2),
                      openai.RateLimitError)
         assert e.status_code == 429 and e.type == "rate_limit_error"
@@ -175,24 +191,29 @@ def test_full_queue_is_429(make_daemon):
 
 def test_draining_is_503(make_daemon):
     d = make_daemon("--http-port", "-1", "--shutdown-timeout", "60s")
-    hold = d.client.generate_stream(make_request("Hold the drain", temperature=0, max_tokens=1000, ignore_eos=True),
-                                    timeout=120)
-    next(iter(hold))  # it runs: the drain will wait for it
-    d.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while httpx.get(f"http://{d.http_addr}/health", timeout=5).status_code != 503:
-        assert time.monotonic() < deadline, "health never became 503"
-        time.sleep(0.05)
-    body = httpx.get(f"http://{d.http_addr}/health", timeout=5).json()
-    assert body["error"]["type"] == "server_error"
-    e = error_of(lambda: sdk(d).completions.create(model=MODEL, prompt="x", max_tokens=2), openai.APIStatusError)
-    assert e.status_code == 503, e
-    hold.cancel()
+    # A gRPC stream whose client reads nothing through a small window: it stays open (undelivered) after the engine
+    # ends it, so the drain waits for it however fast the machine is.
+    channel = grpc.insecure_channel(d.addr, options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)])
+    hold = moed_pb2_grpc.MoedStub(channel).Generate(
+        make_request("Hold the drain", temperature=0, max_tokens=900, ignore_eos=True, logprobs=20), timeout=120)
+    try:
+        assert d.wait_metric("moed_streams_open", 1, timeout=30) == 1
+        d.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while (health := raw(d, "/health"))[0] != 503:
+            assert time.monotonic() < deadline, "health never became 503"
+            time.sleep(0.05)
+        assert health[1]["error"]["type"] == "server_error"
+        e = error_of(lambda: sdk(d).completions.create(model=MODEL, prompt="x", max_tokens=2), openai.APIStatusError)
+        assert e.status_code == 503 and "shutting down" in e.message, e
+    finally:
+        hold.cancel()
+        channel.close()
     assert d.proc.wait(timeout=60) == 0
 
 
 def test_a_stream_that_is_not_read_is_cut_and_its_kv_freed(make_daemon):
-    d = make_daemon("--http-port", "-1", "--stream-stall-timeout", "1s", "--stream-buffer-bytes", "65536")
+    d = make_daemon("--http-port", "-1", "--stream-stall-timeout", "1s", "--stream-buffer-bytes", "16384")
     host, port = d.http_addr.rsplit(":", 1)
     body = json.dumps({"model": MODEL, "prompt": "Never read", "max_tokens": 1000, "temperature": 0,
                        "ignore_eos": True, "stream": True, "logprobs": 5}).encode()
@@ -202,8 +223,9 @@ def test_a_stream_that_is_not_read_is_cut_and_its_kv_freed(make_daemon):
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     try:
-        # ~1000 chunks of ~300 bytes cannot fit the client's and the server's buffers nor the 64 KiB budget, so the
-        # stream is cut however fast the engine is; then the KV blocks are freed.
+        # Each token is a ~330-byte chunk (~77 bytes of the output budget): the sockets hold ~136 KiB (the server's
+        # 64 KiB send buffer, doubled by the kernel, and the client's 4 KiB), ~410 tokens; the 16 KiB budget
+        # ~210 more. So the engine is cut well before 1000 tokens (~480 here), however fast it is, and its KV freed.
         assert d.wait_metric("moed_requests_total", 1, timeout=60, front="http", status="resource_exhausted") == 1
         assert d.wait_metric("moed_kv_cache_blocks_used", 0, timeout=30) == 0
         assert d.metrics().get("moed_requests_total", front="http", status="ok") == 0

@@ -162,6 +162,9 @@ def test_routing_extension(http):
 def test_models_health_and_unknown_path(http):
     models = sdk(http).models.list()
     assert [m.id for m in models.data] == [MODEL]
+    assert sdk(http).models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError):
+        sdk(http).models.retrieve("gpt-9")
     import urllib.error
     import urllib.request
     with urllib.request.urlopen(f"http://{http.http_addr}/health", timeout=5) as r:
