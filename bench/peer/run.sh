@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 WORK="${1:-/tmp/moed-peer}"
 ROUNDS="${2:-3}"
-PY="${PYTHON:-$ROOT/.venv/bin/python}"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"  # e.g. PYTHON=/work/main/.venv/bin/python from a worktree
 [ -x "$PY" ] || PY=python3
 LLAMA_PY_VERSION="${LLAMA_PY_VERSION:-0.3.36}"
 mkdir -p "$WORK"
