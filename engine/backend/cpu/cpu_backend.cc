@@ -209,7 +209,8 @@ absl::Status CpuBackend::RunLayer(int l, const std::vector<QueryRow>& rows, std:
     float* cache = kv_cache_[l].data();
     const KvLayerView kv{cache, cache + a.kv_dim(), kv_config_.block_size, a.num_kv_heads, a.head_dim,
                          a.kv_cache_width()};
-    fast_->RunLayer(l, rows, kv, inv_freq_, options_.moe_capacity_factor, x, out, row_experts, &pool_);
+    fast_->RunLayer(l, rows, kv, inv_freq_, options_.moe_capacity_factor, x, out, row_experts, row_weights,
+                    &pool_);
     return absl::OkStatus();
   }
   const CpuLayer& L = w_.layers[l];

@@ -86,7 +86,7 @@ void FastPath::Embed(int32_t id, float* dst) const {
 }
 
 void FastPath::RunMlp(int l, int64_t rows, const float* h, float capacity_factor, float* x, StepOutput* out,
-                      std::vector<int32_t>& row_experts, ThreadPool* pool) const {
+                      std::vector<int32_t>& row_experts, std::vector<float>& weights, ThreadPool* pool) const {
   const ModelSpec& s = model_->spec;
   const Layer& L = layers_[l];
   const int64_t hidden = s.hidden_size;
@@ -95,7 +95,8 @@ void FastPath::RunMlp(int l, int64_t rows, const float* h, float capacity_factor
     RunFfnJobs(cfg_, {FfnJob{&L.w.dense_mlp, h, rows, y.data()}}, hidden, pool);
   } else {
     const int E = s.num_experts, k = s.top_k;
-    std::vector<float> logits(rows * E), weights(rows * k);
+    std::vector<float> logits(rows * E);
+    weights.resize(rows * k);
     row_experts.resize(rows * k);
     std::vector<uint8_t> kept(rows * k);
     // The router keeps x in fp32 like every fast product: top-k picks match the reference's but for near-ties.
@@ -125,7 +126,8 @@ void FastPath::RunMlp(int l, int64_t rows, const float* h, float capacity_factor
 
 void FastPath::RunLayer(int l, const std::vector<QueryRow>& rows, const KvLayerView& kv,
                         const std::vector<float>& inv_freq, float capacity_factor, std::vector<float>& x,
-                        StepOutput* out, std::vector<int32_t>& row_experts, ThreadPool* pool) const {
+                        StepOutput* out, std::vector<int32_t>& row_experts, std::vector<float>& row_weights,
+                        ThreadPool* pool) const {
   const ModelSpec& s = model_->spec;
   const AttentionSpec& a = s.attention;
   const Layer& L = layers_[l];
@@ -157,7 +159,7 @@ void FastPath::RunLayer(int l, const std::vector<QueryRow>& rows, const KvLayerV
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
 
   RmsNormTo(x.data(), n, hidden, L.post_attn_norm.data(), eps, h.data());
-  RunMlp(l, n, h.data(), capacity_factor, x.data(), out, row_experts, pool);
+  RunMlp(l, n, h.data(), capacity_factor, x.data(), out, row_experts, row_weights, pool);
 }
 
 void FastPath::Logits(float* last, int64_t m, float* logits, ThreadPool* pool) const {

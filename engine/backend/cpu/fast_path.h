@@ -36,11 +36,11 @@ class FastPath {
   // dst (hidden) = the embedding row of token `id`, as fp32.
   void Embed(int32_t id, float* dst) const;
   // Layer l (RunsLayer(l)) on x (rows, hidden) in place — CpuBackend::RunLayer's contract: routing counts into
-  // out->routed / out->dropped, per-row experts (rows, top_k) into row_experts for MoE layers. kv: layer l's cache;
-  // inv_freq: RopeInvFreq(spec.attention.rope).
+  // out->routed / out->dropped; for MoE layers row_experts / row_weights (rows, top_k) get the router's choices and
+  // weights (left empty for a dense layer). kv: layer l's cache; inv_freq: RopeInvFreq(spec.attention.rope).
   void RunLayer(int l, const std::vector<QueryRow>& rows, const KvLayerView& kv, const std::vector<float>& inv_freq,
                 float capacity_factor, std::vector<float>& x, StepOutput* out, std::vector<int32_t>& row_experts,
-                ThreadPool* pool) const;
+                std::vector<float>& row_weights, ThreadPool* pool) const;
   // logits (m, vocab) = lm_head · RmsNorm(last); `last` (m, hidden) is normalised in place.
   void Logits(float* last, int64_t m, float* logits, ThreadPool* pool) const;
 
@@ -56,7 +56,7 @@ class FastPath {
   FastPath(std::shared_ptr<const Model> model, const KernelConfig& cfg) : model_(std::move(model)), cfg_(cfg) {}
   // x += MoE(h) or the dense MLP of layer l; h (rows, hidden) post-attention-normed.
   void RunMlp(int l, int64_t rows, const float* h, float capacity_factor, float* x, StepOutput* out,
-              std::vector<int32_t>& row_experts, ThreadPool* pool) const;
+              std::vector<int32_t>& row_experts, std::vector<float>& row_weights, ThreadPool* pool) const;
 
   std::shared_ptr<const Model> model_;
   KernelConfig cfg_;

@@ -3,6 +3,7 @@
 // a token's output is bitwise the same alone and routed beside other tokens.
 #include "engine/backend/cpu/fast_experts.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -65,6 +66,8 @@ TEST(FastExperts, MatchReferenceWithDropsAndAnyThreadCount) {
     }
     std::vector<float> want(tokens * hidden, 0.0f);
     RunRoutedExperts(ref, x.data(), tokens, hidden, ids.data(), w.data(), kept.data(), top_k, want.data(), nullptr);
+    float scale = 1.0f;
+    for (float v : want) scale = std::max(scale, std::fabs(v));
     const KernelConfig cfg{ActiveIsa(), 0};
     ThreadPool two(2), three(3);
     std::vector<float> first;
@@ -73,8 +76,9 @@ TEST(FastExperts, MatchReferenceWithDropsAndAnyThreadCount) {
       RunRoutedExpertsFast(cfg, views, x.data(), tokens, hidden, ids.data(), w.data(), kept.data(), top_k, got.data(),
                            pool);
       for (int i = 0; i < tokens * hidden; ++i) {
-        // Same products, fp32 sums in another order: measured ≤ 1e-6 here.
-        ASSERT_NEAR(got[i], want[i], 1e-5) << "hidden " << hidden << " at " << i;
+        // Same products, fp32 sums in another order: errors scale with the largest output (cancellation leaves
+        // small outputs with the rounding of large terms); measured ≤ 3.2e-7 of it (1.1e-5 with outputs up to 36).
+        ASSERT_NEAR(got[i], want[i], 1e-6f * scale) << "hidden " << hidden << " at " << i;
       }
       if (first.empty()) first = got;
       EXPECT_EQ(got, first) << "the thread count changed a result";
