@@ -17,6 +17,7 @@ struct ServerConfig {
   std::string backend = "auto";              // auto | cpu | cuda
   std::string tokenizer;                     // tokenizer directory instead of the model's; empty = the model's own
   int threads = 0;                           // CPU worker threads; 0 = all hardware threads
+  std::string cpu_kernels = "fast";          // CPU backend kernels: fast | reference (BackendOptions::cpu_kernels)
 
   // Network.
   std::string host = "127.0.0.1";  // loopback unless told otherwise (deploy/ sets 0.0.0.0)

@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   BackendOptions backend_options;
   backend_options.moe_capacity_factor = config.moe_capacity_factor;
   backend_options.num_threads = config.threads;
+  backend_options.cpu_kernels = config.cpu_kernels;
   backend_options.expert_cache_slots = ExpertCacheSlots(config, (*model)->spec);
   backend_options.expert_cache_bytes = config.expert_cache_bytes;
   backend_options.expert_cache_policy = config.expert_cache_policy;

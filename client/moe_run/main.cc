@@ -2,7 +2,7 @@
 // or JSON.
 //   moe-run --model DIR|synthetic:NAME[-small] [--tokenizer DIR] (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
 //           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--logits-out FILE]
-//           [--backend auto|cpu|cuda] [--threads N] [--moe-capacity-factor F]
+//           [--backend auto|cpu|cuda] [--threads N] [--cpu-kernels fast|reference] [--moe-capacity-factor F]
 //           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch on|off]
 //           [--stats-out FILE]
 // --prompts-file runs each non-empty line as its own generation, one after another on one backend (the expert
@@ -38,7 +38,7 @@ namespace {
 constexpr char kUsage[] = R"(usage: moe-run --model DIR|synthetic:NAME[-small] [--tokenizer DIR]
            (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--logits-out FILE]
-           [--backend auto|cpu|cuda] [--threads N] [--moe-capacity-factor F]
+           [--backend auto|cpu|cuda] [--threads N] [--cpu-kernels fast|reference] [--moe-capacity-factor F]
            [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch on|off]
            [--stats-out FILE] [--help] [--version]
 )";
@@ -57,6 +57,7 @@ struct Args {
   std::string backend = "auto";
   std::string tokenizer;  // tokenizer directory instead of the model's
   int threads = 0;
+  std::string cpu_kernels = "fast";  // BackendOptions::cpu_kernels
   float capacity_factor = 0.0f;
   std::optional<std::string> prompts_file;
   int cache_slots = 0;
@@ -99,6 +100,12 @@ std::optional<ArgError> ApplyFlag(const std::string& flag, const std::string& v,
   else if (flag == "--tokenizer") a.tokenizer = v;
   else if (flag == "--prompts-file") a.prompts_file = v;
   else if (flag == "--stats-out") a.stats_out = v;
+  else if (flag == "--cpu-kernels") {
+    if (v != "fast" && v != "reference") {
+      return ArgError{absl::StrFormat("--cpu-kernels must be fast or reference, got '%s'", v)};
+    }
+    a.cpu_kernels = v;
+  }
   else if (flag == "--expert-cache-slots") return ParseInt(flag, v, 0, &a.cache_slots);
   else if (flag == "--expert-cache-policy") {
     if (!cache::IsCachePolicyName(v)) {
@@ -318,6 +325,7 @@ int Run(int argc, char** argv) {
 
   BackendOptions bo;
   bo.num_threads = a.threads;
+  bo.cpu_kernels = a.cpu_kernels;
   bo.moe_capacity_factor = a.capacity_factor;
   bo.expert_cache_slots = a.cache_slots;
   bo.expert_cache_policy = a.cache_policy;

@@ -74,6 +74,19 @@ def test_logits_out_matches_golden(tmp_path):
     assert max(abs(a - b) for a, b in zip(logits, case["last_logits"])) <= 5e-5
 
 
+def test_cpu_kernels_fast_and_reference_agree(tmp_path):
+    """Both CPU kernel sets give the golden greedy ids, and logits within the fast path's measured bound."""
+    case = golden_case(PROMPT)
+    logits = {}
+    for kernels in ("fast", "reference"):
+        path = tmp_path / f"{kernels}.json"
+        out = run("--model", MODEL, "--prompt", PROMPT, "--max-tokens", 32, "--temperature", 0, "--json",
+                  "--backend", "cpu", "--cpu-kernels", kernels, "--logits-out", path)
+        assert json.loads(out.stdout)["output_ids"] == case["greedy_ids"], kernels
+        logits[kernels] = json.loads(path.read_text())
+    assert max(abs(a - b) for a, b in zip(logits["fast"], logits["reference"])) <= 1e-4
+
+
 def test_max_tokens_zero_prints_empty_line():
     out = run("--model", MODEL, "--prompt", PROMPT, "--max-tokens", 0)
     assert out.stdout == b"\n"
@@ -100,6 +113,7 @@ def assert_one_line_error(args, needle):
         (["--top-k", "-1"], "--top-k"),
         (["--seed", "x"], "--seed"),
         (["--backend", "tpu"], "--backend"),
+        (["--cpu-kernels", "turbo"], "--cpu-kernels must be fast or reference, got 'turbo'"),
         (["--bogus", "1"], "unknown flag"),
         (["--max-tokens"], "needs a value"),
         (["--prompt-ids", "1,99999"], "--prompt-ids"),

@@ -1,5 +1,6 @@
-// Golden tests: the CPU backend against transformers' float32 logits and greedy tokens for every fixture
-// family and the built-in fortune-moe model, through whole, chunked and token-by-token prefill.
+// Golden tests: the CPU backend, with its reference and its fast kernels, against transformers' float32 logits and
+// greedy tokens for every fixture family and the built-in fortune-moe model, through whole, chunked and
+// token-by-token prefill.
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -61,53 +62,72 @@ class GoldenTest : public ::testing::TestWithParam<Golden> {
   std::string Dir() const { return std::string(MOED_SOURCE_DIR) + "/" + GetParam().dir; }
 };
 
+// Both kernel sets are held to the same bound: the fixtures' weights are bf16 and both paths multiply them exactly
+// into fp32 sums, so only the summation order differs (fast: measured ≤ 2.3e-6 from the goldens; MLA layers run the
+// reference in both). The issue allows 2e-2 for the fast path; the data needs far less.
 TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
   auto model = LoadModel(Dir());
   ASSERT_TRUE(model.ok()) << model.status();
-  BackendOptions bo;
-  auto backend = CreateBackend("cpu", *model, bo);
-  ASSERT_TRUE(backend.ok()) << backend.status();
   const nlohmann::json golden = ReadJson(Dir() + "/golden.json");
   const bool fortune = golden["cases"][0].contains("greedy_ids");
-  float worst = 0, worst_chunked = 0;
-  for (const auto& c : golden["cases"]) {
-    const auto ids = c["input_ids"].get<std::vector<int32_t>>();
-    SCOPED_TRACE(c["prompt"].get<std::string>().substr(0, 60) + " (" + std::to_string(ids.size()) + " tokens)");
-    const auto want_logits = c["last_logits"].get<std::vector<float>>();
-    std::vector<int32_t> want_greedy;
-    std::vector<float> margins;
-    if (fortune) {
-      want_greedy = c["greedy_ids"].get<std::vector<int32_t>>();
-      margins.assign(want_greedy.size(), INFINITY);  // no margins given: every token must match
-    } else {
-      for (const auto& g : c["greedy"]) {
-        want_greedy.push_back(g["token"].get<int32_t>());
-        margins.push_back(g["margin"].get<float>());
+  std::vector<std::vector<float>> reference_logits;  // per case, from the reference pass
+  for (const char* kernels : {"reference", "fast"}) {
+    SCOPED_TRACE(std::string("--cpu-kernels ") + kernels);
+    BackendOptions bo;
+    bo.cpu_kernels = kernels;
+    auto backend = CreateBackend("cpu", *model, bo);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    float worst = 0, worst_chunked = 0, worst_vs_reference = 0;
+    size_t case_index = 0;
+    for (const auto& c : golden["cases"]) {
+      const auto ids = c["input_ids"].get<std::vector<int32_t>>();
+      SCOPED_TRACE(c["prompt"].get<std::string>().substr(0, 60) + " (" + std::to_string(ids.size()) + " tokens)");
+      const auto want_logits = c["last_logits"].get<std::vector<float>>();
+      std::vector<int32_t> want_greedy;
+      std::vector<float> margins;
+      if (fortune) {
+        want_greedy = c["greedy_ids"].get<std::vector<int32_t>>();
+        margins.assign(want_greedy.size(), INFINITY);  // no margins given: every token must match
+      } else {
+        for (const auto& g : c["greedy"]) {
+          want_greedy.push_back(g["token"].get<int32_t>());
+          margins.push_back(g["margin"].get<float>());
+        }
+      }
+      const GenerateResult whole = RunGreedy(**backend, ids, static_cast<int>(want_greedy.size()), 512);
+      const float err = MaxAbsDiff(whole.prompt_logits, want_logits);
+      EXPECT_LE(err, GetParam().logit_tolerance);
+      worst = std::max(worst, err);
+      if (std::string(kernels) == "reference") {
+        reference_logits.push_back(whole.prompt_logits);
+      } else {
+        const float d = MaxAbsDiff(whole.prompt_logits, reference_logits[case_index]);
+        EXPECT_LE(d, GetParam().logit_tolerance) << "fast vs reference";
+        worst_vs_reference = std::max(worst_vs_reference, d);
+      }
+      ++case_index;
+      ASSERT_EQ(whole.output_ids.size(), want_greedy.size());
+      for (size_t i = 0; i < want_greedy.size(); ++i) {
+        if (margins[i] < kMarginTolerance) break;  // a near-tie: either token is right from here on
+        if (whole.output_ids[i] != want_greedy[i]) {  // later steps follow from a different token: stop comparing
+          ADD_FAILURE() << "greedy step " << i << ": " << whole.output_ids[i] << " != golden " << want_greedy[i];
+          break;
+        }
+      }
+      // Chunked prefill (3 tokens per step) and one token per step reach the same logits.
+      for (int chunk : {3, 1}) {
+        const GenerateResult part = RunGreedy(**backend, ids, 0, chunk);
+        const float d = MaxAbsDiff(part.prompt_logits, whole.prompt_logits);
+        EXPECT_LE(d, GetParam().logit_tolerance) << "prefill chunk " << chunk;
+        worst_chunked = std::max(worst_chunked, d);
       }
     }
-    const GenerateResult whole = RunGreedy(**backend, ids, static_cast<int>(want_greedy.size()), 512);
-    const float err = MaxAbsDiff(whole.prompt_logits, want_logits);
-    EXPECT_LE(err, GetParam().logit_tolerance);
-    worst = std::max(worst, err);
-    ASSERT_EQ(whole.output_ids.size(), want_greedy.size());
-    for (size_t i = 0; i < want_greedy.size(); ++i) {
-      if (margins[i] < kMarginTolerance) break;  // a near-tie: either token is right from here on
-      if (whole.output_ids[i] != want_greedy[i]) {  // later steps follow from a different token: stop comparing
-        ADD_FAILURE() << "greedy step " << i << ": " << whole.output_ids[i] << " != golden " << want_greedy[i];
-        break;
-      }
-    }
-    // Chunked prefill (3 tokens per step) and one token per step reach the same logits.
-    for (int chunk : {3, 1}) {
-      const GenerateResult part = RunGreedy(**backend, ids, 0, chunk);
-      const float d = MaxAbsDiff(part.prompt_logits, whole.prompt_logits);
-      EXPECT_LE(d, GetParam().logit_tolerance) << "prefill chunk " << chunk;
-      worst_chunked = std::max(worst_chunked, d);
-    }
+    std::cout << "[golden] " << GetParam().dir << " (" << kernels << "): max |logit - golden| = " << worst
+              << ", max |chunked - whole| = " << worst_chunked;
+    if (std::string(kernels) == "fast") std::cout << ", max |fast - reference| = " << worst_vs_reference;
+    std::cout << "\n";
+    RecordProperty(std::string("max_logit_error_") + kernels, std::to_string(worst));
   }
-  std::cout << "[golden] " << GetParam().dir << ": max |logit - golden| = " << worst
-            << ", max |chunked - whole| = " << worst_chunked << "\n";
-  RecordProperty("max_logit_error", std::to_string(worst));
 }
 
 TEST(GoldenFortuneTest, GreedyTextMatches) {
@@ -116,20 +136,25 @@ TEST(GoldenFortuneTest, GreedyTextMatches) {
   ASSERT_TRUE(model.ok()) << model.status();
   auto tokenizer = LoadTokenizer(dir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  auto backend = CreateBackend("cpu", *model, {});
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  for (const auto& c : ReadJson(dir + "/golden.json")["cases"]) {
-    SCOPED_TRACE(c["prompt"].get<std::string>());
-    auto ids = (*tokenizer)->Encode(c["prompt"].get<std::string>());
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    EXPECT_EQ(*ids, c["input_ids"].get<std::vector<int32_t>>());
-    GenerateOptions o;
-    o.max_tokens = 32;
-    o.sampling.temperature = 0;
-    o.eos_ids = (*tokenizer)->eos_ids();
-    auto r = Generate(**backend, *ids, o);
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ((*tokenizer)->Decode(r->text_ids()), c["greedy_text"].get<std::string>());
+  for (const char* kernels : {"reference", "fast"}) {
+    SCOPED_TRACE(std::string("--cpu-kernels ") + kernels);
+    BackendOptions bo;
+    bo.cpu_kernels = kernels;
+    auto backend = CreateBackend("cpu", *model, bo);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    for (const auto& c : ReadJson(dir + "/golden.json")["cases"]) {
+      SCOPED_TRACE(c["prompt"].get<std::string>());
+      auto ids = (*tokenizer)->Encode(c["prompt"].get<std::string>());
+      ASSERT_TRUE(ids.ok()) << ids.status();
+      EXPECT_EQ(*ids, c["input_ids"].get<std::vector<int32_t>>());
+      GenerateOptions o;
+      o.max_tokens = 32;
+      o.sampling.temperature = 0;
+      o.eos_ids = (*tokenizer)->eos_ids();
+      auto r = Generate(**backend, *ids, o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ((*tokenizer)->Decode(r->text_ids()), c["greedy_text"].get<std::string>());
+    }
   }
 }
 

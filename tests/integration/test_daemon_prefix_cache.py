@@ -1,11 +1,13 @@
 """Prefix caching through the daemon (issue 17): usage.cached_tokens, the two token counters, GetExpertStats'
-prefix_cached_tokens, routing of computed tokens only, moe-bench --shared-prefix-len, and the same tokens with
---enable-prefix-caching=false."""
+prefix_cached_tokens, routing of computed tokens only, moe-bench --shared-prefix-len, and the same tokens and
+bit-identical logprobs with --enable-prefix-caching=false (the CPU kernels, fast by default, are batch-invariant)."""
 
 from __future__ import annotations
 
 import json
 import random
+
+import pytest
 
 from moed_harness import model_config, run_tool
 
@@ -21,16 +23,26 @@ def _prompts():
 
 
 def _run(d, prompts):
-    """One request after another (each finds the blocks the earlier ones left), greedy, with routing."""
+    """One request after another (each finds the blocks the earlier ones left), greedy, with routing and logprobs."""
     return [d.client.complete(prompt_ids=p, temperature=0, max_tokens=6, ignore_eos=True, include_routing=True,
-                              timeout=60) for p in prompts]
+                              logprobs=5, timeout=60) for p in prompts]
 
 
-def test_shared_prefix_is_served_from_cache_and_never_routed(make_daemon):
-    on, off = make_daemon(), make_daemon("--enable-prefix-caching=false")
+def _logprobs(c):
+    """Every logprob of a completion, exactly: the chosen token's and the alternatives' (id, logprob)."""
+    return [(lp.token_id, lp.logprob, [(t.token_id, t.logprob) for t in lp.top]) for lp in c.logprobs]
+
+
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_shared_prefix_is_served_from_cache_and_never_routed(make_daemon, kernels):
+    on = make_daemon(f"--cpu-kernels={kernels}")
+    off = make_daemon(f"--cpu-kernels={kernels}", "--enable-prefix-caching=false")
     prompts = _prompts()
     with_cache, without = _run(on, prompts), _run(off, prompts)
     assert [c.token_ids for c in with_cache] == [c.token_ids for c in without]
+    # Bit-identical, not close: the cached requests compute only their tails, in other batches than without caching.
+    assert [_logprobs(c) for c in with_cache] == [_logprobs(c) for c in without]
+    assert all(len(c.logprobs) == 6 for c in with_cache)
     assert [c.cached_tokens for c in with_cache] == [0, 2 * BLOCK, 2 * BLOCK, 2 * BLOCK]
     assert [c.cached_tokens for c in without] == [0, 0, 0, 0]
     for c, p in zip(with_cache, prompts):

@@ -44,6 +44,7 @@ TEST(Flags, Defaults) {
   EXPECT_EQ(c->port, 50051);
   EXPECT_EQ(c->metrics_port, 9400);
   EXPECT_EQ(c->backend, "auto");
+  EXPECT_EQ(c->cpu_kernels, "fast");
   EXPECT_EQ(c->max_running_seqs, 64);
   EXPECT_EQ(c->max_batch_tokens, 512);
   EXPECT_EQ(c->max_queue, 256);
@@ -141,6 +142,10 @@ TEST(Flags, ErrorsNameTheFlagOrVariable) {
   c = Parse({"--backend=tpu"});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(message(c).find("--backend"), std::string::npos) << message(c);
+
+  c = Parse({"--cpu-kernels=turbo"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(message(c).find("--cpu-kernels must be fast or reference, got 'turbo'"), std::string::npos) << message(c);
 
   c = Parse({"--metrics-per-expert=sometimes"});
   ASSERT_FALSE(c.ok());

@@ -36,8 +36,22 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
     return absl::InvalidArgumentError(absl::StrFormat("cpu backend: expert_cache_bytes must be ≥ 0, got %d",
                                                       options.expert_cache_bytes));
   }
-  MOED_ASSIGN_OR_RETURN(CpuWeights weights, ConvertWeights(*model));
+  if (options.cpu_kernels != "fast" && options.cpu_kernels != "reference") {
+    return absl::InvalidArgumentError(absl::StrFormat("cpu backend: cpu_kernels must be fast or reference, got '%s'",
+                                                      options.cpu_kernels));
+  }
+  // The expert cache's slot pool holds fp32 experts: with it on, every layer runs the reference.
+  std::unique_ptr<FastPath> fast;
+  if (options.cpu_kernels == "fast" && options.expert_cache_slots == 0 && options.expert_cache_bytes == 0) {
+    MOED_ASSIGN_OR_RETURN(fast, FastPath::Create(model, FastKernelConfig()));
+  }
+  std::vector<bool> reference_layers(model->spec.num_layers, true);
+  if (fast != nullptr) {
+    for (int l = 0; l < model->spec.num_layers; ++l) reference_layers[l] = !fast->RunsLayer(l);
+  }
+  MOED_ASSIGN_OR_RETURN(CpuWeights weights, ConvertWeights(*model, reference_layers, /*ends=*/fast == nullptr));
   std::unique_ptr<CpuBackend> backend(new CpuBackend(std::move(model), std::move(weights), options));
+  backend->fast_ = std::move(fast);
   MOED_RETURN_IF_ERROR(backend->InitExpertCache());
   return backend;
 }
@@ -191,6 +205,14 @@ absl::Status CpuBackend::RunLayer(int l, const std::vector<QueryRow>& rows, std:
                                   std::vector<int32_t>& row_experts, std::vector<float>& row_weights) {
   const ModelSpec& s = model_->spec;
   const AttentionSpec& a = s.attention;
+  if (fast_ != nullptr && fast_->RunsLayer(l)) {
+    float* cache = kv_cache_[l].data();
+    const KvLayerView kv{cache, cache + a.kv_dim(), kv_config_.block_size, a.num_kv_heads, a.head_dim,
+                         a.kv_cache_width()};
+    fast_->RunLayer(l, rows, kv, inv_freq_, options_.moe_capacity_factor, x, out, row_experts, row_weights,
+                    &pool_);
+    return absl::OkStatus();
+  }
   const CpuLayer& L = w_.layers[l];
   const int64_t n = static_cast<int64_t>(rows.size());
   const int hidden = s.hidden_size;
@@ -231,7 +253,13 @@ absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
     for (int32_t t = 0; t < q.num_tokens; ++t) {
       rows.push_back({q.start_pos + t, q.block_table.data()});
       row_seq.push_back(static_cast<int32_t>(i));
-      const float* e = w_.embed.data() + static_cast<int64_t>(batch.token_ids[q.token_offset + t]) * hidden;
+      const int32_t id = batch.token_ids[q.token_offset + t];
+      if (fast_ != nullptr) {
+        x.resize(x.size() + hidden);
+        fast_->Embed(id, x.data() + x.size() - hidden);
+        continue;
+      }
+      const float* e = w_.embed.data() + static_cast<int64_t>(id) * hidden;
       x.insert(x.end(), e, e + hidden);
     }
   }
@@ -295,9 +323,13 @@ absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
   }
   if (logit_seqs.empty()) return absl::OkStatus();
   const int64_t m = static_cast<int64_t>(logit_seqs.size());
-  RmsNorm(last.data(), m, hidden, w_.final_norm.data(), s.rms_norm_eps);
   std::vector<float> logits(m * s.vocab_size);
-  MatMul(last.data(), m, hidden, w_.lm_head.data(), s.vocab_size, nullptr, logits.data(), &pool_);
+  if (fast_ != nullptr) {
+    fast_->Logits(last.data(), m, logits.data(), &pool_);
+  } else {
+    RmsNorm(last.data(), m, hidden, w_.final_norm.data(), s.rms_norm_eps);
+    MatMul(last.data(), m, hidden, w_.lm_head.data(), s.vocab_size, nullptr, logits.data(), &pool_);
+  }
   for (int64_t j = 0; j < m; ++j) {
     const SequenceStep& q = batch.seqs[logit_seqs[j]];
     SequenceResult& res = out->results[logit_seqs[j]];

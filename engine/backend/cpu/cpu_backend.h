@@ -1,5 +1,6 @@
-// CpuBackend: the fp32 reference implementation of Backend (every family; attention GQA or MLA, MLP dense or MoE),
-// with an fp32 paged KV cache whose per-token layout follows the attention kind.
+// CpuBackend: Backend on the CPU (every family; attention GQA or MLA, MLP dense or MoE) with an fp32 paged KV cache
+// whose per-token layout follows the attention kind. Layers run on the fp32 reference kernels or, with
+// BackendOptions::cpu_kernels "fast", on FastPath (weights in the checkpoint's dtype, SIMD) where it supports them.
 #pragma once
 
 #include <memory>
@@ -11,6 +12,7 @@
 #include "engine/backend/cpu/attention.h"
 #include "engine/backend/cpu/cpu_weights.h"
 #include "engine/backend/cpu/experts.h"
+#include "engine/backend/cpu/fast_path.h"
 #include "engine/cache/expert_cache.h"
 #include "engine/cache/memcpy_transfer.h"
 #include "engine/common/thread_pool.h"
@@ -24,11 +26,14 @@ namespace moed::cpu {
 // to the cache-off path.
 class CpuBackend : public Backend {
  public:
-  // Converts the weights to fp32 once; errors name a missing or mis-sized tensor.
+  // Reference kernels: converts the weights to fp32 once. Fast kernels: keeps them in the checkpoint's dtype and
+  // converts only the layers FastPath does not run. Errors name a missing or mis-sized tensor, or a bad option.
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(std::shared_ptr<const Model> model,
                                                             const BackendOptions& options);
 
   std::string_view name() const override { return "cpu"; }
+  // "fast" or "reference": the kernels Step runs (fast may still run some layers on the reference: FastPath).
+  std::string_view kernels() const { return fast_ != nullptr ? "fast" : "reference"; }
   const ModelSpec& spec() const override { return model_->spec; }
   int64_t KvBytesPerBlock(int block_size) const override;
   absl::Status InitKvCache(const KvCacheConfig& config) override;
@@ -59,7 +64,8 @@ class CpuBackend : public Backend {
   FfnView SlotView(int l, int slot) const;
 
   std::shared_ptr<const Model> model_;
-  CpuWeights w_;
+  CpuWeights w_;                    // fp32; with fast_, only the layers fast_ does not run
+  std::unique_ptr<FastPath> fast_;  // null = reference kernels
   BackendOptions options_;
   ThreadPool pool_;
   std::vector<float> inv_freq_;  // (rope.dim / 2)

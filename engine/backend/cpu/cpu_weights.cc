@@ -65,19 +65,25 @@ absl::Status CheckSpec(const Model& model) {
 }  // namespace
 
 absl::StatusOr<CpuWeights> ConvertWeights(const Model& model) {
+  return ConvertWeights(model, std::vector<bool>(model.spec.num_layers, true), /*ends=*/true);
+}
+
+absl::StatusOr<CpuWeights> ConvertWeights(const Model& model, const std::vector<bool>& layers, bool ends) {
   MOED_RETURN_IF_ERROR(CheckSpec(model));
   const ModelSpec& s = model.spec;
   const int64_t vh = static_cast<int64_t>(s.vocab_size) * s.hidden_size;
   CpuWeights out;
-  MOED_ASSIGN_OR_RETURN(out.embed, ToFloats(model.weights.embed, vh, "embed_tokens"));
   out.layers.resize(s.num_layers);
   auto convert = [](const TensorView& src, Floats& dst, const WeightSlot& slot) -> absl::Status {
     MOED_ASSIGN_OR_RETURN(dst, ToFloats(src, Numel(slot.shape), slot.what));
     return absl::OkStatus();
   };
   for (int l = 0; l < s.num_layers; ++l) {
+    if (!layers[l]) continue;
     MOED_RETURN_IF_ERROR(ForEachLayerWeight(s, l, model.weights.layers[l], out.layers[l], convert));
   }
+  if (!ends) return out;
+  MOED_ASSIGN_OR_RETURN(out.embed, ToFloats(model.weights.embed, vh, "embed_tokens"));
   MOED_ASSIGN_OR_RETURN(out.final_norm, ToFloats(model.weights.final_norm, s.hidden_size, "norm"));
   const TensorView& head = model.weights.lm_head.present() ? model.weights.lm_head : model.weights.embed;
   MOED_ASSIGN_OR_RETURN(out.lm_head, ToFloats(head, vh, "lm_head"));

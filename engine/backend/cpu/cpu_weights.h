@@ -19,5 +19,8 @@ using CpuWeights = WeightsOf<Floats>;
 // Converts every weight the spec needs to fp32, checking presence and element counts.
 // Errors name the tensor and expected vs found sizes.
 absl::StatusOr<CpuWeights> ConvertWeights(const Model& model);
+// Checks the spec as above but converts only the layers l with layers[l] (layers: num_layers entries), and the
+// embedding, final norm and lm_head when `ends`; the rest stay empty (the fast path runs them).
+absl::StatusOr<CpuWeights> ConvertWeights(const Model& model, const std::vector<bool>& layers, bool ends);
 
 }  // namespace moed::cpu

@@ -64,39 +64,43 @@ Routing RunWithTokenRouting(Backend& b, const std::vector<int32_t>& ids, int chu
 
 TEST(TokenRoutingTest, PerTokenExpertsMatchCountsAndTokenByTokenRuns) {
   const std::vector<int32_t> prompt = {1, 17, 5, 90, 33, 33, 4, 61, 2, 77, 12};
-  for (const RandomModelOptions& o : Families()) {
-    auto made = CreateBackend("cpu", MakeRandomModel(o), {});
-    ASSERT_TRUE(made.ok()) << made.status();
-    Backend& b = **made;
-    ASSERT_TRUE(b.InitKvCache({8, kBlock}).ok());
-    const ModelSpec& s = b.spec();
-    const int L = s.num_layers, k = s.top_k, E = s.num_experts;
-    const Routing whole = RunWithTokenRouting(b, prompt, 64);
-    const Routing single = RunWithTokenRouting(b, prompt, 1);
-    // The per-token lists add up to the per-sequence counts; dense layers hold -1 and weight 0.
-    std::vector<int32_t> counted(static_cast<size_t>(L) * E, 0);
-    for (size_t t = 0; t < prompt.size(); ++t) {
-      for (int l = 0; l < L; ++l) {
-        for (int j = 0; j < k; ++j) {
-          const size_t at = (t * L + l) * k + j;
-          const int32_t e = whole.experts[at];
-          if (!s.layer_is_moe[l]) {
-            EXPECT_EQ(e, -1);
-            EXPECT_EQ(whole.weights[at], 0.0f);
-            continue;
+  for (const char* kernels : {"reference", "fast"}) {
+    for (const RandomModelOptions& o : Families()) {
+      SCOPED_TRACE(kernels);
+      BackendOptions bo;
+      bo.cpu_kernels = kernels;
+      auto made = CreateBackend("cpu", MakeRandomModel(o), bo);
+      ASSERT_TRUE(made.ok()) << made.status();
+      Backend& b = **made;
+      ASSERT_TRUE(b.InitKvCache({8, kBlock}).ok());
+      const ModelSpec& s = b.spec();
+      const int L = s.num_layers, k = s.top_k, E = s.num_experts;
+      const Routing whole = RunWithTokenRouting(b, prompt, 64);
+      const Routing single = RunWithTokenRouting(b, prompt, 1);
+      // The per-token lists add up to the per-sequence counts; dense layers hold -1 and weight 0.
+      std::vector<int32_t> counted(static_cast<size_t>(L) * E, 0);
+      for (size_t t = 0; t < prompt.size(); ++t) {
+        for (int l = 0; l < L; ++l) {
+          for (int j = 0; j < k; ++j) {
+            const size_t at = (t * L + l) * k + j;
+            const int32_t e = whole.experts[at];
+            if (!s.layer_is_moe[l]) {
+              EXPECT_EQ(e, -1);
+              EXPECT_EQ(whole.weights[at], 0.0f);
+              continue;
+            }
+            ASSERT_GE(e, 0);
+            ASSERT_LT(e, E);
+            EXPECT_GT(whole.weights[at], 0.0f);
+            ++counted[static_cast<size_t>(l) * E + e];
           }
-          ASSERT_GE(e, 0);
-          ASSERT_LT(e, E);
-          EXPECT_GT(whole.weights[at], 0.0f);
-          ++counted[static_cast<size_t>(l) * E + e];
         }
       }
+      EXPECT_EQ(counted, whole.counts);
+      // One chunk or token by token: the same experts and bitwise the same weights (batch-invariant kernels).
+      EXPECT_EQ(whole.experts, single.experts);
+      EXPECT_EQ(whole.weights, single.weights);
     }
-    EXPECT_EQ(counted, whole.counts);
-    // One chunk or token by token: the same experts; weights within the fp32 rounding of the two paths.
-    EXPECT_EQ(whole.experts, single.experts);
-    ASSERT_EQ(whole.weights.size(), single.weights.size());
-    for (size_t i = 0; i < whole.weights.size(); ++i) EXPECT_NEAR(whole.weights[i], single.weights[i], 1e-6) << i;
   }
 }
 
