@@ -27,7 +27,7 @@ struct ExpertPointers {
 
 // h (rows, F) bf16 = silu(g) · u with [g | u] = x[row_token[r]] · gate_upᵀ of the row's expert, g and u rounded to
 // bf16 first (as the per-expert path, whose GEMM writes bf16). x (tokens, H) bf16. H % 8 == 0.
-// `assignments` bounds the kept rows (grid sizing); `sm_count` sizes nothing here but is kept for symmetry.
+// `assignments` (tokens × top_k) bounds the kept rows: the grids are sized by it, CTAs past the work exit.
 cudaError_t LaunchGroupedGateUpGemv(const ExpertSchedule& s, const ExpertPointers& w, const __nv_bfloat16* x, int H,
                                     int F, int assignments, __nv_bfloat16* h, cudaStream_t stream);
 cudaError_t LaunchGroupedGateUpMma(const ExpertSchedule& s, const ExpertPointers& w, const __nv_bfloat16* x, int H,

@@ -1,5 +1,6 @@
 // One MoE block on the device: router GEMM → softmax/top-k kernel → permutation by expert (with capacity) →
-// per-expert gate_up GEMM → SwiGLU → down GEMM → weighted un-permutation (+ shared expert).
+// expert projections → weighted combine (+ shared expert). Two implementations (BackendOptions::cuda_moe): RunMoe,
+// per-expert cuBLAS GEMMs sized on the host (the reference), and RunMoeGrouped, grouped kernels fed from the device.
 #pragma once
 
 #include <cstdint>
@@ -51,9 +52,6 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
                     const bf16* x, int tokens, int64_t capacity, float* out, MoeWorkspace* ws, MoeCounts* counts,
                     std::vector<int32_t>* experts_out, const LaunchChecker* check = nullptr);
 
-// Which MoE implementation a layer call runs (BackendOptions::cuda_moe): the device-side grouped path, or the
-// per-expert cuBLAS path (the reference; synchronises the host once per layer).
-enum class MoePath { kGrouped, kPerExpert };
 // The grouped path's expert kernels: chosen from tokens/top_k/E (host/moe_schedule.h UseGemv), or forced (tests).
 enum class GroupedKernel { kAuto, kGemv, kMma };
 
