@@ -4,13 +4,13 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "engine/backend/cuda/cuda_expert_transfer.h"
 #include "engine/cache/expert_cache.h"
 #include "engine/cache/memcpy_transfer.h"
 #include "engine/cache/wave_planner.h"
+#include "engine/cache/zipf_routing.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace moed {
@@ -18,23 +18,15 @@ namespace {
 
 constexpr int kLayers = 4, kExperts = 16, kTopK = 2, kFloats = 1024;  // one expert = 4 KiB
 
-// A Zipf(1.1)-skewed top-k draw per token and layer (distinct experts per token), fixed seed.
-std::vector<std::vector<int32_t>> ZipfTrace(int steps, int rows, std::mt19937& rng) {
-  std::vector<double> w(kExperts);
-  for (int e = 0; e < kExperts; ++e) w[e] = 1.0 / std::pow(e + 1, 1.1);
-  std::vector<std::vector<int32_t>> trace;  // (steps * layers) rows*top_k expert ids
-  for (int s = 0; s < steps * kLayers; ++s) {
-    std::vector<int32_t> ids;
-    for (int r = 0; r < rows; ++r) {
-      std::vector<double> left = w;
-      for (int j = 0; j < kTopK; ++j) {
-        std::discrete_distribution<int> pick(left.begin(), left.end());
-        const int e = pick(rng);
-        ids.push_back(e);
-        left[e] = 0;
-      }
+// A Zipf(1.1)-skewed trace: (steps * layers) entries of rows*top_k expert ids, layer-major within a step.
+std::vector<std::vector<int32_t>> ZipfTrace(cache::ZipfRouting& z, int steps, int rows) {
+  std::vector<std::vector<int32_t>> trace;
+  for (int s = 0; s < steps; ++s) {
+    for (int l = 0; l < kLayers; ++l) {
+      std::vector<int32_t> ids(static_cast<size_t>(rows) * kTopK);
+      z.Draw(l, rows, ids.data());
+      trace.push_back(std::move(ids));
     }
-    trace.push_back(std::move(ids));
   }
   return trace;
 }
@@ -60,9 +52,9 @@ TEST(CudaExpertCacheTest, SameHitsAndMissesAsTheCpuTierAndSlotsHoldTheirExperts)
   auto cpu = std::move(cache::ExpertCache::Create(config, cpu_pool->get())).value();
   auto gpu = std::move(cache::ExpertCache::Create(config, gpu_pool->get())).value();
 
-  std::mt19937 rng(15);
+  cache::ZipfRouting zipf(kLayers, kExperts, kTopK, 1.1, 15);
   for (int rows : {1, 16}) {  // rows 16: layers need more experts than slots, so waves
-    const auto trace = ZipfTrace(6, rows, rng);
+    const auto trace = ZipfTrace(zipf, 6, rows);
     for (size_t step = 0; step * kLayers < trace.size(); ++step) {
       cpu->BeginStep();
       gpu->BeginStep();
