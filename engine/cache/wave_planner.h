@@ -35,8 +35,9 @@ struct Wave {
 class WavePlanner {
  public:
   // used: (num_experts) kept assignments per expert of `layer` (0 = not computed). `wait_loads`: whether a miss's
-  // copy is waited for when it is pinned (synchronous backends) or left in flight for the caller to wait on per slot
-  // (ExpertCache::WaitLoaded) after it has launched the hits.
+  // copy is waited for when it is pinned (synchronous backends) or left in flight; then the caller calls
+  // ExpertCache::WaitLoaded(slot) before computing with any slot, hits included (a prefetch may still be landing),
+  // and can launch the hits before waiting on the misses.
   WavePlanner(ExpertCache* cache, int layer, absl::Span<const int64_t> used, bool wait_loads = true);
   ~WavePlanner();
   WavePlanner(const WavePlanner&) = delete;
