@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,7 +46,11 @@ class ExpertCache {
   // A compute access: pins `key` and returns its slot with the weights in place (a miss is loaded and waited
   // for, counted as stall). RESOURCE_EXHAUSTED when every slot is pinned (check CanAdmit).
   // `assignments`: the kept router assignments (token, top-k slot) the access serves, for the token-weighted counters.
-  absl::StatusOr<int> Acquire(const ExpertKey& key, int64_t assignments = 1);
+  // wait = false: a miss's copy is only started; the caller calls WaitLoaded(slot) before computing with it
+  // (an asynchronous transfer then books load and stall time itself, see ExpertTransfer::TakeTimings).
+  absl::StatusOr<int> Acquire(const ExpertKey& key, int64_t assignments = 1, bool wait = true);
+  // Orders the use of `slot` after its last load (the transfer's Wait).
+  absl::Status WaitLoaded(int slot) { return transfer_->Wait(slot); }
   void Unpin(const ExpertKey& key) { map_.Unpin(key); }
   // Loads `key` early when it is not resident and pins it until EndPrefetch. Returns false (nothing done) when it
   // is already resident or every slot is pinned.
@@ -54,16 +59,19 @@ class ExpertCache {
   void EndPrefetch();
 
   // Counters since the last call (per-step delta), with current resident/capacity.
-  ExpertCacheStats TakeStepStats() { return map_.TakeCounters(); }
+  // An asynchronous transfer's completed load timings are folded in first.
+  ExpertCacheStats TakeStepStats();
 
  private:
   ExpertCache(ResidencyMap map, ExpertTransfer* transfer) : map_(std::move(map)), transfer_(transfer) {}
-  // Copies `key` into `slot` and waits; books bytes, load time and (when `stall`) stall time.
-  absl::Status Load(const ExpertKey& key, int slot, bool stall);
+  // Copies `key` into `slot` and (when `wait`) waits; books bytes, and for a synchronous transfer load time and
+  // (when `stall`) stall time.
+  absl::Status Load(const ExpertKey& key, int slot, bool stall, bool wait = true);
 
   ResidencyMap map_;
   ExpertTransfer* transfer_;
   std::vector<ExpertKey> prefetch_pins_;
+  std::deque<bool> pending_stall_;  // asynchronous transfers: per load issued and not yet timed, whether demand
 };
 
 }  // namespace moed::cache

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "engine/cache/expert_key.h"
@@ -20,8 +21,13 @@ class ExpertTransfer {
   // Starts copying `key`'s weights into `slot` (overwriting it). Synchronous implementations finish here.
   // INVALID_ARGUMENT for a key without host weights or a slot outside [0, num_slots()).
   virtual absl::Status Load(const ExpertKey& key, int slot) = 0;
-  // Returns once the last Load into `slot` has landed (a no-op when loads are synchronous).
+  // Returns once the last Load into `slot` has landed (a no-op when loads are synchronous). An asynchronous
+  // transfer may instead order the consumer's work after the load (a device stream waiting on the slot's event).
   virtual absl::Status Wait(int slot) = 0;
+  // Asynchronous transfers time their own copies (the host clock sees only the launch): they say so here and
+  // append the durations, in seconds, of the loads that have completed since the last call, in issue order.
+  virtual bool asynchronous() const { return false; }
+  virtual void TakeTimings(std::vector<double>* /*seconds*/) {}
 };
 
 }  // namespace moed::cache

@@ -1,12 +1,11 @@
 // CpuBackend's hot-expert cache path: the slot pool over the fp32 host-tier experts, routed experts read from
 // slots (pinned while they compute), and prefetch of the next MoE layer's predicted experts.
 #include <algorithm>
-#include <numeric>
 
-#include "absl/base/internal/raw_logging.h"
 #include "absl/strings/str_format.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cpu/ops.h"
+#include "engine/cache/wave_planner.h"
 #include "engine/common/status_macros.h"
 #include "engine/moe/router.h"
 
@@ -61,71 +60,27 @@ absl::Status CpuBackend::RunCachedExperts(int l, int64_t rows, const float* h, c
   const ModelSpec& s = model_->spec;
   const int E = s.num_experts, k = s.top_k;
   const int64_t assignments = rows * k;
-  // The experts this layer computes (kept assignments), in id order.
   std::vector<int64_t> used(E, 0);  // kept assignments per expert
   for (int64_t a = 0; a < assignments; ++a) {
     if (kept[a]) ++used[experts[a]];
   }
-  std::vector<int> needed;
-  for (int e = 0; e < E; ++e) {
-    if (used[e]) needed.push_back(e);
-  }
-  ABSL_RAW_CHECK(cache_->pinned() == 0, "no expert stays pinned between layers");
-
+  // The shared planner pins the experts; each wave runs over the assignments of its id range, waves in id order,
+  // which keeps every token's accumulation order, so the result stays bitwise identical.
+  cache::WavePlanner planner(cache_.get(), l, used);
+  std::vector<uint8_t> wave_kept;
   std::vector<FfnView> views(E);
-  std::vector<int> pinned;  // experts of this layer holding a pin
-  auto acquire = [&](int e) -> absl::Status {
-    MOED_ASSIGN_OR_RETURN(const int slot, cache_->Acquire({l, e}, used[e]));
-    views[e] = SlotView(l, slot);
-    pinned.push_back(e);
-    return absl::OkStatus();
-  };
-  auto release = [&] {
-    for (int e : pinned) cache_->Unpin({l, e});
-    pinned.clear();
-  };
-
-  // Everything fits: pin the hits first so this layer's misses never evict them, then load the misses.
-  if (static_cast<int>(needed.size()) <= cache_->capacity()) {
-    absl::Status status;
-    for (int pass = 0; pass < 2 && status.ok(); ++pass) {
-      for (int e : needed) {
-        const bool resident = cache_->map().SlotOf({l, e}).has_value();
-        if (resident != (pass == 0) || views[e].width > 0) continue;
-        status = acquire(e);
-        if (!status.ok()) break;
-      }
-    }
-    if (status.ok()) {
-      RunRoutedExperts(views, h, static_cast<int>(rows), s.hidden_size, experts, weights, kept, k, y, &pool_);
-    }
-    release();
-    return status;
-  }
-
-  // More experts than slots: waves of consecutive expert ids, each as many as the slots hold. Running the waves in
-  // id order keeps every token's accumulation order, so the result stays bitwise identical.
-  std::vector<uint8_t> wave_kept(assignments);
-  for (size_t i = 0; i < needed.size();) {
-    size_t j = i;
-    absl::Status status;
-    for (; j < needed.size() && cache_->CanAdmit({l, needed[j]}); ++j) {
-      status = acquire(needed[j]);
-      if (!status.ok()) break;
-    }
-    if (!status.ok()) {
-      release();
-      return status;
-    }
-    ABSL_RAW_CHECK(j > i, "an empty wave: a slot must be free once the previous wave is unpinned");
-    for (int64_t a = 0; a < assignments; ++a) {
-      wave_kept[a] = kept[a] && experts[a] >= needed[i] && experts[a] <= needed[j - 1];
-    }
-    RunRoutedExperts(views, h, static_cast<int>(rows), s.hidden_size, experts, weights, wave_kept.data(), k, y,
-                     &pool_);
-    release();
+  while (true) {
+    MOED_ASSIGN_OR_RETURN(const cache::Wave* wave, planner.Next());
+    if (wave == nullptr) break;
     std::fill(views.begin(), views.end(), FfnView{});
-    i = j;
+    for (const cache::PlannedExpert& p : wave->experts) views[p.expert] = SlotView(l, p.slot);
+    const uint8_t* run_kept = kept;
+    if (!wave->whole_layer) {
+      wave_kept.resize(assignments);
+      for (int64_t a = 0; a < assignments; ++a) wave_kept[a] = kept[a] && wave->Covers(experts[a]);
+      run_kept = wave_kept.data();
+    }
+    RunRoutedExperts(views, h, static_cast<int>(rows), s.hidden_size, experts, weights, run_kept, k, y, &pool_);
   }
   return absl::OkStatus();
 }
@@ -140,23 +95,7 @@ absl::Status CpuBackend::PrefetchLayer(int l, const std::vector<float>& x, int64
   MatMul(h.data(), rows, hidden, L.router.data(), E, nullptr, logits.data(), &pool_);
   const float* bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
   RouteTopK(logits.data(), static_cast<int>(rows), E, k, s.router, bias, predicted.data(), weights.data());
-  // Most-predicted experts first (ties: lower id), so a small cache prefetches the likeliest ones.
-  std::vector<int64_t> votes(E, 0);
-  for (int32_t e : predicted) ++votes[e];
-  std::vector<int> order(E);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return votes[a] > votes[b]; });
-  absl::Status status;
-  for (int e : order) {
-    if (votes[e] == 0) break;
-    absl::StatusOr<bool> issued = cache_->Prefetch({l, e});
-    if (!issued.ok()) {
-      status = issued.status();
-      break;
-    }
-  }
-  cache_->EndPrefetch();
-  return status;
+  return cache::PrefetchExperts(cache_.get(), l, cache::PrefetchOrder(predicted, E)).status();
 }
 
 }  // namespace moed::cpu
