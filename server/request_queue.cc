@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace moed::server {
 namespace {
@@ -138,10 +139,11 @@ OutboxAction Outbox::TakeNextLocked(absl::Time now) {
 
 // ---- RequestQueue ----
 
-RequestQueue::RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics)
+RequestQueue::RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics, absl::Duration min_step_time)
     : engine_(std::move(engine)),
       metrics_(metrics),
       info_{engine_->spec(), engine_->config(), std::string(engine_->backend_name())},
+      min_step_time_(min_step_time),
       snapshot_(engine_->stats()) {}
 
 RequestQueue::~RequestQueue() { Stop(); }
@@ -259,7 +261,8 @@ void RequestQueue::Loop() {
     busy = engine_->HasUnfinished();
     std::vector<RequestOutput> outputs;
     absl::Time step_start;
-    if (busy) {
+    const bool stepped = busy;
+    if (stepped) {
       step_start = absl::Now();
       outputs = engine_->Step();
       busy = engine_->HasUnfinished();
@@ -275,6 +278,9 @@ void RequestQueue::Loop() {
     }
     metrics_->OnEngineStep(stats, pending_now);
     Deliver(std::move(outputs), step_start);
+    if (stepped && min_step_time_ > absl::ZeroDuration()) {
+      absl::SleepFor(step_start + min_step_time_ - absl::Now());  // negative: returns at once
+    }
     // On stop, keep stepping until the aborted requests have been reported, then leave.
     if (stop && !busy) break;
   }

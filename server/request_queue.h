@@ -103,8 +103,9 @@ struct EngineInfo {
 
 class RequestQueue {
  public:
-  // `metrics` must outlive the queue.
-  RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics);
+  // `metrics` must outlive the queue. Each engine step takes at least `min_step_time` (ServerConfig).
+  RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics,
+               absl::Duration min_step_time = absl::ZeroDuration());
   ~RequestQueue();  // Stop()
 
   const EngineInfo& info() const { return info_; }
@@ -158,6 +159,7 @@ class RequestQueue {
   std::unique_ptr<EngineCore> engine_;  // engine thread only (after Start)
   ServerMetrics* const metrics_;
   const EngineInfo info_;
+  const absl::Duration min_step_time_;
   std::unordered_map<std::string, Live> live_;  // engine thread only
 
   mutable std::mutex mu_;
