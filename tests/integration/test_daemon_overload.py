@@ -97,3 +97,15 @@ def test_request_expiring_in_the_queue_is_never_prefilled(small):
     assert small.wait_metric("moed_requests_running", 0) == 0
     prompt_after = small.metrics().get("moed_prompt_tokens_total")
     assert prompt_after - prompt_before == result["c"].prompt_tokens, "the expired request was prefilled"
+
+
+def test_min_step_time_bounds_a_request_from_below(make_daemon):
+    # 10 tokens: a prefill step then 9 decode steps; the last token is delivered only after 9 steps of >= 200 ms
+    # each have ended. A lower bound, so it holds on any machine (unthrottled, 10 tokens take milliseconds).
+    d = make_daemon("--min-step-time", "200ms")
+    start = time.monotonic()
+    c = collect(d.client.generate_stream(make_request("Hold on", temperature=0, max_tokens=10, ignore_eos=True),
+                                         timeout=60))
+    elapsed = time.monotonic() - start
+    assert c.completion_tokens == 10
+    assert elapsed >= 9 * 0.200, elapsed
