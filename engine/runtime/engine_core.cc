@@ -92,7 +92,8 @@ class EngineCoreImpl final : public EngineCore {
   }
 
   absl::Status AddRequest(EngineRequest request) override;
-  void AbortRequest(const std::string& request_id) override;
+  void AbortRequest(const std::string& request_id, absl::Status why) override;
+  void AbortAll(const absl::Status& why) override;
   bool HasUnfinished() const override { return !requests_.empty(); }
   std::vector<RequestOutput> Step() override;
   const EngineStats& stats() const override { return stats_; }
@@ -109,6 +110,7 @@ class EngineCoreImpl final : public EngineCore {
       if (inserted) {
         list_.emplace_back();
         list_.back().request_id = r.request_id();
+        list_.back().frontend = r.params.frontend;
         list_.back().prompt_tokens = r.prompt_len;
         list_.back().cached_tokens = std::max(0, r.cached_tokens);
       }
@@ -207,9 +209,16 @@ absl::Status EngineCoreImpl::AddRequest(EngineRequest request) {
   return absl::OkStatus();
 }
 
-void EngineCoreImpl::AbortRequest(const std::string& request_id) {
+void EngineCoreImpl::AbortRequest(const std::string& request_id, absl::Status why) {
   auto it = requests_.find(request_id);
-  if (it != requests_.end()) it->second->abort_requested = true;
+  if (it == requests_.end()) return;
+  Request& r = *it->second;
+  if (!r.abort_requested) r.abort_status = std::move(why);
+  r.abort_requested = true;
+}
+
+void EngineCoreImpl::AbortAll(const absl::Status& why) {
+  for (auto& [id, r] : requests_) AbortRequest(id, why);
 }
 
 void EngineCoreImpl::Finish(Request& r, FinishReason reason, absl::Status status, Outputs& outputs) {
@@ -232,7 +241,7 @@ void EngineCoreImpl::FinishAbortedAndExpired(absl::Time now, Outputs& outputs) {
   std::sort(ended.begin(), ended.end(), [](const Request* a, const Request* b) { return a->id < b->id; });
   for (Request* r : ended) {
     if (r->abort_requested) {
-      Finish(*r, FinishReason::kAborted, absl::OkStatus(), outputs);
+      Finish(*r, FinishReason::kAborted, r->abort_status, outputs);
       continue;
     }
     absl::Status status = absl::DeadlineExceededError(absl::StrFormat(

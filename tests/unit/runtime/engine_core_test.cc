@@ -199,6 +199,50 @@ TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
   EXPECT_EQ(engine->stats().kv_blocks_used, 0);
 }
 
+// The one Request object carries what a front end attaches (EngineRequest::frontend) and why it was aborted: the
+// slot comes back on every output of its request, the engine lets go of it once the request has finished, and
+// AbortRequest / AbortAll report their reason (the first one given) as the finished output's status.
+struct Tag final : FrontendSlot {
+  explicit Tag(std::string n) : name(std::move(n)) {}
+  std::string name;
+};
+
+TEST(EngineCoreTest, FrontendSlotAndAbortReasonLiveOnTheRequest) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8, .max_batch_tokens = 64});
+  ASSERT_NE(engine, nullptr);
+  std::map<std::string, std::weak_ptr<FrontendSlot>> held;
+  for (const char* id : {"a", "b", "c", "d"}) {
+    EngineRequest r = Greedy(id, {1, 370, 998, 695, 286}, id == std::string("d") ? 3 : 100);
+    r.frontend = std::make_shared<Tag>(id);
+    held[id] = r.frontend;
+    ASSERT_TRUE(engine->AddRequest(std::move(r)).ok());
+  }
+  std::map<std::string, RequestOutput> last;
+  for (int i = 0; i < 3 || engine->HasUnfinished(); ++i) {
+    if (i == 3) {
+      engine->AbortRequest("a", absl::ResourceExhaustedError("cut"));
+      engine->AbortRequest("a", absl::CancelledError("a later reason loses"));
+      engine->AbortRequest("b");
+    }
+    if (i == 4) engine->AbortAll(absl::UnavailableError("shutting down"));
+    for (RequestOutput& out : engine->Step()) {
+      ASSERT_NE(out.frontend, nullptr) << out.request_id;
+      EXPECT_EQ(static_cast<Tag&>(*out.frontend).name, out.request_id);
+      last[out.request_id] = std::move(out);
+    }
+  }
+  EXPECT_EQ(last["d"].finish_reason, FinishReason::kLength);
+  EXPECT_TRUE(last["d"].status.ok());
+  EXPECT_EQ(last["a"].finish_reason, FinishReason::kAborted);
+  EXPECT_EQ(last["a"].status, absl::ResourceExhaustedError("cut"));
+  EXPECT_EQ(last["b"].finish_reason, FinishReason::kAborted);
+  EXPECT_TRUE(last["b"].status.ok());  // aborted without a reason
+  EXPECT_EQ(last["c"].finish_reason, FinishReason::kAborted);
+  EXPECT_EQ(last["c"].status, absl::UnavailableError("shutting down"));
+  last.clear();  // the outputs' references
+  for (const auto& [id, slot] : held) EXPECT_TRUE(slot.expired()) << id << ": the engine still holds its slot";
+}
+
 // Greedy text of golden case `c` for `n` tokens, from the engine itself.
 Collected RunOne(EngineCore& engine, EngineRequest r) {
   std::string id = r.request_id;
