@@ -28,7 +28,8 @@ CASES = {
                   ["--ignore-eos", "--concurrency", "0"], "--concurrency must be >= 1"),
     "moe-run": (["--model", "--expert-cache-prefetch", "--stats-out"],
                 ["--model", MODEL, "--prompt", "x", "--top-k", "some"], "--top-k",
-                ["--model", MODEL, "--prompt", "x", "--json", "--max-tokens", "-3"], "--max-tokens must be an integer ≥ 0, got -3"),
+                ["--model", MODEL, "--prompt", "x", "--json", "--max-tokens", "-3"],
+                "--max-tokens must be an integer ≥ 0, got -3"),
 }
 
 
