@@ -102,6 +102,8 @@ class EngineCoreImpl final : public EngineCore {
   std::string_view backend_name() const override { return backend_->name(); }
 
  private:
+  absl::Time Now() const { return config_.clock ? config_.clock() : absl::Now(); }
+
   // Collects this step's outputs, one per request touched, in first-touch order.
   class Outputs {
    public:
@@ -322,11 +324,11 @@ void EngineCoreImpl::UpdateGauges(const SchedulePlan& plan, absl::Time start) {
   stats_.kv_blocks_cached = kv_.num_cached();
   ++stats_.steps;
   stats_.last_step_tokens = plan.num_tokens;
-  stats_.last_step_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  stats_.last_step_seconds = absl::ToDoubleSeconds(Now() - start);
 }
 
 std::vector<RequestOutput> EngineCoreImpl::Step() {
-  const absl::Time start = absl::Now();
+  const absl::Time start = Now();
   Outputs outputs;
   FinishAbortedAndExpired(start, outputs);
 
@@ -370,7 +372,7 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
   AccumulateStepCounters(out);
   // The step wrote the KV of every chunk: its full blocks join the prefix cache before any request can finish.
   for (const ScheduledChunk& c : plan.chunks) kv_.Commit(c.seq->kv, c.seq->tokens, c.seq->num_computed);
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const SequenceResult& result = out.results[i];

@@ -56,6 +56,8 @@ struct EngineConfig {
   // Called on the engine thread for every token whose own routing is known (the input token of a single-token
   // chunk: decode steps), e.g. RoutingTrace::Observe. The event's views live for the call only.
   std::function<void(const TokenRoutingEvent&)> token_routing_observer;
+  // The engine's clock (deadlines, timings); empty = absl::Now. Tests set one they move themselves.
+  std::function<absl::Time()> clock;
 };
 
 // The recent-load window behind EngineStats::window_routed (and the "last_1000_steps" balance metrics).

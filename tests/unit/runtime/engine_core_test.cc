@@ -162,21 +162,24 @@ TEST(EngineCoreTest, AbortFreesAllBlocks) {
 }
 
 TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
-  auto engine = MakeEngine(kFortune, {.max_running_seqs = 1, .max_batch_tokens = 64});
+  // The engine's clock is the test's: time moves only when the test moves it, so nothing depends on how long a
+  // step takes.
+  absl::Time now = absl::FromUnixSeconds(1'000'000);
+  EngineConfig config{.max_running_seqs = 1, .max_batch_tokens = 64};
+  config.clock = [&now] { return now; };
+  auto engine = MakeEngine(kFortune, config);
   ASSERT_NE(engine, nullptr);
   ASSERT_TRUE(engine->AddRequest(Greedy("first", {1, 370, 998, 695}, 30)).ok());
-  // The engine reads the wall clock (no injectable clock yet): the deadlines are far from the few-ms steps
-  // that must start before them, and the test sleeps until a deadline has surely passed, never a guessed time.
-  const auto sleep_past = [](absl::Time deadline) {
-    while (absl::Now() <= deadline) absl::SleepFor(deadline - absl::Now() + absl::Milliseconds(1));
-  };
   EngineRequest late = Greedy("late", {1, 370, 998, 695, 286, 710}, 5);
-  late.deadline = absl::Now() + absl::Seconds(1);
+  late.deadline = now + absl::Seconds(1);
   ASSERT_TRUE(engine->AddRequest(late).ok());
   std::map<std::string, Collected> got;
   testing::Absorb(got, engine->Step());  // deadlines are checked when a step starts: "late" still waits
   EXPECT_EQ(engine->stats().waiting, 1);
-  sleep_past(late.deadline);
+  now = late.deadline - absl::Nanoseconds(1);
+  testing::Absorb(got, engine->Step());
+  EXPECT_FALSE(got["late"].finished);  // 1 ns before its deadline
+  now = late.deadline;                 // a deadline is passed when it is reached
   testing::Absorb(got, engine->Step());
   ASSERT_TRUE(got["late"].finished);
   EXPECT_EQ(got["late"].reason, FinishReason::kDeadline);
@@ -187,13 +190,13 @@ TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
 
   // A running request past its deadline is finished too, and its blocks are freed.
   EngineRequest running = Greedy("running", {1, 370}, 50);
-  running.deadline = absl::Now() + absl::Seconds(1);
+  running.deadline = now + absl::Seconds(1);
   ASSERT_TRUE(engine->AddRequest(running).ok());
   engine->AbortRequest("first");
   testing::Absorb(got, engine->Step());  // "first" aborted, "running" admitted
   testing::Absorb(got, engine->Step());
   EXPECT_FALSE(got["running"].finished);
-  sleep_past(running.deadline);
+  now = running.deadline;
   testing::Absorb(got, engine->Step());
   EXPECT_EQ(got["running"].reason, FinishReason::kDeadline);
   EXPECT_EQ(engine->stats().kv_blocks_used, 0);
