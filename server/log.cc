@@ -8,31 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "engine/common/json_escape.h"
 
 namespace moed::server {
 namespace {
 
 std::atomic<LogFormat> g_format{LogFormat::kText};
 std::mutex g_mu;
-
-// JSON string body: quotes, backslashes and control bytes escaped; other bytes as they are.
-std::string JsonEscape(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
 
 bool NeedsQuotes(absl::string_view s) {
   if (s.empty()) return true;
@@ -66,7 +48,7 @@ std::string FormatLogLine(LogFormat format, LogSeverity severity, absl::string_v
   const std::string ts = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
   if (format == LogFormat::kJson) {
     std::string out = absl::StrCat("{\"ts\":\"", ts, "\",\"severity\":\"", SeverityName(severity), "\",\"msg\":\"",
-                                   JsonEscape(message), "\"");
+                                   JsonEscape(std::string_view(message.data(), message.size())), "\"");
     for (const LogField& f : fields) {
       absl::StrAppend(&out, ",\"", JsonEscape(f.key), "\":");
       if (f.number) {

@@ -15,8 +15,8 @@ SpecializationMetrics::SpecializationMetrics(prometheus::Registry& reg, int num_
     : num_layers_(num_layers), num_experts_(num_experts) {
   if (!enabled) return;
   auto& family = prometheus::BuildCounter().Name("moed_expert_token_class_total")
-      .Help("Decode tokens routed to each expert, by token class of the token (letters, digits, punctuation, "
-            "whitespace, cjk, code_symbols, bytes, special, mixed).").Register(reg);
+      .Help("Computed tokens (prompt and generated) routed to each expert, by token class of the token "
+            "(letters, digits, punctuation, whitespace, cjk, code_symbols, bytes, special, mixed).").Register(reg);
   const size_t cells = static_cast<size_t>(num_layers) * num_experts;
   counters_.assign(cells * kClasses, nullptr);
   seen_.assign(cells * kClasses, 0);

@@ -97,7 +97,7 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
     cuda::MoeCounts counts;
     auto run = [&]() {
       return cuda::RunMoe(cublas, nullptr, s, layer, x_buf.as<bf16>(), T, static_cast<int64_t>(T) * s.top_k,
-                          out_buf.as<float>(), &ws, &counts, nullptr);
+                          out_buf.as<float>(), &ws, &counts, nullptr, nullptr);
     };
     for (int i = 0; i < 3; ++i) MOED_RETURN_IF_ERROR(run());
     cudaEvent_t a, b;

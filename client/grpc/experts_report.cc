@@ -96,7 +96,7 @@ std::string ExpertsText(const moed::v1::ExpertStats& st, const moed::v1::ExpertP
     }
     absl::StrAppendFormat(&out, " | %8.2f\n", max);
   }
-  absl::StrAppendFormat(&out, "\ntop tokens per expert (%d tokens profiled: inputs of decode steps; count "
+  absl::StrAppendFormat(&out, "\ntop tokens per expert (%d tokens profiled: prompt and generated; count "
                         "is an upper bound, class = most frequent token class)\n", profile.tokens_profiled());
   for (const moed::v1::ExpertTokens& x : profile.experts()) {
     const auto [cls, cls_share] = DominantClass(x, profile);
@@ -153,7 +153,7 @@ code{background:#f3f3f3;padding:0 3px}
   h += "</table>\n";
 
   // Specialization table.
-  h += "<h2>Specialization</h2>\n<p>Top tokens each expert receives (inputs of decode steps; counts are upper "
+  h += "<h2>Specialization</h2>\n<p>Top tokens each expert receives (computed prompt and generated tokens; counts are upper "
        "bounds from a 32-counter SpaceSaving sketch) and its token classes.</p>\n"
        "<table id=\"specialization\"><tr><th>layer</th><th>expert</th><th>tokens</th><th>main class</th>"
        "<th>classes</th><th class=\"l\">top tokens</th></tr>\n";

@@ -167,7 +167,7 @@ def expert_panels(lay):
                      f"sum by (layer, expert) (increase({tokens}{{{LAYER}}}[$__range])) / on (layer) group_left () "
                      f"sum by (layer) (increase({tokens}{{{LAYER}}}[$__range]))"),
         table(lay, "Specialization: main token class per expert",
-              "moed_expert_token_class_total: of the decode tokens each expert received, the token class it saw "
+              "moed_expert_token_class_total: of the computed tokens (prompt and generated) each expert received, the token class it saw "
               "most (letters, digits, punctuation, whitespace, cjk, code_symbols, bytes, special, mixed) and that "
               "count. Top tokens per expert: `moectl experts` or GetExpertProfile.",
               [target("topk by (layer, expert) (1, sum by (layer, expert, token_class) "

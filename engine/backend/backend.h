@@ -30,6 +30,7 @@ struct SequenceStep {
   int32_t sample_index = 0;   // tokens this sequence has generated so far (the RNG counter)
   bool want_logits = false;   // return the full logits row of the last token
   bool want_routing = false;  // count this sequence's expert assignments per layer
+  bool want_token_routing = false;  // report each token's experts and router weights (SequenceResult::token_*)
 };
 
 struct StepBatch {
@@ -50,6 +51,11 @@ struct SequenceResult {
   std::vector<float> logits;              // (vocab) when want_logits
   std::vector<int32_t> routing;           // (num_layers * num_experts) when want_routing: this step's
                                           // router assignments of this sequence's tokens, layer-major
+  // When want_token_routing: (num_tokens * num_layers * top_k), token-major, then layer, then the router's
+  // top-k slots in its own order (the weights it mixes the experts with, after normalisation and scaling).
+  // Assignments dropped by capacity are included. Dense layers hold expert -1 and weight 0.
+  std::vector<int32_t> token_experts;
+  std::vector<float> token_weights;
 };
 
 struct StepOutput {

@@ -20,14 +20,21 @@ ExpertProfiler::ExpertProfiler(int num_layers, int num_experts, int sketch_capac
       sketches_(static_cast<size_t>(num_layers) * num_experts, SpaceSaving(sketch_capacity)),
       class_counts_(static_cast<size_t>(num_layers) * num_experts * kClasses, 0) {}
 
-void ExpertProfiler::AddToken(int32_t token, absl::Span<const int32_t> routing) {
-  if (token < 0 || static_cast<size_t>(token) >= token_class_.size() || routing.size() != sketches_.size()) return;
+void ExpertProfiler::AddToken(int32_t token, absl::Span<const int32_t> experts, int top_k) {
+  if (token < 0 || static_cast<size_t>(token) >= token_class_.size() || top_k < 1 ||
+      experts.size() != static_cast<size_t>(num_layers_) * top_k) {
+    return;
+  }
+  for (int32_t e : experts) {
+    if (e >= num_experts_) return;
+  }
   const size_t cls = static_cast<size_t>(token_class_[token]);
   bool any = false;
-  for (size_t i = 0; i < routing.size(); ++i) {
-    if (routing[i] <= 0) continue;
-    sketches_[i].Add(token, routing[i]);
-    class_counts_[i * kClasses + cls] += routing[i];
+  for (size_t a = 0; a < experts.size(); ++a) {
+    if (experts[a] < 0) continue;
+    const size_t i = a / top_k * num_experts_ + experts[a];  // (layer, expert)
+    sketches_[i].Add(token, 1);
+    class_counts_[i * kClasses + cls] += 1;
     any = true;
   }
   if (any) ++tokens_;

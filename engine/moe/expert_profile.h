@@ -40,9 +40,9 @@ class ExpertProfiler {
   ExpertProfiler(int num_layers, int num_experts, int sketch_capacity, std::vector<TokenClass> token_class,
                  int history_points);
 
-  // One token's routing: `routing` (num_layers * num_experts) layer-major, the number of this token's top-k
-  // assignments to each expert (0 or 1 each). Tokens outside the vocabulary or wrong sizes are ignored.
-  void AddToken(int32_t token, absl::Span<const int32_t> routing);
+  // One token's routing: `experts` (num_layers * top_k) layer-major, each layer's top-k expert ids (-1 on a dense
+  // layer). Tokens outside the vocabulary, wrong sizes and expert ids outside the model are ignored.
+  void AddToken(int32_t token, absl::Span<const int32_t> experts, int top_k);
   // Appends the balance of each layer of `window_routed` (num_layers * num_experts) at `step`.
   void AddBalancePoint(int64_t step, absl::Span<const int64_t> window_routed);
   // A copy of the state with at most `top_n` entries per expert.

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/common/json_escape.h"
 
 namespace moed {
 
@@ -68,6 +69,7 @@ absl::Status RoutingTrace::Start(const RoutingTraceOptions& o) {
   options_ = o;
   if (absl::Status s = OpenFile(); !s.ok()) return s;
   status_ = {.active = true, .path = o.path, .sample = o.sample};
+  active_.store(true, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -100,7 +102,12 @@ absl::Status RoutingTrace::Rotate() {
 }
 
 void RoutingTrace::Observe(const TokenRoutingEvent& e) {
-  if (e.routing == nullptr || e.routing->size() != static_cast<size_t>(num_layers_) * num_experts_) return;
+  if (!active()) return;
+  const size_t n = static_cast<size_t>(num_layers_) * std::max(0, e.top_k);
+  if (e.top_k < 1 || e.experts.size() != n || e.weights.size() != n) return;
+  for (int32_t x : e.experts) {
+    if (x >= num_experts_) return;
+  }
   double sample;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -108,20 +115,25 @@ void RoutingTrace::Observe(const TokenRoutingEvent& e) {
     sample = options_.sample;
   }
   if (!Sampled(e.request_id, sample)) return;
-  std::string line = absl::StrCat("{\"request\":\"", std::string(e.request_id), "\",\"position\":", e.position,
-                                  ",\"token\":", e.token, ",\"experts\":[");
+  // One list per layer; a dense layer's list is empty. Weights align with experts.
+  std::string experts = "[", weights = "[";
   for (int l = 0; l < num_layers_; ++l) {
-    absl::StrAppend(&line, l ? ",[" : "[");
+    absl::StrAppend(&experts, l ? ",[" : "[");
+    absl::StrAppend(&weights, l ? ",[" : "[");
     bool first = true;
-    for (int x = 0; x < num_experts_; ++x) {
-      for (int32_t n = (*e.routing)[static_cast<size_t>(l) * num_experts_ + x]; n > 0; --n) {
-        absl::StrAppend(&line, first ? "" : ",", x);
-        first = false;
-      }
+    for (int j = 0; j < e.top_k; ++j) {
+      const size_t at = static_cast<size_t>(l) * e.top_k + j;
+      if (e.experts[at] < 0) continue;
+      absl::StrAppend(&experts, first ? "" : ",", e.experts[at]);
+      absl::StrAppendFormat(&weights, "%s%.6g", first ? "" : ",", e.weights[at]);
+      first = false;
     }
-    absl::StrAppend(&line, "]");
+    absl::StrAppend(&experts, "]");
+    absl::StrAppend(&weights, "]");
   }
-  absl::StrAppend(&line, "]}\n");
+  std::string line = absl::StrCat("{\"request\":\"", JsonEscape(e.request_id), "\",\"position\":", e.position,
+                                  ",\"token\":", e.token, ",\"experts\":", experts, "],\"weights\":", weights,
+                                  "]}\n");
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!status_.active) return;
@@ -205,6 +217,7 @@ absl::Status RoutingTrace::Stop() {
   std::lock_guard<std::mutex> io(io_mu_);
   std::lock_guard<std::mutex> lock(mu_);
   status_.active = false;
+  active_.store(false, std::memory_order_relaxed);
   queue_.clear();  // records that raced with the stop
   CloseFile();
   return absl::OkStatus();

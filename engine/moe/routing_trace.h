@@ -1,7 +1,8 @@
-// RoutingTrace: sampled per-token routing (request, position, token, experts per layer) written as gzip-compressed
+// RoutingTrace: sampled per-token routing (request, position, token, experts and weights per layer) written as gzip-compressed
 // JSON lines by a background thread, bounded per file and rotated. Plain C++ and zlib; no gRPC, no Prometheus.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -13,15 +14,20 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace moed {
 
-// One token's routing as the engine saw it: `routing` (num_layers × num_experts) layer-major assignment counts.
+// One token's routing as the engine saw it. `experts` and `weights` (num_layers * top_k), layer-major: each layer's
+// top-k experts in the router's order and the weights it mixed them with; dense layers hold -1 and 0. The views
+// live for the call only.
 struct TokenRoutingEvent {
   std::string_view request_id;
   int32_t position = 0;  // the token's position in its sequence
   int32_t token = 0;
-  const std::vector<int32_t>* routing = nullptr;
+  int top_k = 0;
+  absl::Span<const int32_t> experts;
+  absl::Span<const float> weights;
 };
 
 struct RoutingTraceOptions {
@@ -59,7 +65,9 @@ class RoutingTrace {
   absl::StatusOr<std::string> Dump();
   RoutingTraceStatus status() const;
 
+  // Events whose sizes do not match the model (or name an expert outside it) are ignored.
   void Observe(const TokenRoutingEvent& event);
+  bool active() const { return active_.load(std::memory_order_relaxed); }
 
   // Whether `request_id` falls in a `sample` share of requests (deterministic: a hash of the id).
   static bool Sampled(std::string_view request_id, double sample);
@@ -75,6 +83,7 @@ class RoutingTrace {
 
   const int num_layers_;
   const int num_experts_;
+  std::atomic<bool> active_{false};  // mirrors status_.active for the engine thread's lock-free early return
 
   mutable std::mutex mu_;  // guards everything below except the file handle
   std::condition_variable cv_;

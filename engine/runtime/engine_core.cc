@@ -141,6 +141,10 @@ class EngineCoreImpl final : public EngineCore {
   // Appends a sampled token and finishes the request on EOS, stop string or max_tokens.
   void AcceptToken(Request& r, const SequenceResult& result, absl::Time now, Outputs& outputs);
   void AccumulateStepCounters(const StepOutput& out);
+  // Feeds chunk c's per-token routing to the profiler (tokens whose step index is a multiple of profile_stride;
+  // first_step_token: the chunk's first token's index in the step) and to the token routing observer (all).
+  void ObserveTokenRouting(const Request& r, const ScheduledChunk& c, const SequenceResult& result,
+                           int profile_stride, int first_step_token);
   void UpdateGauges(const SchedulePlan& plan, absl::Time start);
 
   std::unique_ptr<Backend> backend_;
@@ -267,7 +271,8 @@ StepBatch EngineCoreImpl::BuildBatch(const SchedulePlan& plan) const {
     s.sample = c.reaches_end;
     s.sampling = r.params.sampling;
     s.sample_index = r.generated;
-    s.want_routing = r.params.include_routing || c.num_tokens == 1;  // single tokens feed the profiler
+    s.want_routing = r.params.include_routing;
+    s.want_token_routing = true;  // every computed token feeds the profiler and the routing trace
     batch.token_ids.insert(batch.token_ids.end(), r.tokens.begin() + c.start_pos,
                            r.tokens.begin() + c.start_pos + c.num_tokens);
     batch.seqs.push_back(std::move(s));
@@ -299,6 +304,26 @@ void EngineCoreImpl::AcceptToken(Request& r, const SequenceResult& result, absl:
     return;
   }
   if (r.generated >= r.params.max_tokens) Finish(r, FinishReason::kLength, absl::OkStatus(), outputs);
+}
+
+void EngineCoreImpl::ObserveTokenRouting(const Request& r, const ScheduledChunk& c, const SequenceResult& result,
+                                         int profile_stride, int first_step_token) {
+  const ModelSpec& spec = backend_->spec();
+  const size_t per_token = static_cast<size_t>(spec.num_layers) * std::max(0, spec.top_k);
+  if (per_token == 0 || result.token_experts.size() != per_token * c.num_tokens ||
+      result.token_weights.size() != result.token_experts.size()) {
+    return;
+  }
+  for (int t = 0; t < c.num_tokens; ++t) {
+    const int32_t pos = c.start_pos + t;
+    const absl::Span<const int32_t> experts(result.token_experts.data() + t * per_token, per_token);
+    if ((first_step_token + t) % profile_stride == 0) profiler_->AddToken(r.tokens[pos], experts, spec.top_k);
+    if (config_.token_routing_observer) {
+      config_.token_routing_observer(
+          {r.request_id(), pos, r.tokens[pos], spec.top_k, experts,
+           absl::Span<const float>(result.token_weights.data() + t * per_token, per_token)});
+    }
+  }
 }
 
 void EngineCoreImpl::AccumulateStepCounters(const StepOutput& out) {
@@ -373,6 +398,10 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
   // The step wrote the KV of every chunk: its full blocks join the prefix cache before any request can finish.
   for (const ScheduledChunk& c : plan.chunks) kv_.Commit(c.seq->kv, c.seq->tokens, c.seq->num_computed);
   const absl::Time now = Now();
+  // A step of more than kProfileTokensPerStep computed tokens (long prefills) feeds every stride-th of them to the
+  // profiler, so its cost per step stays bounded.
+  const int profile_stride = std::max(1, (plan.num_tokens + kProfileTokensPerStep - 1) / kProfileTokensPerStep);
+  int step_token = 0;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const SequenceResult& result = out.results[i];
@@ -381,13 +410,8 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
     if (r.params.include_routing) {
       for (size_t j = 0; j < r.routing.size() && j < result.routing.size(); ++j) r.routing[j] += result.routing[j];
     }
-    if (c.num_tokens == 1) {
-      profiler_->AddToken(r.tokens[c.start_pos], result.routing);
-      if (config_.token_routing_observer) {
-        config_.token_routing_observer(
-            {r.request_id(), c.start_pos, r.tokens[c.start_pos], &result.routing});
-      }
-    }
+    ObserveTokenRouting(r, c, result, profile_stride, step_token);
+    step_token += c.num_tokens;
     if (c.reaches_end) AcceptToken(r, result, now, outputs);  // may finish and erase r
   }
   UpdateGauges(plan, start);

@@ -53,8 +53,9 @@ struct EngineConfig {
   // Resolved by EngineCore::Create (ignored on input): KV bytes one token takes over all layers, as the backend
   // stores it (GQA: K and V per kv head; MLA: the latent and the rope key).
   int64_t kv_bytes_per_token = 0;
-  // Called on the engine thread for every token whose own routing is known (the input token of a single-token
-  // chunk: decode steps), e.g. RoutingTrace::Observe. The event's views live for the call only.
+  // Called on the engine thread for every computed token (prompt and generated; cached prefix tokens are never
+  // computed), with its experts and router weights per layer, e.g. RoutingTrace::Observe. The event's views live
+  // for the call only.
   std::function<void(const TokenRoutingEvent&)> token_routing_observer;
   // The engine's clock (deadlines, timings); empty = absl::Now. Tests set one they move themselves.
   std::function<absl::Time()> clock;
@@ -67,6 +68,7 @@ inline constexpr int kLoadWindowBucketSteps = 50;
 // points kept (one every kLoadWindowBucketSteps steps: 240 points = the last 12000 steps).
 inline constexpr int kProfileSketchCapacity = 32;
 inline constexpr int kProfileHistoryPoints = 240;
+inline constexpr int kProfileTokensPerStep = 512;
 
 // Counters and gauges the server turns into metrics. Cumulative unless said otherwise.
 struct EngineStats {
@@ -91,8 +93,9 @@ struct EngineStats {
   std::vector<int64_t> window_routed;
   int64_t window_steps = 0;
   // Which tokens each expert receives: re-published every kLoadWindowBucketSteps steps and whenever the engine
-  // runs out of work. Counts the input token of every single-token chunk (decode steps, 1-token prefills):
-  // the backend reports routing per sequence, so multi-token prefill chunks cannot be split by token.
+  // runs out of work. Counts every computed token (prompt and generated) of steps of at most
+  // kProfileTokensPerStep tokens; larger steps (long prefill chunks) contribute every n-th token, n the smallest
+  // that keeps them within that bound.
   std::shared_ptr<const ExpertProfileSnapshot> expert_profile;
   double last_step_seconds = 0.0;
   int last_step_tokens = 0;

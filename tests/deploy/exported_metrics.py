@@ -47,7 +47,7 @@ EXPERTS = {
     "moed_expert_load_max_mean_ratio": "gauge",
     "moed_expert_load_cv": "gauge",
     "moed_expert_load_assignments": "gauge",
-    # Specialization: decode tokens per expert by token class (while within the per-expert series budget).
+    # Specialization: computed tokens per expert by token class (while within the per-expert series budget).
     "moed_expert_token_class_total": "counter",
 }
 

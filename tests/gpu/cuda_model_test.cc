@@ -257,7 +257,7 @@ StepOutput MixedSteps(Backend& b, int vocab) {
   second.seqs.push_back(Seq(1, 0, 17, 20, Table(0, 64)));
   second.seqs.push_back(Seq(2, 17, 5, 0, Table(4, 64)));
   second.seqs.push_back(Seq(3, 22, 1, 20, Table(8, 64)));
-  for (SequenceStep& s : second.seqs) s.want_routing = true;
+  for (SequenceStep& s : second.seqs) s.want_routing = s.want_token_routing = true;
   second.seqs[2].sample = true;
   second.seqs[2].sampling.temperature = 0.0f;
   second.seqs[2].sampling.logprobs = 3;
@@ -313,6 +313,22 @@ void ExpectBackendsAgree(std::shared_ptr<const Model> cpu_model, std::shared_ptr
     }
   }
   EXPECT_EQ(got.dropped, std::vector<int64_t>(got.routed.size(), 0)) << what;
+  // Per-token routing: each token's experts add up to its sequence's counts; weights as the CPU's, where the
+  // experts are the same, within the bf16 logit bound's order (router weights are softmax outputs in [0, 1]).
+  const ModelSpec& spec = cpu_model->spec;
+  for (size_t i = 0; i < got.results.size(); ++i) {
+    const SequenceResult& g = got.results[i];
+    std::vector<int32_t> counted(g.routing.size(), 0);
+    for (size_t a = 0; a < g.token_experts.size(); ++a) {
+      if (g.token_experts[a] >= 0) ++counted[a / spec.top_k % spec.num_layers * spec.num_experts + g.token_experts[a]];
+    }
+    EXPECT_EQ(counted, g.routing) << what << " seq " << i;
+    ASSERT_EQ(g.token_weights.size(), want.results[i].token_weights.size()) << what;
+    for (size_t a = 0; a < g.token_weights.size(); ++a) {
+      if (g.token_experts[a] != want.results[i].token_experts[a]) continue;
+      EXPECT_NEAR(g.token_weights[a], want.results[i].token_weights[a], 2e-2) << what << " seq " << i << " slot " << a;
+    }
+  }
   const SequenceResult& c = got.results[2];
   EXPECT_EQ(c.token, Argmax(c.logits)) << what;
   ASSERT_EQ(c.top_logprobs.size(), 3u) << what;

@@ -339,7 +339,7 @@ TEST(CudaMoeOpsTest, MoeBlockMatchesCpuReference) {
         cuda::MoeCounts counts;
         std::vector<int32_t> chosen;
         const absl::Status st =
-            cuda::RunMoe(*handle, nullptr, s, moe.layer, d_x.get(), n, cap, d_out.get(), &ws, &counts, &chosen);
+            cuda::RunMoe(*handle, nullptr, s, moe.layer, d_x.get(), n, cap, d_out.get(), &ws, &counts, &chosen, nullptr);
         ASSERT_TRUE(st.ok()) << st;
         // Route the reference on the device's router logits so a near-tie cannot flip an expert between the two.
         std::vector<float> logits(static_cast<size_t>(n) * s.num_experts);

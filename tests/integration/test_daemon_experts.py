@@ -18,27 +18,33 @@ EXPERTS = CONFIG["num_local_experts"]
 TOP_K = CONFIG["num_experts_per_tok"]
 
 
+PROMPT = "The expert in anything was once a beginner"
+
+
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory):
     """A private moed that served one greedy request; (daemon, completion)."""
     from moed_harness import Daemon
     d = Daemon(tmp_path_factory.mktemp("moed-experts")).start()
-    c = d.client.complete("The expert in anything was once a beginner", temperature=0, max_tokens=14,
+    c = d.client.complete(PROMPT, temperature=0, max_tokens=14,
                           ignore_eos=True, include_routing=True, timeout=60)
     # The stream ends before the engine thread publishes the step's snapshot: wait for the last decode input.
     deadline = time.monotonic() + 10
     while d.client.stub.GetExpertProfile(pb.GetExpertProfileRequest(), timeout=10).tokens_profiled < \
-            len(c.token_ids) - 1 and time.monotonic() < deadline:
+            c.prompt_tokens + len(c.token_ids) - 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     yield d, c
     d.stop()
 
 
-def test_profile_counts_every_decode_input_token_in_every_layer(profiled):
+def test_profile_counts_every_computed_token_in_every_layer(profiled):
     d, c = profiled
     prof = d.client.stub.GetExpertProfile(pb.GetExpertProfileRequest(top_n=32), timeout=10)
-    # Decode steps feed back every generated token but the last (the prompt is one multi-token prefill chunk).
-    fed = c.token_ids[:-1]
+    # Every prompt token (the daemon's first request: nothing cached) and every generated token but the last.
+    assert c.cached_tokens == 0
+    prompt_ids = d.client.tokenize(PROMPT, timeout=10)
+    assert len(prompt_ids) == c.prompt_tokens
+    fed = prompt_ids + c.token_ids[:-1]
     assert prof.tokens_profiled == len(fed)
     assert (prof.num_layers, prof.num_experts) == (LAYERS, EXPERTS)
     assert [(x.layer, x.expert) for x in prof.experts] == [(l, e) for l in range(LAYERS) for e in range(EXPERTS)]
@@ -54,9 +60,9 @@ def test_profile_counts_every_decode_input_token_in_every_layer(profiled):
             assert sum(t.count for t in x.top_tokens) == x.tokens
         want = collections.Counter({tok: n * TOP_K for tok, n in collections.Counter(fed).items()})
         assert per_token == want, layer
-        # The request's own routing counts every token it processed; the decode inputs are a subset.
+        # The request's own routing counts the same tokens: the only request, nothing cached.
         for x in prof.experts[layer * EXPERTS:(layer + 1) * EXPERTS]:
-            assert x.tokens <= c.routing[layer].get(x.expert, 0)
+            assert x.tokens == c.routing[layer].get(x.expert, 0)
 
 
 def test_profile_top_n_is_bounded_and_checked(profiled):
@@ -74,7 +80,7 @@ def test_moectl_experts_heatmap_and_top_tokens(profiled):
     rows = [ln for ln in out.stdout.splitlines() if re.match(r"^\s+\d+ \|", ln)]
     assert len(rows) == LAYERS
     assert len([ln for ln in out.stdout.splitlines() if re.match(r"^L\d+ E\d+", ln)]) == LAYERS * EXPERTS
-    assert f"{len(c.token_ids) - 1} tokens profiled" in out.stdout
+    assert f"{c.prompt_tokens + len(c.token_ids) - 1} tokens profiled" in out.stdout
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian package chromium is not installed")

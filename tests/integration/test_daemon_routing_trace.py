@@ -1,5 +1,6 @@
 """Routing trace (issue 16): moed --routing-trace FILE writes sampled per-token routing as gzip JSON lines;
-moectl trace dump/stop/start/status control it; the records match the tokens the request decoded."""
+moectl trace dump/stop/start/status control it; the records match the tokens the request computed (its prompt and
+every generated token but the last), with each layer's experts and router weights."""
 import collections
 import gzip
 import json
@@ -27,21 +28,28 @@ def trace(d, *args):
     return json.loads(out.stdout)
 
 
-def test_trace_records_every_decoded_token_and_dumps(make_daemon, tmp_path):
+def test_trace_records_every_computed_token_and_dumps(make_daemon, tmp_path):
     path = tmp_path / "routing.jsonl.gz"
     d = make_daemon("--routing-trace", str(path), "--routing-trace-sample", "1")
     assert trace(d, "status")["active"]
     # No client id: the response then carries the server's id, which is what the trace records.
     c = d.client.complete("Trace my routing, please", temperature=0, max_tokens=9, ignore_eos=True, timeout=60)
     assert c.request_id.startswith("r")
+    assert c.cached_tokens == 0  # the daemon's first request: nothing cached
     dumped = trace(d, "dump")
-    assert dumped["dumped_path"] == f"{path}.1" and dumped["records"] == len(c.token_ids) - 1
+    computed = c.prompt_tokens + len(c.token_ids) - 1
+    assert dumped["dumped_path"] == f"{path}.1" and dumped["records"] == computed
     records = [r for r in lines(dumped["dumped_path"]) if r["request"] == c.request_id]
-    # Decode steps feed back every generated token but the last, at positions prompt_len, prompt_len + 1, ...
-    assert [r["token"] for r in records] == c.token_ids[:-1]
-    assert [r["position"] for r in records] == list(range(c.prompt_tokens, c.prompt_tokens + len(records)))
+    # Every prompt token, then every generated token but the last, in position order.
+    assert [r["position"] for r in records] == list(range(computed))
+    assert [r["token"] for r in records[c.prompt_tokens:]] == c.token_ids[:-1]
     for r in records:
         assert len(r["experts"]) == LAYERS and all(len(set(e)) == TOP_K for e in r["experts"])
+        assert [len(w) for w in r["weights"]] == [TOP_K] * LAYERS
+        # Mixtral renormalises the top-k softmax: each layer's weights sum to 1 (printed with 6 digits), in the
+        # router's order (largest first).
+        for w in r["weights"]:
+            assert abs(sum(w) - 1) < 1e-5 and w == sorted(w, reverse=True)
     # The same tokens as the expert profile counted, per (layer, expert, token).
     deadline = time.monotonic() + 10  # the profile snapshot is published just after the stream ends
     while True:
@@ -57,7 +65,7 @@ def test_trace_records_every_decoded_token_and_dumps(make_daemon, tmp_path):
     more = d.client.complete("More", temperature=0, max_tokens=3, ignore_eos=True, timeout=60)
     stopped = trace(d, "stop")
     assert not stopped["active"]
-    assert [r["request"] for r in lines(path)] == [more.request_id] * 2
+    assert [r["request"] for r in lines(path)] == [more.request_id] * (more.prompt_tokens - more.cached_tokens + 2)
     assert trace(d, "start", "--sample", "0.5")["sample"] == 0.5
     err = rpc_error(lambda: d.client.stub.ControlRoutingTrace(
         pb.RoutingTraceRequest(action=pb.RoutingTraceRequest.START), timeout=10))

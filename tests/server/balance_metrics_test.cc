@@ -82,11 +82,11 @@ TEST(SpecializationMetrics, CountersFollowTheProfileSnapshots) {
   ASSERT_EQ(families.size(), 1u);
   EXPECT_EQ(families[0].metric.size(), 2u * 9u);  // layer 1 only: 2 experts x 9 classes
   ExpertProfiler profiler(2, 2, 4, {TokenClass::kDigits, TokenClass::kLetters}, 4);
-  profiler.AddToken(0, std::vector<int32_t>{1, 1, 1, 1});
+  profiler.AddToken(0, std::vector<int32_t>{0, 1, 0, 1}, 2);
   auto first = profiler.Snapshot(4, 1);
   m.Update(first.get());
   m.Update(first.get());  // the same snapshot again: no double counting
-  profiler.AddToken(1, std::vector<int32_t>{0, 0, 0, 1});
+  profiler.AddToken(1, std::vector<int32_t>{-1, 1}, 1);  // layer 0 dense
   auto second = profiler.Snapshot(4, 2);
   m.Update(second.get());
   m.Update(nullptr);

@@ -78,7 +78,7 @@ absl::Status CpuBackend::ValidateBatch(const StepBatch& batch) const {
 }
 
 absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, StepOutput* out,
-                                std::vector<int32_t>& row_experts) {
+                                std::vector<int32_t>& row_experts, std::vector<float>& weights) {
   const ModelSpec& s = model_->spec;
   const CpuLayer& L = w_.layers[l];
   const int hidden = s.hidden_size;
@@ -87,7 +87,8 @@ absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, S
     RunFfn(L.dense_mlp, h, rows, hidden, y.data(), &pool_);
   } else {
     const int E = s.num_experts, k = s.top_k;
-    std::vector<float> logits(rows * E), weights(rows * k);
+    std::vector<float> logits(rows * E);
+    weights.resize(rows * k);
     row_experts.resize(rows * k);
     std::vector<uint8_t> kept(rows * k);
     MatMul(h, rows, hidden, L.router.data(), E, nullptr, logits.data(), &pool_);
@@ -149,7 +150,7 @@ void CpuBackend::RunGqaAttention(int l, const std::vector<QueryRow>& rows, const
 }
 
 absl::Status CpuBackend::RunLayer(int l, const std::vector<QueryRow>& rows, std::vector<float>& x, StepOutput* out,
-                                  std::vector<int32_t>& row_experts) {
+                                  std::vector<int32_t>& row_experts, std::vector<float>& row_weights) {
   const ModelSpec& s = model_->spec;
   const AttentionSpec& a = s.attention;
   const CpuLayer& L = w_.layers[l];
@@ -172,7 +173,7 @@ absl::Status CpuBackend::RunLayer(int l, const std::vector<QueryRow>& rows, std:
   for (int64_t i = 0; i < n * hidden; ++i) x[i] += o[i];
 
   RmsNormTo(x.data(), n, hidden, L.post_attn_norm.data(), s.rms_norm_eps, h.data());
-  return RunMlp(l, n, h.data(), x.data(), out, row_experts);
+  return RunMlp(l, n, h.data(), x.data(), out, row_experts, row_weights);
 }
 
 absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
@@ -184,9 +185,11 @@ absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
   // Rows of the step in sequence order; row_seq maps a row back to its batch.seqs index.
   std::vector<QueryRow> rows;
   std::vector<int32_t> row_seq;
+  std::vector<int64_t> row_begin;  // (seqs) index of each sequence's first row
   std::vector<float> x;
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
     const SequenceStep& q = batch.seqs[i];
+    row_begin.push_back(static_cast<int64_t>(rows.size()));
     for (int32_t t = 0; t < q.num_tokens; ++t) {
       rows.push_back({q.start_pos + t, q.block_table.data()});
       row_seq.push_back(static_cast<int32_t>(i));
@@ -200,6 +203,11 @@ absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
     out->results[i].seq_id = batch.seqs[i].seq_id;
     if (batch.seqs[i].want_routing) out->results[i].routing.assign(static_cast<size_t>(s.num_layers) * E, 0);
+    if (batch.seqs[i].want_token_routing) {
+      const size_t n = static_cast<size_t>(batch.seqs[i].num_tokens) * s.num_layers * s.top_k;
+      out->results[i].token_experts.assign(n, -1);
+      out->results[i].token_weights.assign(n, 0.0f);
+    }
   }
   out->expert_cache = cache::ExpertCacheStats{};
   if (cache_ != nullptr) cache_->BeginStep();
@@ -214,17 +222,25 @@ absl::Status CpuBackend::Step(const StepBatch& batch, StepOutput* out) {
   if (rows.empty()) return absl::OkStatus();
 
   std::vector<int32_t> row_experts;
+  std::vector<float> row_weights;
   for (int l = 0; l < s.num_layers; ++l) {
     row_experts.clear();
-    MOED_RETURN_IF_ERROR(RunLayer(l, rows, x, out, row_experts));
+    row_weights.clear();
+    MOED_RETURN_IF_ERROR(RunLayer(l, rows, x, out, row_experts, row_weights));
     const bool prefetch_next = cache_ != nullptr && options_.expert_cache_prefetch && l + 1 < s.num_layers &&
                                s.mlp_kind(l + 1) == MlpKind::kMoe;
     if (prefetch_next) MOED_RETURN_IF_ERROR(PrefetchLayer(l + 1, x, static_cast<int64_t>(rows.size())));
     if (row_experts.empty()) continue;
     for (size_t r = 0; r < rows.size(); ++r) {
-      std::vector<int32_t>& routing = out->results[row_seq[r]].routing;
-      if (routing.empty()) continue;
-      for (int j = 0; j < s.top_k; ++j) ++routing[static_cast<size_t>(l) * E + row_experts[r * s.top_k + j]];
+      SequenceResult& res = out->results[row_seq[r]];
+      for (int j = 0; !res.routing.empty() && j < s.top_k; ++j) {
+        ++res.routing[static_cast<size_t>(l) * E + row_experts[r * s.top_k + j]];
+      }
+      if (res.token_experts.empty()) continue;
+      const int64_t t = static_cast<int64_t>(r) - row_begin[row_seq[r]];  // the row's token within its chunk
+      const size_t at = (static_cast<size_t>(t) * s.num_layers + l) * s.top_k;
+      std::copy_n(row_experts.begin() + r * s.top_k, s.top_k, res.token_experts.begin() + at);
+      std::copy_n(row_weights.begin() + r * s.top_k, s.top_k, res.token_weights.begin() + at);
     }
   }
 

@@ -40,15 +40,15 @@ class CpuBackend : public Backend {
   // Builds the slot pool and cache when options_.expert_cache_slots > 0 (clamped to the routed experts).
   absl::Status InitExpertCache();
   absl::Status ValidateBatch(const StepBatch& batch) const;
-  // Runs layer `l` on x (rows, hidden) in place; adds routing counts to out and per-row expert ids to
-  // row_experts (rows, top_k) when the layer is MoE.
+  // Runs layer `l` on x (rows, hidden) in place; adds routing counts to out and, when the layer is MoE, sets
+  // row_experts / row_weights (rows, top_k) to the router's choices and weights (left empty for a dense layer).
   absl::Status RunLayer(int l, const std::vector<QueryRow>& rows, std::vector<float>& x, StepOutput* out,
-                        std::vector<int32_t>& row_experts);
+                        std::vector<int32_t>& row_experts, std::vector<float>& row_weights);
   // GQA attention of layer l: out (rows, num_heads * head_dim) from h (rows, hidden), K/V into the cache.
   void RunGqaAttention(int l, const std::vector<QueryRow>& rows, const float* h, float* out);
   // x += MoE(h) (or the dense MLP) for layer l; h (rows, hidden) is the post-attention-normed input.
   absl::Status RunMlp(int l, int64_t rows, const float* h, float* x, StepOutput* out,
-                      std::vector<int32_t>& row_experts);
+                      std::vector<int32_t>& row_experts, std::vector<float>& row_weights);
   // The routed experts of MoE layer l through the expert cache; same contract as RunRoutedExperts.
   absl::Status RunCachedExperts(int l, int64_t rows, const float* h, const int32_t* experts, const float* weights,
                                 const uint8_t* kept, float* y);

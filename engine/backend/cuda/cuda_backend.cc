@@ -152,7 +152,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer xr_, logits_, d_params_, d_tokens_, d_logprobs_, d_top_ids_, d_top_lp_;
   cuda::MoeWorkspace moe_ws_;
   cuda::MoeCounts moe_counts_;
-  std::vector<int32_t> experts_host_;
+  std::vector<int32_t> experts_host_;  // (rows, top_k) of the current MoE layer, when routing is reported
+  std::vector<float> weights_host_;    // (rows, top_k), when per-token routing is reported
   bool delta_pending_ = false;  // delta_ holds a block output not yet added to residual_
 };
 
@@ -247,18 +248,24 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   ms.normalize = s.router.norm_topk_prob;
   ms.shared_ffn = s.shared_experts.intermediate_size;
   MOED_RETURN_IF_ERROR(cuda::RunMoe(cublas_, stream_, ms, w, xn, T, capacity, delta, &moe_ws_, &moe_counts_,
-                                    plan.any_routing ? &experts_host_ : nullptr, &check_));
+                                    plan.any_routing || plan.any_token_routing ? &experts_host_ : nullptr,
+                                    plan.any_token_routing ? &weights_host_ : nullptr, &check_));
   const int E = s.num_experts;
   for (int e = 0; e < E; ++e) {
     out->routed[static_cast<int64_t>(l) * E + e] += moe_counts_.routed[e];
     out->dropped[static_cast<int64_t>(l) * E + e] += moe_counts_.routed[e] - moe_counts_.kept[e];
   }
-  if (!plan.any_routing) return absl::OkStatus();
+  if (!plan.any_routing && !plan.any_token_routing) return absl::OkStatus();
   for (int t = 0; t < T; ++t) {
     const int si = plan.row_seq[t];
-    if (!batch.seqs[si].want_routing) continue;
-    std::vector<int32_t>& routing = out->results[si].routing;
-    for (int k = 0; k < s.top_k; ++k) ++routing[static_cast<int64_t>(l) * E + experts_host_[t * s.top_k + k]];
+    SequenceResult& res = out->results[si];
+    for (int k = 0; batch.seqs[si].want_routing && k < s.top_k; ++k) {
+      ++res.routing[static_cast<int64_t>(l) * E + experts_host_[t * s.top_k + k]];
+    }
+    if (!batch.seqs[si].want_token_routing) continue;
+    const size_t at = (static_cast<size_t>(plan.row_in_seq[t]) * s.num_layers + l) * s.top_k;
+    std::copy_n(experts_host_.begin() + static_cast<size_t>(t) * s.top_k, s.top_k, res.token_experts.begin() + at);
+    std::copy_n(weights_host_.begin() + static_cast<size_t>(t) * s.top_k, s.top_k, res.token_weights.begin() + at);
   }
   return absl::OkStatus();
 }
@@ -353,6 +360,11 @@ absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
     out->results[i].seq_id = batch.seqs[i].seq_id;
     if (batch.seqs[i].want_routing) out->results[i].routing.assign(LE, 0);
+    if (batch.seqs[i].want_token_routing) {
+      const size_t n = static_cast<size_t>(batch.seqs[i].num_tokens) * s.num_layers * std::max(0, s.top_k);
+      out->results[i].token_experts.assign(n, -1);
+      out->results[i].token_weights.assign(n, 0.0f);
+    }
   }
   if (plan.rows == 0) return absl::OkStatus();
   return RunPlan(plan, batch, out);

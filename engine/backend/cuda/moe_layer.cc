@@ -51,7 +51,8 @@ absl::Status RunFfn(const CublasHandle& cublas, cudaStream_t stream, const Devic
 
 absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
                     const bf16* x, int tokens, int64_t capacity, float* out, MoeWorkspace* ws, MoeCounts* counts,
-                    std::vector<int32_t>* experts_out, const LaunchChecker* check) {
+                    std::vector<int32_t>* experts_out, std::vector<float>* weights_out,
+                    const LaunchChecker* check) {
   if (tokens == 0) return absl::OkStatus();
   const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
   MOED_RETURN_IF_ERROR(ws->Reserve(s, tokens));
@@ -99,6 +100,11 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
     experts_out->resize(A);
     MOED_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(experts_out->data(), experts, A * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+  }
+  if (weights_out != nullptr) {
+    weights_out->resize(A);
+    MOED_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(weights_out->data(), weights, A * sizeof(float), cudaMemcpyDeviceToHost, stream));
   }
   MOED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   const int32_t* kept = host + E;

@@ -42,11 +42,13 @@ class MoeWorkspace {
 
 // out (tokens, hidden) fp32 = MoE(x), x (tokens, hidden) bf16 (the post-attention normalised rows).
 // capacity: per-expert limit on kept assignments (≥ tokens*top_k = dropless). Synchronises the stream once (the
-// per-expert row counts size the GEMMs). When `experts_out` is non-null it receives the (tokens, top_k) expert ids.
+// per-expert row counts size the GEMMs). When `experts_out` / `weights_out` are non-null they receive the
+// (tokens, top_k) expert ids and router weights.
 // `check` (nullable): checks after every launch (MOED_CUDA_CHECK); errors name the operation.
 absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
                     const bf16* x, int tokens, int64_t capacity, float* out, MoeWorkspace* ws, MoeCounts* counts,
-                    std::vector<int32_t>* experts_out, const LaunchChecker* check = nullptr);
+                    std::vector<int32_t>* experts_out, std::vector<float>* weights_out,
+                    const LaunchChecker* check = nullptr);
 
 // out (tokens, hidden) fp32 = down(silu(gate(x)) · up(x)) for one dense FFN. gate_up / h are scratch of at least
 // tokens*2*ffn and tokens*ffn bf16 elements.

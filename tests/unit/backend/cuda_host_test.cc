@@ -104,7 +104,8 @@ TEST(CudaHostTest, PlanRowsFollowTheCpuRowOrder) {
   cuda::StepPlan plan;
   ASSERT_TRUE(cuda::BuildStepPlan(batch, model->spec, kBlocks, kBlock, &plan).ok());
 
-  std::vector<int32_t> ids, positions, row_seq;
+  batch.seqs[0].want_token_routing = true;
+  std::vector<int32_t> ids, positions, row_seq, row_in_seq;
   std::vector<int64_t> kv_rows;
   for (size_t si = 0; si < batch.seqs.size(); ++si) {  // the CPU's enumeration
     const SequenceStep& q = batch.seqs[si];
@@ -113,6 +114,7 @@ TEST(CudaHostTest, PlanRowsFollowTheCpuRowOrder) {
       ids.push_back(batch.token_ids[q.token_offset + t]);
       positions.push_back(pos);
       row_seq.push_back(static_cast<int32_t>(si));
+      row_in_seq.push_back(t);
       kv_rows.push_back(static_cast<int64_t>(q.block_table[pos / kBlock]) * kBlock + pos % kBlock);
     }
   }
@@ -120,10 +122,12 @@ TEST(CudaHostTest, PlanRowsFollowTheCpuRowOrder) {
   EXPECT_EQ(plan.ids, ids);
   EXPECT_EQ(plan.positions, positions);
   EXPECT_EQ(plan.row_seq, row_seq);
+  EXPECT_EQ(plan.row_in_seq, row_in_seq);
   EXPECT_EQ(plan.kv_rows, kv_rows);
   EXPECT_EQ(plan.out_rows, (std::vector<int32_t>{1, 4}));  // each sequence's last row
   EXPECT_EQ(plan.out_row_seq, (std::vector<int32_t>{0, 1}));
   EXPECT_TRUE(plan.any_routing);
+  EXPECT_TRUE(plan.any_token_routing);
   for (int r = 0; r < plan.rows; ++r) {
     const SequenceStep& q = batch.seqs[plan.row_seq[r]];
     EXPECT_EQ(plan.block_tables[plan.table_offsets[r]], q.block_table[0]) << "row " << r;

@@ -79,11 +79,13 @@ TEST(ExpertProfilerTest, CountsTokensPerExpertAndClass) {
   // 2 layers x 3 experts, vocabulary of 4: 0 letters, 1 digits, 2 letters, 3 whitespace.
   ExpertProfiler p(2, 3, /*sketch_capacity=*/4,
                    {TokenClass::kLetters, TokenClass::kDigits, TokenClass::kLetters, TokenClass::kWhitespace}, 2);
-  p.AddToken(0, std::vector<int32_t>{1, 1, 0, 0, 1, 1});
-  p.AddToken(1, std::vector<int32_t>{1, 0, 1, 1, 0, 1});
-  p.AddToken(0, std::vector<int32_t>{1, 1, 0, 0, 1, 1});
-  p.AddToken(9, std::vector<int32_t>{1, 1, 0, 0, 1, 1});  // outside the vocabulary: ignored
-  p.AddToken(3, std::vector<int32_t>{1, 1});               // wrong size: ignored
+  // top-2 experts per layer, layer-major, in the router's order.
+  p.AddToken(0, std::vector<int32_t>{1, 0, 2, 1}, 2);
+  p.AddToken(1, std::vector<int32_t>{0, 2, 2, 0}, 2);
+  p.AddToken(0, std::vector<int32_t>{0, 1, 1, 2}, 2);
+  p.AddToken(9, std::vector<int32_t>{0, 1, 1, 2}, 2);  // outside the vocabulary: ignored
+  p.AddToken(3, std::vector<int32_t>{1, 1}, 2);        // wrong size: ignored
+  p.AddToken(3, std::vector<int32_t>{0, 3, 1, 2}, 2);  // expert 3 is outside the model: ignored
   auto s = p.Snapshot(/*top_n=*/1, /*steps=*/5);
   EXPECT_EQ(s->tokens, 3);
   EXPECT_EQ(s->steps, 5);

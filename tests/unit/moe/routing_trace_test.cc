@@ -52,33 +52,45 @@ TEST(RoutingTraceTest, SamplingIsDeterministicAndRoughlyTheShare) {
 TEST(RoutingTraceTest, WritesOneJsonLinePerTokenAndStops) {
   const std::string path = TempPath("trace.jsonl.gz");
   RoutingTrace trace(/*num_layers=*/2, /*num_experts=*/4);
-  const std::vector<int32_t> routing = {0, 1, 1, 0, 1, 0, 0, 1};
-  trace.Observe({"r0", 3, 42, &routing});  // not active yet: ignored
+  // top-2, layer-major, in the router's order; weights aligned with the experts.
+  const std::vector<int32_t> experts = {2, 1, 0, 3};
+  const std::vector<float> weights = {0.75f, 0.25f, 0.5f, 0.5f};
+  trace.Observe({"r0", 3, 42, 2, experts, weights});  // not active yet: ignored
   ASSERT_TRUE(trace.Start({.path = path}).ok());
   EXPECT_EQ(trace.Start({.path = path}).code(), absl::StatusCode::kFailedPrecondition);
-  trace.Observe({"r1", 5, 42, &routing});
-  trace.Observe({"r1", 6, 7, &routing});
+  trace.Observe({"r1", 5, 42, 2, experts, weights});
+  trace.Observe({"r\"1", 6, 7, 2, experts, weights});  // the id is JSON-escaped
   const std::vector<int32_t> wrong_size = {1, 1};
-  trace.Observe({"r1", 7, 7, &wrong_size});  // ignored
+  trace.Observe({"r1", 7, 7, 2, wrong_size, weights});  // ignored
+  const std::vector<int32_t> outside = {0, 1, 4, 3};
+  trace.Observe({"r1", 8, 7, 2, outside, weights});  // expert 4 of 4: ignored
+  const std::vector<int32_t> dense_first = {-1, -1, 0, 3};
+  trace.Observe({"r1", 9, 7, 2, dense_first, weights});
   ASSERT_TRUE(trace.Stop().ok());
   EXPECT_EQ(trace.Stop().code(), absl::StatusCode::kFailedPrecondition);
   const RoutingTraceStatus st = trace.status();
   EXPECT_FALSE(st.active);
-  EXPECT_EQ(st.records, 2);
+  EXPECT_EQ(st.records, 3);
   const std::vector<nlohmann::json> lines = ReadLines(path);
-  ASSERT_EQ(lines.size(), 2u);
-  EXPECT_EQ(lines[0], nlohmann::json::parse(R"({"request":"r1","position":5,"token":42,"experts":[[1,2],[0,3]]})"));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], nlohmann::json::parse(
+                          R"({"request":"r1","position":5,"token":42,"experts":[[2,1],[0,3]],)"
+                          R"("weights":[[0.75,0.25],[0.5,0.5]]})"));
   EXPECT_EQ(lines[1]["position"], 6);
+  EXPECT_EQ(lines[1]["request"], "r\"1");
+  EXPECT_EQ(lines[2]["experts"], nlohmann::json::parse("[[],[0,3]]"));
+  EXPECT_EQ(lines[2]["weights"], nlohmann::json::parse("[[],[0.5,0.5]]"));
 }
 
 TEST(RoutingTraceTest, RotatesWithinTheBoundAndDumps) {
   const std::string path = TempPath("rot.jsonl.gz");
   RoutingTrace trace(1, 8);
   ASSERT_TRUE(trace.Start({.path = path, .max_file_bytes = 4096, .keep_files = 3}).ok());
-  const std::vector<int32_t> routing = {1, 0, 0, 0, 0, 0, 0, 1};
+  const std::vector<int32_t> experts = {0, 7};
+  const std::vector<float> weights = {0.5f, 0.5f};
   int written = 0;
   for (int i = 0; i < 2000; ++i) {
-    trace.Observe({"request-with-a-long-id", i, i, &routing});
+    trace.Observe({"request-with-a-long-id", i, i, 2, experts, weights});
     ++written;
   }
   absl::StatusOr<std::string> dumped = trace.Dump();

@@ -405,6 +405,76 @@ TEST(EngineCoreTest, RoutingCountsEveryProcessedToken) {
   }
 }
 
+// The token routing observer sees every computed token once, prompt and generated, with its experts and weights;
+// the expert profile counts the same tokens while a step stays within kProfileTokensPerStep.
+TEST(EngineCoreTest, EveryComputedTokenReachesTheRoutingObserverAndProfile) {
+  struct Seen {
+    int32_t token;
+    std::vector<int32_t> experts;
+    std::vector<float> weights;
+  };
+  std::map<std::string, std::map<int32_t, Seen>> seen;  // request → position → what the observer got
+  int duplicates = 0;
+  EngineConfig config{.max_running_seqs = 8, .max_batch_tokens = 16, .enable_prefix_caching = false};
+  config.token_routing_observer = [&](const TokenRoutingEvent& e) {
+    auto [it, fresh] = seen[std::string(e.request_id)].try_emplace(
+        e.position, Seen{e.token, {e.experts.begin(), e.experts.end()}, {e.weights.begin(), e.weights.end()}});
+    duplicates += fresh ? 0 : 1;
+  };
+  auto engine = MakeEngine(kFortune, config);
+  ASSERT_NE(engine, nullptr);
+  const ModelSpec& spec = engine->spec();
+  const size_t per_token = static_cast<size_t>(spec.top_k) * spec.num_layers;
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < 3; ++i) {
+    EngineRequest r = Greedy("r" + std::to_string(i), {1, 370, 998, 695, 286, 710, 4022}, 4 + i);
+    r.prompt_ids.resize(5 + 9 * i, 303);  // 23 tokens: chunked over two steps
+    requests.push_back(r);
+  }
+  std::map<std::string, Collected> got = RunAll(*engine, requests, {0, 0, 2});
+  EXPECT_EQ(duplicates, 0);
+  std::vector<int64_t> from_events(static_cast<size_t>(spec.num_layers) * spec.num_experts, 0);
+  int64_t computed = 0;
+  for (const EngineRequest& r : requests) {
+    const std::map<int32_t, Seen>& s = seen[r.request_id];
+    // Every prompt token and every generated token but the last was computed.
+    std::vector<int32_t> tokens = r.prompt_ids;
+    tokens.insert(tokens.end(), got[r.request_id].tokens.begin(), got[r.request_id].tokens.end() - 1);
+    ASSERT_EQ(s.size(), tokens.size()) << r.request_id;
+    for (const auto& [pos, token] : s) {
+      ASSERT_LT(pos, static_cast<int32_t>(tokens.size()));
+      EXPECT_EQ(token.token, tokens[pos]) << r.request_id << " position " << pos;
+      ASSERT_EQ(token.experts.size(), per_token);
+      ASSERT_EQ(token.weights.size(), per_token);
+      for (size_t a = 0; a < per_token; ++a) {
+        ASSERT_GE(token.experts[a], 0);
+        EXPECT_GT(token.weights[a], 0.0f);
+        ++from_events[a / spec.top_k * spec.num_experts + token.experts[a]];
+      }
+    }
+    computed += static_cast<int64_t>(tokens.size());
+  }
+  // The events add up to the engine's routed counters, and the profile counted the same tokens.
+  EXPECT_EQ(from_events, engine->stats().routed);
+  ASSERT_NE(engine->stats().expert_profile, nullptr);
+  EXPECT_EQ(engine->stats().expert_profile->tokens, computed);
+}
+
+// A step over kProfileTokensPerStep computed tokens feeds an even stride of them to the profiler.
+TEST(EngineCoreTest, ProfileSamplesLongPrefillSteps) {
+  int observed = 0;
+  EngineConfig config{.max_running_seqs = 8, .max_batch_tokens = 1024, .enable_prefix_caching = false};
+  config.token_routing_observer = [&](const TokenRoutingEvent&) { ++observed; };
+  auto engine = MakeEngine(kFortune, config);
+  ASSERT_NE(engine, nullptr);
+  EngineRequest r = Greedy("long", {1}, 3);
+  r.prompt_ids.resize(600, 303);  // one 600-token step: every 2nd token profiled (300)
+  RunAll(*engine, {r}, {0});
+  EXPECT_EQ(observed, 600 + 2);   // the trace observer sees all of them, and the two decode inputs
+  ASSERT_NE(engine->stats().expert_profile, nullptr);
+  EXPECT_EQ(engine->stats().expert_profile->tokens, 300 + 2);
+}
+
 TEST(EngineCoreTest, CapacityFactorDropsAreCounted) {
   auto engine = MakeEngine(kFortune, {.max_running_seqs = 8, .max_batch_tokens = 64},
                            testing::TestBackendOptions(/*capacity_factor=*/1.0f));

@@ -37,12 +37,14 @@ absl::Status BuildStepPlan(const StepBatch& batch, const ModelSpec& spec, int nu
       plan->kv_rows.push_back(static_cast<int64_t>(s.block_table[pos / block_size]) * block_size + pos % block_size);
       plan->table_offsets.push_back(table_offset);
       plan->row_seq.push_back(static_cast<int32_t>(si));
+      plan->row_in_seq.push_back(j);
     }
     if (s.sample || s.want_logits) {
       plan->out_rows.push_back(static_cast<int32_t>(total_rows - 1));
       plan->out_row_seq.push_back(static_cast<int32_t>(si));
     }
     plan->any_routing = plan->any_routing || s.want_routing;
+    plan->any_token_routing = plan->any_token_routing || s.want_token_routing;
   }
   plan->rows = static_cast<int>(total_rows);
   return absl::OkStatus();

@@ -23,10 +23,12 @@ struct StepPlan {
   std::vector<int32_t> table_offsets;  // (rows) offset of the row's sequence table in block_tables
   std::vector<int32_t> block_tables;   // every sequence's block table (the blocks it needs), back to back
   std::vector<int32_t> row_seq;        // (rows) index in batch.seqs
+  std::vector<int32_t> row_in_seq;     // (rows) the row's token index within its sequence's chunk
   std::vector<int32_t> out_rows;       // rows whose logits are needed (last row of a sequence that samples or
                                        // wants logits), in batch.seqs order
   std::vector<int32_t> out_row_seq;    // (out_rows) index in batch.seqs
-  bool any_routing = false;
+  bool any_routing = false;        // some sequence wants_routing (per-sequence expert counts)
+  bool any_token_routing = false;  // some sequence want_token_routing (per-token experts and weights)
 };
 
 // Validates `batch` with ValidateStepBatch (the checks every backend makes) and builds the plan.
