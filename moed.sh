@@ -16,7 +16,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 python3-venv python3-pip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libsentencepiece-dev nlohmann-json3-dev libre2-dev
-  prometheus libicu-dev xz-utils binutils libboost-dev chromium
+  prometheus libicu-dev xz-utils binutils libboost-dev libssl-dev chromium
 )
 
 log() { printf '[moed.sh] %s\n' "$*" >&2; }
@@ -50,6 +50,16 @@ setup_python() {
     log "installing Python packages from tests/requirements.txt"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/requirements.txt"
     echo "$want" >"$stamp"
+  fi
+  # The Python client package (client/python; the tests' gRPC client) is installed, never imported from the tree:
+  # reinstall it when its sources or the proto changed. Its build generates the stubs with the venv's grpcio-tools.
+  local client_stamp="$VENV/.moed-client.sha256"
+  want="$(cd "$ROOT" && find client/python proto -type f ! -path '*/__pycache__/*' -print0 | sort -z |
+    xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$client_stamp" ] || [ "$(cat "$client_stamp")" != "$want" ]; then
+    log "installing the Python client package (client/python) into .venv"
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation "$ROOT/client/python"
+    echo "$want" >"$client_stamp"
   fi
 }
 

@@ -25,6 +25,9 @@ struct ServerConfig {
   int metrics_port = 9400;   // 0 = pick a free port (printed on start)
   int health_port = 0;       // > 0: grpc.health.v1 alone, plaintext, on the metrics host; -1 = a free port; 0 = off
   bool enable_reflection = false;
+  int http_port = 0;         // > 0: the OpenAI-compatible HTTP API; -1 = a free port; 0 = off
+  std::string http_host;     // empty = --host
+  std::string chat_template; // Jinja file for chat instead of the model's template; empty = the model's
 
   // Security of the front ends (health and /metrics are exempt).
   std::string tls_cert;         // PEM certificate chain; with tls_key: serve TLS
@@ -49,6 +52,12 @@ struct ServerConfig {
   double expert_cache_fraction = 0.0;    // (0, 1]: that share of the model's routed experts, rounded up
   std::string expert_cache_policy = "lru";  // lru | lfu | load-aware
   bool expert_cache_prefetch = true;
+
+  // CUDA backend paths (BackendOptions::cuda_*).
+  std::string cuda_moe = "grouped";      // grouped | per-expert
+  bool cuda_graphs = true;
+  std::string cuda_attention = "flash";  // flash | simple
+  std::string cuda_sampling = "radix";   // radix | bisect
 
   // Metrics and lifecycle.
   PerExpertMetrics metrics_per_expert = PerExpertMetrics::kAuto;

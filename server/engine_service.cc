@@ -137,9 +137,10 @@ void EngineService::Unparseable(const absl::Status& status) {
 }
 
 void EngineService::Ended(const RequestRecord& r) {
-  metrics_->RequestFinished(RequestResultFromStatus(r.status));
+  metrics_->RequestFinished(RequestResultFromStatus(r.status), r.front);
   std::vector<LogField> fields = {
       {"id", r.client_id},
+      {"front", std::string(FrontName(r.front))},
       {"engine_id", r.engine_id},
       {"status", std::string(absl::StatusCodeToString(r.status.code()))},
       {"prompt_tokens", absl::StrCat(r.prompt_tokens), true},

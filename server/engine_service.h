@@ -36,6 +36,7 @@ struct RequestRecord {
   absl::Duration ttft = absl::InfiniteDuration();  // arrival → first token written; infinite: none
   absl::Duration duration;                         // arrival → end of the stream
   std::string finish_reason;                       // "length" | "stop" | "eos" | "" (ended otherwise)
+  Front front = Front::kGrpc;                      // the front end it came through
 };
 
 // Thread-safe. Owned by MoedServer; outlives every front end and every call.

@@ -32,6 +32,12 @@ ABSL_FLAG(int, metrics_port, kDefaults.metrics_port, "Prometheus /metrics port; 
 ABSL_FLAG(int, health_port, kDefaults.health_port,
           "also serve grpc.health.v1 alone, in plaintext, on --metrics-host:PORT (probes of a TLS server); "
           "0 = off, -1 = a free port");
+ABSL_FLAG(int, http_port, kDefaults.http_port,
+          "OpenAI-compatible HTTP API port (/v1/completions, /v1/chat/completions, /v1/models, /health); "
+          "0 = off, -1 = a free one");
+ABSL_FLAG(std::string, http_host, kDefaults.http_host, "address the OpenAI HTTP API binds; empty = --host");
+ABSL_FLAG(std::string, chat_template, kDefaults.chat_template,
+          "Jinja chat template file for /v1/chat/completions instead of the model's tokenizer_config.json one");
 ABSL_FLAG(bool, enable_reflection, kDefaults.enable_reflection, "serve gRPC server reflection (for grpcurl)");
 ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert, "PEM certificate chain of the gRPC server; with --tls-key: TLS");
 ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "PEM private key of --tls-cert");
@@ -63,6 +69,13 @@ ABSL_FLAG(std::string, expert_cache_policy, kDefaults.expert_cache_policy,
           "hot-expert cache eviction policy: lru | lfu | load-aware");
 ABSL_FLAG(bool, expert_cache_prefetch, kDefaults.expert_cache_prefetch,
           "hot-expert cache: prefetch the next layer's predicted experts");
+ABSL_FLAG(std::string, cuda_moe, kDefaults.cuda_moe,
+          "CUDA MoE layer: grouped (device-side, no host sync) | per-expert (cuBLAS per expert, the reference)");
+ABSL_FLAG(bool, cuda_graphs, kDefaults.cuda_graphs, "CUDA: replay decode steps as CUDA graphs, one per batch size");
+ABSL_FLAG(std::string, cuda_attention, kDefaults.cuda_attention,
+          "CUDA attention: flash (split-context decode) | simple (one CTA per token and head, the reference)");
+ABSL_FLAG(std::string, cuda_sampling, kDefaults.cuda_sampling,
+          "CUDA sampling: radix (radix select, 8 passes) | bisect (bisection on the key, the reference)");
 ABSL_FLAG(std::string, metrics_per_expert, "auto", "auto | on | off (auto: while layers x experts <= 4096)");
 ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
           "how long in-flight streams may finish after SIGTERM");
@@ -150,6 +163,9 @@ absl::StatusOr<ServerConfig> ServerConfigFromFlags() {
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   c.health_port = absl::GetFlag(FLAGS_health_port);
   c.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
+  c.http_port = absl::GetFlag(FLAGS_http_port);
+  c.http_host = absl::GetFlag(FLAGS_http_host);
+  c.chat_template = absl::GetFlag(FLAGS_chat_template);
   c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   c.tls_key = absl::GetFlag(FLAGS_tls_key);
   c.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
@@ -170,6 +186,10 @@ absl::StatusOr<ServerConfig> ServerConfigFromFlags() {
   c.expert_cache_fraction = absl::GetFlag(FLAGS_expert_cache_fraction);
   c.expert_cache_policy = absl::GetFlag(FLAGS_expert_cache_policy);
   c.expert_cache_prefetch = absl::GetFlag(FLAGS_expert_cache_prefetch);
+  c.cuda_moe = absl::GetFlag(FLAGS_cuda_moe);
+  c.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+  c.cuda_attention = absl::GetFlag(FLAGS_cuda_attention);
+  c.cuda_sampling = absl::GetFlag(FLAGS_cuda_sampling);
   MOED_ASSIGN_OR_RETURN(c.metrics_per_expert, ParsePerExpert(absl::GetFlag(FLAGS_metrics_per_expert)));
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   c.min_step_time = absl::GetFlag(FLAGS_min_step_time);
@@ -211,6 +231,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   MOED_RETURN_IF_ERROR(CheckPort("port", c.port));
   MOED_RETURN_IF_ERROR(CheckPort("metrics-port", c.metrics_port));
   if (c.health_port != -1) MOED_RETURN_IF_ERROR(CheckPort("health-port", c.health_port));
+  if (c.http_port != -1) MOED_RETURN_IF_ERROR(CheckPort("http-port", c.http_port));
   MOED_RETURN_IF_ERROR(RequireAtLeast("threads", c.threads, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-running-seqs", c.max_running_seqs, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-batch-tokens", c.max_batch_tokens, 1));
@@ -235,6 +256,17 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if ((c.expert_cache_slots > 0) + (c.expert_cache_bytes > 0) + (c.expert_cache_fraction > 0) > 1) {
     return absl::InvalidArgumentError(
         "set at most one of --expert-cache-slots, --expert-cache-bytes and --expert-cache-fraction");
+  }
+  if (c.cuda_moe != "grouped" && c.cuda_moe != "per-expert") {
+    return absl::InvalidArgumentError(absl::StrCat("--cuda-moe must be grouped or per-expert, got '", c.cuda_moe, "'"));
+  }
+  if (c.cuda_attention != "flash" && c.cuda_attention != "simple") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cuda-attention must be flash or simple, got '", c.cuda_attention, "'"));
+  }
+  if (c.cuda_sampling != "radix" && c.cuda_sampling != "bisect") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cuda-sampling must be radix or bisect, got '", c.cuda_sampling, "'"));
   }
   if (!cache::IsCachePolicyName(c.expert_cache_policy)) {
     return absl::InvalidArgumentError(absl::StrCat("--expert-cache-policy must be lru, lfu or load-aware, got '",

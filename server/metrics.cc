@@ -67,8 +67,14 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
   process_ = std::make_unique<ProcessMetrics>(reg, info.model);
 
   auto& requests = BuildCounter().Name("moed_requests_total")
-      .Help("Generate requests by how they ended (gRPC status, lower snake case).").Register(reg);
-  for (size_t i = 0; i < requests_.size(); ++i) requests_[i] = &requests.Add({{"status", std::string(kResultNames[i])}});
+      .Help("Generate requests (each choice of an HTTP request) by front end and how they ended (gRPC status, lower "
+            "snake case).").Register(reg);
+  for (size_t f = 0; f < requests_.size(); ++f) {
+    for (size_t i = 0; i < requests_[f].size(); ++i) {
+      requests_[f][i] = &requests.Add({{"front", std::string(FrontName(static_cast<Front>(f)))},
+                                       {"status", std::string(kResultNames[i])}});
+    }
+  }
   auto& rejected = BuildCounter().Name("moed_requests_rejected_total")
       .Help("Generate requests refused before reaching the engine, by reason.").Register(reg);
   for (size_t i = 0; i < rejected_.size(); ++i) rejected_[i] = &rejected.Add({{"reason", std::string(kRejectNames[i])}});
@@ -162,7 +168,11 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
   }
 }
 
-void ServerMetrics::RequestFinished(RequestResult result) { requests_.at(static_cast<size_t>(result))->Increment(); }
+std::string_view FrontName(Front f) { return f == Front::kHttp ? "http" : "grpc"; }
+
+void ServerMetrics::RequestFinished(RequestResult result, Front front) {
+  requests_.at(static_cast<size_t>(front)).at(static_cast<size_t>(result))->Increment();
+}
 void ServerMetrics::SetStreamsOpen(int n) { streams_open_->Set(n); }
 void ServerMetrics::Rejected(RejectReason reason) { rejected_.at(static_cast<size_t>(reason))->Increment(); }
 void ServerMetrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }

@@ -24,13 +24,17 @@
 
 namespace moed::server {
 
-// moed_requests_total{status}: how each request ended.
+// moed_requests_total{front, status}: how each request ended, by front end.
 enum class RequestResult {
   kOk, kInvalidArgument, kResourceExhausted, kDeadlineExceeded, kCancelled, kUnavailable, kUnauthenticated,
   kPermissionDenied, kInternal, kCount
 };
 std::string_view RequestResultName(RequestResult r);  // "ok", "invalid_argument", ...
 RequestResult RequestResultFromStatus(const absl::Status& status);
+
+// The front end a request came through: the `front` label of moed_requests_total.
+enum class Front { kGrpc, kHttp, kCount };
+std::string_view FrontName(Front f);  // "grpc" | "http"
 
 // moed_requests_rejected_total{reason}: requests refused before reaching the engine.
 // kUnparseable: the message could not be parsed (bad protobuf, invalid UTF-8 in a string field).
@@ -61,7 +65,7 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   bool per_expert() const { return per_expert_; }
 
-  void RequestFinished(RequestResult result);
+  void RequestFinished(RequestResult result, Front front = Front::kGrpc);
   void SetStreamsOpen(int n);
   void Rejected(RejectReason reason);
   void ObserveTimeToFirstToken(double seconds);
@@ -84,7 +88,9 @@ class ServerMetrics {
   int num_layers_ = 0;
   int num_experts_ = 0;
 
-  std::array<prometheus::Counter*, static_cast<size_t>(RequestResult::kCount)> requests_{};
+  // [front][result]
+  std::array<std::array<prometheus::Counter*, static_cast<size_t>(RequestResult::kCount)>,
+             static_cast<size_t>(Front::kCount)> requests_{};
   std::array<prometheus::Counter*, static_cast<size_t>(RejectReason::kCount)> rejected_{};
   prometheus::Gauge* running_ = nullptr;
   prometheus::Gauge* streams_open_ = nullptr;

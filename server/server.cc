@@ -80,6 +80,20 @@ std::map<std::string, HttpServer::Handler> MetricsRoutes(std::shared_ptr<prometh
   return routes;
 }
 
+// The OpenAI front's HTTP options: the gRPC server's TLS, a body that can hold the longest prompt escaped
+// (JSON's \uXXXX: up to 6 bytes per byte) plus the rest of the request, and writes cut after the stall timeout.
+HttpServerOptions OpenAIHttpOptions(const ServerConfig& c, const RequestLimits& limits) {
+  HttpServerOptions o;
+  o.flag_name = "--http-port";
+  o.max_body_bytes = static_cast<size_t>(6 * limits.max_prompt_bytes + (64 << 10));
+  o.write_timeout = c.stream_stall_timeout;
+  o.send_buffer_bytes = 64 << 10;
+  o.tls_cert = c.tls_cert;
+  o.tls_key = c.tls_key;
+  o.tls_client_ca = c.tls_client_ca;
+  return o;
+}
+
 }  // namespace
 
 std::string JoinHostPort(const std::string& host, int port) {
@@ -109,6 +123,10 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   backend_options.expert_cache_bytes = config.expert_cache_bytes;
   backend_options.expert_cache_policy = config.expert_cache_policy;
   backend_options.expert_cache_prefetch = config.expert_cache_prefetch;
+  backend_options.cuda_moe = config.cuda_moe;
+  backend_options.cuda_graphs = config.cuda_graphs;
+  backend_options.cuda_attention = config.cuda_attention;
+  backend_options.cuda_sampling = config.cuda_sampling;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*backend_kind, *model, backend_options);
   if (!backend.ok()) return Prefixed(absl::StrCat("--backend ", config.backend, ": "), backend.status());
   const ModelSpec& spec = (*model)->spec;
@@ -155,6 +173,15 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFor(config);
   if (!credentials.ok()) return credentials.status();
   s->service_ = std::make_unique<MoedService>(s->core_.get(), s->auth_.get(), s->routing_trace_.get());
+  if (config.http_port != 0) {
+    MOED_ASSIGN_OR_RETURN(s->openai_, openai::OpenAIFront::Create(s->core_.get(), s->auth_.get(), config,
+                                                                   s->model_name_));
+    MOED_ASSIGN_OR_RETURN(s->openai_http_,
+                          HttpServer::Start(config.http_host.empty() ? config.host : config.http_host,
+                                            config.http_port == -1 ? 0 : config.http_port, s->openai_->Routes(),
+                                            OpenAIHttpOptions(config, s->core_->limits())));
+    s->http_port_ = s->openai_http_->port();
+  }
   s->queue_->Start();
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -199,6 +226,7 @@ grpc::ServerGenericBidiReactor* UnimplementedGenericService::CreateReactor(grpc:
 }
 
 void MoedServer::SetServing(bool serving) {
+  if (openai_ != nullptr) openai_->SetServing(serving);
   for (grpc::Server* server : {server_.get(), health_server_.get()}) {
     if (server == nullptr) continue;
     grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
@@ -217,6 +245,10 @@ std::string MoedServer::StartupLine() const {
       absl::StrCat("moed: serving ", model_name_, " (", family_, ", ", queue_->info().backend_name, ") on ",
                    JoinHostPort(config_.host, port_), ", metrics on ", JoinHostPort(metrics_host, metrics_port_));
   if (health_server_ != nullptr) absl::StrAppend(&line, ", health on ", JoinHostPort(metrics_host, health_port_));
+  if (openai_http_ != nullptr) {
+    absl::StrAppend(&line, ", http on ", JoinHostPort(config_.http_host.empty() ? config_.host : config_.http_host,
+                                                      http_port_));
+  }
   return line;
 }
 
@@ -240,6 +272,7 @@ void MoedServer::Shutdown(absl::Duration timeout) {
   if (health_server_ != nullptr) health_server_->Shutdown(std::chrono::system_clock::now());
   core_->StopPool();
   queue_->Stop();
+  openai_http_.reset();
   metrics_http_.reset();
 }
 

@@ -16,6 +16,7 @@
 #include "server/metrics.h"
 #include "server/http_server.h"
 #include "server/moed_service.h"
+#include "server/openai/openai_front.h"
 #include "server/request_queue.h"
 
 namespace moed::server {
@@ -37,10 +38,11 @@ class MoedServer {
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
   int health_port() const { return health_port_; }  // 0 without --health-port
+  int http_port() const { return http_port_; }      // 0 without --http-port
   // "moed: serving fortune-moe (mixtral, cpu) on 127.0.0.1:50051, metrics on 127.0.0.1:9400"
   std::string StartupLine() const;
 
-  // Health NOT_SERVING; new Generate calls get UNAVAILABLE; open streams get up to `timeout` to finish and
+  // Health NOT_SERVING (HTTP /health 503); new Generate calls get UNAVAILABLE; open streams get up to `timeout` to finish and
   // be delivered (health still answers meanwhile), then are ended with UNAVAILABLE; then gRPC (2 s more for
   // clients that do not read), the engine thread and the metrics endpoint stop.
   // Call from one thread (main); idempotent.
@@ -56,6 +58,7 @@ class MoedServer {
   int port_ = 0;
   int metrics_port_ = 0;
   int health_port_ = 0;
+  int http_port_ = 0;
   bool shut_down_ = false;
 
   // Destruction order matters: gRPC server first, then the service, queue, metrics; the routing trace last
@@ -67,6 +70,8 @@ class MoedServer {
   std::unique_ptr<EngineService> core_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<MoedService> service_;
+  std::unique_ptr<openai::OpenAIFront> openai_;  // --http-port: the OpenAI front, served by openai_http_
+  std::unique_ptr<HttpServer> openai_http_;
   std::unique_ptr<grpc::Server> server_;
   // --health-port: grpc.health.v1 only, plaintext. The generic service answers every other method (gRPC needs
   // one service besides health to start a server).

@@ -1,8 +1,10 @@
 // The whole CUDA backend on full-size synthetic models (weights generated on the device): decode steps at
 // batch 1/16/64 and one prefill of 2048 tokens. Decode floor = bytes read per step (non-expert weights, experts
 // touched in the step, LM head, KV) / copy bandwidth; prefill floor = FLOPs / bf16 rate. Both measured here.
+// Each model runs once per path (one backend at a time): "new" = the defaults (grouped MoE, flash-decoding, decode
+// CUDA graphs, radix sampling), "reference" = per-expert cuBLAS MoE, simple attention, eager steps, bisection sampling.
 // Usage: gpu-backend-step-bench [--models olmoe-1b-7b,qwen3-30b-a3b] [--batches 1,16,64] [--context 512]
-//        [--prefill 2048] [--skew 1.0] [--steps 20] [--json FILE]
+//        [--prefill 2048] [--skew 1.0] [--steps 20] [--paths new,reference] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +29,7 @@ struct Args {
   int prefill = 2048;
   float skew = 1.0f;
   int steps = 20;
+  std::vector<std::string> paths = {"new", "reference"};
   std::string json;  // rows written here as JSON (device_floor.h)
 };
 
@@ -48,6 +51,11 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       a.json = v;
     } else if (flag == "--models") {
       a.models = absl::StrSplit(v, ',');
+    } else if (flag == "--paths") {
+      a.paths = absl::StrSplit(v, ',');
+      for (const std::string& p : a.paths) {
+        if (p != "new" && p != "reference") return absl::InvalidArgumentError("--paths: new or reference, got " + p);
+      }
     } else if (flag == "--batches") {
       MOED_ASSIGN_OR_RETURN(a.batches, IntList(v));
     } else if (flag == "--context" && absl::SimpleAtoi(v, &a.context)) {
@@ -65,15 +73,27 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
-absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor, BenchRows& rows) {
+BackendOptions PathOptions(const std::string& path) {
+  BackendOptions o;  // the defaults are the new paths
+  if (path == "reference") {
+    o.cuda_moe = "per-expert";
+    o.cuda_attention = "simple";
+    o.cuda_sampling = "bisect";
+    o.cuda_graphs = false;
+  }
+  return o;
+}
+
+absl::Status BenchPath(const std::string& name, const std::string& path, const Args& args, const DeviceFloor& floor,
+                       BenchRows& rows) {
   SyntheticOptions so;
   so.materialize = false;
   so.router_skew = args.skew;
   MOED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, CreateSyntheticModel(name, so));
   const ModelSpec& s = model->spec;
   const auto t0 = std::chrono::steady_clock::now();
-  MOED_ASSIGN_OR_RETURN(std::unique_ptr<Backend> b, CreateCudaBackend(model, {}));
-  std::printf("\n## %s: weights generated and resident in %.1f s\n", name.c_str(),
+  MOED_ASSIGN_OR_RETURN(std::unique_ptr<Backend> b, CreateCudaBackend(model, PathOptions(path)));
+  std::printf("\n## %s, %s path: weights generated and resident in %.1f s\n", name.c_str(), path.c_str(),
               Seconds(t0, std::chrono::steady_clock::now()));
   const int block = 16;
   const int max_batch = *std::max_element(args.batches.begin(), args.batches.end());
@@ -110,9 +130,9 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
                          (s.num_layers * (dense_bytes_per_layer / 2 + s.top_k * expert_bytes / 2)) +
                          2.0 * s.num_layers * s.attention.num_heads * s.attention.head_dim * 2.0 * args.prefill * args.prefill / 2;
     const double fl = flops / floor.bf16_flops_per_s;
-    std::printf("prefill %5d tokens: %8.2f ms   floor %7.2f ms (%5.1f%%)\n", args.prefill, t * 1e3, fl * 1e3,
+    std::printf("%-9s prefill %5d tokens: %8.2f ms   floor %7.2f ms (%5.1f%%)\n", path.c_str(), args.prefill, t * 1e3, fl * 1e3,
                 100.0 * fl / t);
-    rows.push_back({{"bench", "backend_prefill"}, {"model", name}, {"tokens", args.prefill}, {"time_ms", t * 1e3},
+    rows.push_back({{"bench", "backend_prefill"}, {"model", name}, {"path", path}, {"tokens", args.prefill}, {"time_ms", t * 1e3},
                     {"floor_ms", fl * 1e3}, {"fraction", fl / t}, {"floor_kind", "flop"}});
   }
 
@@ -135,7 +155,9 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
       MOED_RETURN_IF_ERROR(b->Step(p, &out));
     }
     double total = 0.0, floor_s = 0.0;
-    for (int step = 0; step < args.steps + 1; ++step) {
+    // Two warm-up steps: with graphs the first step of a batch size runs eagerly and the second is captured.
+    constexpr int kWarmup = 2;
+    for (int step = 0; step < args.steps + kWarmup; ++step) {
       StepBatch d;
       for (int i = 0; i < bs; ++i) {
         SequenceStep q = seqs[i];
@@ -151,7 +173,7 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
       const auto a = std::chrono::steady_clock::now();
       MOED_RETURN_IF_ERROR(b->Step(d, &out));
       const double t = Seconds(a, std::chrono::steady_clock::now());
-      if (step == 0) continue;  // warm-up
+      if (step < kWarmup) continue;
       int64_t touched = 0;
       for (int64_t r : out.routed) touched += r > 0;
       const double kv_bytes = 2.0 * s.num_layers * bs * (args.context + step) * s.attention.kv_dim() * 2;
@@ -160,12 +182,17 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
       floor_s += bytes / floor.bandwidth_bytes_per_s;
     }
     const double per = total / args.steps, fl = floor_s / args.steps;
-    std::printf("decode batch %3d (context %d): %8.3f ms/step  %8.1f tok/s   floor %7.3f ms (%5.1f%%)\n", bs,
+    std::printf("%-9s decode batch %3d (context %d): %8.3f ms/step  %8.1f tok/s   floor %7.3f ms (%5.1f%%)\n", path.c_str(), bs,
                 args.context, per * 1e3, bs / per, fl * 1e3, 100.0 * fl / per);
-    rows.push_back({{"bench", "backend_decode"}, {"model", name}, {"batch", bs}, {"context", args.context},
+    rows.push_back({{"bench", "backend_decode"}, {"model", name}, {"path", path}, {"batch", bs}, {"context", args.context},
                     {"time_ms", per * 1e3}, {"tok_per_s", bs / per}, {"floor_ms", fl * 1e3}, {"fraction", fl / per},
                     {"floor_kind", "hbm"}});
   }
+  return absl::OkStatus();
+}
+
+absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor, BenchRows& rows) {
+  for (const std::string& path : args.paths) MOED_RETURN_IF_ERROR(BenchPath(name, path, args, floor, rows));
   return absl::OkStatus();
 }
 

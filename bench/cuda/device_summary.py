@@ -82,6 +82,39 @@ def step_passed(s):
     return True
 
 
+# Issue 14's H100 targets, read off the benches' rows of the new paths: (name, step, bench, model, size key, size,
+# figure, comparison, target). Performance figures: reported, never a pass/fail of the run.
+TARGETS = [
+    ("Mixtral MoE layer, 1 token, of HBM floor", "moe_layer_bench", "moe_layer", "mixtral-8x7b", "tokens", 1,
+     "fraction", ">=", 0.70),
+    ("Mixtral MoE layer, 64 tokens, of HBM floor", "moe_layer_bench", "moe_layer", "mixtral-8x7b", "tokens", 64,
+     "fraction", ">=", 0.75),
+    ("Mixtral MoE layer, 16384 tokens, of FLOP floor", "moe_layer_bench", "moe_layer", "mixtral-8x7b", "tokens", 16384,
+     "fraction", ">=", 0.60),
+    ("OLMoE batch-1 decode, of bandwidth floor", "step_bench", "backend_decode", "olmoe-1b-7b", "batch", 1,
+     "fraction", ">=", 0.50),
+    ("Qwen3-30B-A3B batch-1 decode, of bandwidth floor", "step_bench", "backend_decode", "qwen3-30b-a3b", "batch", 1,
+     "fraction", ">=", 0.50),
+    ("Qwen3-30B-A3B batch 64, output tok/s (backend)", "step_bench", "backend_decode", "qwen3-30b-a3b", "batch", 64,
+     "tok_per_s", ">=", 1500),
+    ("Qwen3-30B-A3B 2048-token prefill, ms", "step_bench", "backend_prefill", "qwen3-30b-a3b", "tokens", 2048,
+     "time_ms", "<=", 25),
+]
+NEW_PATHS = ("grouped", "new")
+
+
+def targets(steps):
+    by_step = {s["step"]: (s.get("figures") or {}).get("rows", []) for s in steps if isinstance(s.get("figures"), dict)}
+    out = []
+    for name, step, bench, model, key, size, figure, op, target in TARGETS:
+        rows = [r for r in by_step.get(step, []) if r.get("bench") == bench and r.get("model") == model
+                and r.get(key) == size and r.get("path", "new") in NEW_PATHS and figure in r]
+        measured = rows[0][figure] if rows else None
+        met = None if measured is None else (measured >= target if op == ">=" else measured <= target)
+        out.append({"target": name, "measured": measured, "goal": f"{op} {target}", "met": met})
+    return out
+
+
 def summarize(a):
     steps = [json.loads(line) for line in open(os.path.join(a.work, "steps.jsonl")) if line.strip()]
     figures = os.path.join(a.work, "figures")
@@ -91,7 +124,8 @@ def summarize(a):
     counted = [s for s in steps if s["kind"] == "correctness" and not (a.mode == "rehearse" and s["status"] == "not run")]
     ok = all(s["passed"] for s in counted) and len(steps) == len(STEP_NAMES)
     summary = {"mode": a.mode, "pass": ok, "elapsed_s": a.elapsed, "bundle": load(os.path.join(figures, "manifest.json")),
-               "device": (next((s["figures"] for s in steps if s["step"] == "device"), {}) or None), "steps": steps}
+               "device": (next((s["figures"] for s in steps if s["step"] == "device"), {}) or None), "steps": steps,
+               "targets": targets(steps)}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -118,13 +152,22 @@ def markdown(s):
             status = "fail (figures)"
         out.append(f"| {st['step']} | {st['kind']} | {status} | {st['seconds']} / {st['budget_s']} | "
                    f"{brief(st)} |")
+    if any(t["measured"] is not None for t in s.get("targets", [])):
+        out += ["", "#### issue 14 targets (new paths)", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+        for t in s["targets"]:
+            met = "–" if t["met"] is None else ("yes" if t["met"] else "no")
+            out.append(f"| {t['target']} | {fmt(t['measured'])} | {t['goal']} | {met} |")
     for st in s["steps"]:
         if st["step"] in ("moe_layer_bench", "step_bench") and st["figures"].get("rows"):
-            out += ["", f"#### {st['step']}", "", "| model | size | time ms | floor ms | of floor |", "|---|---|---|---|---|"]
-            for r in st["figures"]["rows"]:
+            out += ["", f"#### {st['step']}", "",
+                    "| model | size | path | time ms | floor ms | of floor | vs reference |", "|---|---|---|---|---|---|---|"]
+            rows = st["figures"]["rows"]
+            for r in rows:
                 size = r.get("tokens") if "tokens" in r else f"batch {r.get('batch')}"
-                out.append(f"| {r['model']} ({r['bench']}) | {size} | {fmt(r['time_ms'])} | {fmt(r['floor_ms'])} | "
-                           f"{fmt(100 * r['fraction'], '{:.1f}%')} |")
+                ref = reference_row(rows, r)
+                speedup = f"{ref['time_ms'] / r['time_ms']:.2f}×" if ref and ref is not r and r["time_ms"] else "–"
+                out.append(f"| {r['model']} ({r['bench']}) | {size} | {r.get('path', '–')} | {fmt(r['time_ms'])} | "
+                           f"{fmt(r['floor_ms'])} | {fmt(100 * r['fraction'], '{:.1f}%')} | {speedup} |")
         if st["step"] == "serving" and st["figures"]:
             out += ["", "#### serving (moe-bench against moed)", "",
                     "| load | ok/failed | output tok/s | TTFT p50 ms | ITL p50 ms |", "|---|---|---|---|---|"]
@@ -132,6 +175,18 @@ def markdown(s):
                 out.append(f"| {k} | {r.get('ok', '–')}/{r.get('failed', '–')} | {fmt(r.get('output_tokens_per_s'))} | "
                            f"{fmt(r.get('ttft_ms_p50'))} | {fmt(r.get('itl_ms_p50'))} |")
     return "\n".join(out) + "\n"
+
+
+REFERENCE_PATHS = ("per-expert", "reference")
+
+
+def reference_row(rows, r):
+    """The row of the reference path (per-expert MoE / reference backend) at r's bench, model and size, if any."""
+    for q in rows:
+        if (q.get("path") in REFERENCE_PATHS and q["bench"] == r["bench"] and q["model"] == r["model"]
+                and q.get("tokens") == r.get("tokens") and q.get("batch") == r.get("batch")):
+            return q
+    return None
 
 
 def brief(st):

@@ -1,6 +1,9 @@
 // MoE layer alone at published shapes (Mixtral-8x7B, OLMoE-1B-7B, Qwen3-30B-A3B), 1..16384 tokens: time per call
 // vs the floor max(bytes of the experts touched / copy bandwidth, FLOPs / bf16 GEMM rate), both measured here.
-// Usage: gpu-moe-layer-bench [--models a,b] [--tokens 1,64,16384] [--skew 0] [--iters 20] [--json FILE]
+// Both paths in one run, each row naming its path: "grouped" (device-side, RunMoeGrouped) and "per-expert" (cuBLAS per
+// expert, RunMoe, the reference).
+// Usage: gpu-moe-layer-bench [--models a,b] [--tokens 1,64,16384] [--skew 0] [--iters 20]
+//        [--paths grouped,per-expert] [--json FILE]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -31,6 +34,7 @@ struct Args {
   std::vector<int> tokens = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
   float skew = 0.0f;
   int iters = 20;
+  std::vector<std::string> paths = {"grouped", "per-expert"};
   std::string json;  // rows written here as JSON (device_floor.h)
 };
 
@@ -46,6 +50,11 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
         int n = 0;
         if (!absl::SimpleAtoi(t, &n) || n < 1) return absl::InvalidArgumentError("--tokens: bad count '" + std::string(t) + "'");
         a.tokens.push_back(n);
+      }
+    } else if (flag == "--paths") {
+      a.paths = absl::StrSplit(value, ',');
+      for (const std::string& p : a.paths) {
+        if (p != "grouped" && p != "per-expert") return absl::InvalidArgumentError("--paths: grouped or per-expert");
       }
     } else if (flag == "--skew") {
       if (!absl::SimpleAtof(value, &a.skew)) return absl::InvalidArgumentError("--skew: not a number");
@@ -86,42 +95,69 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
   }
   MOED_ASSIGN_OR_RETURN(cuda::CublasHandle cublas, cuda::CublasHandle::Create(nullptr));
   cuda::MoeWorkspace ws;
+  cuda::DeviceBuffer ptr_table, d_counts;
+  cuda::ExpertPointers ptrs;
+  MOED_RETURN_IF_ERROR(cuda::BuildExpertPointers(layer, static_cast<int>(E), nullptr, &ptr_table, &ptrs));
+  MOED_RETURN_IF_ERROR(d_counts.Reserve(2 * E * sizeof(int32_t), "expert counts"));
+  int sm_count = 0;
+  MOED_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0));
   std::printf("\n## MoE layer, %s shape: hidden %ld, ffn %ld, %ld experts, top-%d, router skew %.2f\n", name.c_str(),
               static_cast<long>(H), static_cast<long>(F), static_cast<long>(E), spec.top_k, args.skew);
-  std::printf("%8s %10s %10s %8s %9s %12s %10s\n", "tokens", "time_ms", "floor_ms", "of_floor", "touched", "GB/s_eff",
-              "TFLOP/s");
+  std::printf("%-10s %8s %10s %10s %8s %9s %12s %10s\n", "path", "tokens", "time_ms", "floor_ms", "of_floor",
+              "touched", "GB/s_eff", "TFLOP/s");
   for (int T : args.tokens) {
     MOED_RETURN_IF_ERROR(x_buf.Reserve(static_cast<size_t>(T) * H * sizeof(bf16), "activations"));
     MOED_RETURN_IF_ERROR(out_buf.Reserve(static_cast<size_t>(T) * H * sizeof(float), "outputs"));
     MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchSyntheticFill(x_buf.as<bf16>(), T * H, 1000 + T, 1.0f, nullptr));
-    cuda::MoeCounts counts;
-    auto run = [&]() {
-      return cuda::RunMoe(cublas, nullptr, s, layer, x_buf.as<bf16>(), T, static_cast<int64_t>(T) * s.top_k,
-                          out_buf.as<float>(), &ws, &counts, nullptr, nullptr);
-    };
-    for (int i = 0; i < 3; ++i) MOED_RETURN_IF_ERROR(run());
-    cudaEvent_t a, b;
-    MOED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&a));
-    MOED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&b));
-    MOED_CUDA_RETURN_IF_ERROR(cudaEventRecord(a));
-    for (int i = 0; i < args.iters; ++i) MOED_RETURN_IF_ERROR(run());
-    MOED_CUDA_RETURN_IF_ERROR(cudaEventRecord(b));
-    MOED_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(b));
-    float ms = 0.0f;
-    MOED_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, a, b));
-    (void)cudaEventDestroy(a);
-    (void)cudaEventDestroy(b);
-    const double t = ms / 1e3 / args.iters;
-    int touched = 0;
-    for (int32_t k : counts.kept) touched += k > 0;
-    const double bytes = (static_cast<double>(touched) * per_expert + E * H) * sizeof(bf16);
-    const double flops = 2.0 * T * (static_cast<double>(s.top_k) * per_expert + E * H);
-    const double fl = std::max(bytes / floor.bandwidth_bytes_per_s, flops / floor.bf16_flops_per_s);
-    std::printf("%8d %10.4f %10.4f %7.1f%% %9d %12.1f %10.1f\n", T, t * 1e3, fl * 1e3, 100.0 * fl / t, touched,
-                bytes / t / 1e9, flops / t / 1e12);
-    rows.push_back({{"bench", "moe_layer"}, {"model", name}, {"tokens", T}, {"time_ms", t * 1e3},
-                    {"floor_ms", fl * 1e3}, {"fraction", fl / t}, {"experts_touched", touched},
-                    {"floor_kind", bytes / floor.bandwidth_bytes_per_s >= flops / floor.bf16_flops_per_s ? "hbm" : "flop"}});
+    for (const std::string& path : args.paths) {
+      const bool grouped = path == "grouped";
+      cuda::MoeCounts counts;
+      auto run = [&]() {
+        if (grouped) {
+          return cuda::RunMoeGrouped(cublas, nullptr, s, layer, ptrs, x_buf.as<bf16>(), T,
+                                     static_cast<int64_t>(T) * s.top_k, out_buf.as<float>(), &ws,
+                                     {d_counts.as<int32_t>(), nullptr}, sm_count);
+        }
+        return cuda::RunMoe(cublas, nullptr, s, layer, x_buf.as<bf16>(), T, static_cast<int64_t>(T) * s.top_k,
+                            out_buf.as<float>(), &ws, &counts, nullptr, nullptr);
+      };
+      for (int i = 0; i < 3; ++i) MOED_RETURN_IF_ERROR(run());
+      cudaEvent_t a, b;
+      MOED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&a));
+      MOED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&b));
+      MOED_CUDA_RETURN_IF_ERROR(cudaEventRecord(a));
+      for (int i = 0; i < args.iters; ++i) MOED_RETURN_IF_ERROR(run());
+      MOED_CUDA_RETURN_IF_ERROR(cudaEventRecord(b));
+      MOED_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(b));
+      float ms = 0.0f;
+      MOED_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, a, b));
+      (void)cudaEventDestroy(a);
+      (void)cudaEventDestroy(b);
+      const double t = ms / 1e3 / args.iters;
+      if (grouped) {  // the grouped path leaves its counts on the device: routed | kept
+        std::vector<int32_t> c(2 * E);
+        MOED_CUDA_RETURN_IF_ERROR(
+            cudaMemcpy(c.data(), d_counts.get(), c.size() * sizeof(int32_t), cudaMemcpyDeviceToHost));
+        counts.kept.assign(c.begin() + E, c.end());
+      }
+      int touched = 0;
+      for (int32_t k : counts.kept) touched += k > 0;
+      const double bytes = (static_cast<double>(touched) * per_expert + E * H) * sizeof(bf16);
+      const double flops = 2.0 * T * (static_cast<double>(s.top_k) * per_expert + E * H);
+      const double fl = std::max(bytes / floor.bandwidth_bytes_per_s, flops / floor.bf16_flops_per_s);
+      std::printf("%-10s %8d %10.4f %10.4f %7.1f%% %9d %12.1f %10.1f\n", path.c_str(), T, t * 1e3, fl * 1e3,
+                  100.0 * fl / t, touched, bytes / t / 1e9, flops / t / 1e12);
+      rows.push_back(
+          {{"bench", "moe_layer"},
+           {"model", name},
+           {"path", path},
+           {"tokens", T},
+           {"time_ms", t * 1e3},
+           {"floor_ms", fl * 1e3},
+           {"fraction", fl / t},
+           {"experts_touched", touched},
+           {"floor_kind", bytes / floor.bandwidth_bytes_per_s >= flops / floor.bf16_flops_per_s ? "hbm" : "flop"}});
+    }
   }
   return absl::OkStatus();
 }

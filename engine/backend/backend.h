@@ -81,6 +81,11 @@ struct BackendOptions {
                                               // backend's expert weights hold (at least one)
   std::string expert_cache_policy = "lru";    // lru | lfu | load-aware
   bool expert_cache_prefetch = true;          // predict layer l+1's experts after layer l and load them early
+  // CUDA backend implementations (ignored by the CPU backend). Each old path stays as the reference.
+  std::string cuda_moe = "grouped";      // grouped (device-side, no host sync) | per-expert (cuBLAS per expert)
+  bool cuda_graphs = true;               // replay decode steps as CUDA graphs, one per batch size
+  std::string cuda_attention = "flash";  // flash (split-context decode) | simple (one CTA per token and head)
+  std::string cuda_sampling = "radix";   // radix (radix select, 8 passes) | bisect (bisection on the key, 64 passes)
 };
 
 struct KvCacheConfig {

@@ -121,10 +121,15 @@ def violations(objects, gpu):
     flags = maps[0]["data"]
     grpc_port, metrics_port = int(flags["MOED_PORT"]), int(flags["MOED_METRICS_PORT"])
     health_port = int(flags.get("MOED_HEALTH_PORT", "0"))
+    http_port = int(flags.get("MOED_HTTP_PORT", "0"))
     ports = {p["name"]: p["containerPort"] for p in main.get("ports", [])}
     want_ports = {"grpc": grpc_port, "metrics": metrics_port}
     if health_port:
         want_ports["health"] = health_port
+    if http_port:
+        want_ports["http"] = http_port
+    else:
+        out.append("MOED_HTTP_PORT must be set: deploy/ serves the OpenAI HTTP API")
     if ports != want_ports:
         out.append(f"container ports {ports} differ from the ConfigMap's ports {want_ports}")
     # With a plaintext health-only port (a TLS gRPC port), the probes must use it: kubelet cannot speak TLS.
@@ -194,8 +199,8 @@ def _wiring(objects, pod_labels, deploy):
     for s in (svc, headless):
         if not selects(s["spec"]["selector"], pod_labels):
             out.append(f"Service {s['metadata']['name']} does not select the moed pods")
-    if {p["name"] for p in svc["spec"]["ports"]} != {"grpc", "metrics"}:
-        out.append("Service moed must expose ports grpc and metrics")
+    if {p["name"] for p in svc["spec"]["ports"]} != {"grpc", "http", "metrics"}:
+        out.append("Service moed must expose ports grpc, http and metrics")
     if "grpc" not in {p["name"] for p in headless["spec"]["ports"]}:
         out.append("Service moed-headless must expose port grpc")
     pdb = one(objects, "PodDisruptionBudget")

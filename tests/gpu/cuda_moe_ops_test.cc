@@ -9,6 +9,7 @@
 
 #include "engine/backend/cpu/ops.h"
 #include "engine/backend/cuda/cublas_gemm.h"
+#include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/moe_layer.h"
 #include "engine/backend/cuda/permute.h"
 #include "engine/backend/cuda/router.h"
@@ -364,6 +365,91 @@ TEST(CudaMoeOpsTest, MoeBlockMatchesCpuReference) {
       }
     }
   }
+}
+
+
+// The device-side grouped path (RunMoeGrouped), both expert kernels, against the CPU reference with the per-expert
+// path's bound, and against the per-expert path itself: the same router ids, the same counts, outputs within the
+// bound. Its counts and ids stay on the device (no host synchronisation); the test downloads them.
+void ExpectGroupedMatches(const std::vector<cuda::MoeShape>& shapes, const std::vector<int>& token_counts,
+                          uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto handle = cuda::CublasHandle::Create(nullptr);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  int sm_count = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  for (const cuda::MoeShape& s : shapes) {
+    ASSERT_TRUE(cuda::GroupedMoeSupported(s));
+    RandomMoe moe(s, rng);
+    cuda::DeviceBuffer table;
+    cuda::ExpertPointers ptrs;
+    ASSERT_TRUE(cuda::BuildExpertPointers(moe.layer, s.num_experts, nullptr, &table, &ptrs).ok());
+    cuda::MoeWorkspace ws_old, ws_new;
+    for (int n : token_counts) {
+      for (float factor : {0.0f, 0.75f}) {
+        const std::vector<float> x = RandomBf16Values(static_cast<size_t>(n) * s.hidden, 1.0f, rng);
+        DevVec<bf16> d_x(ToBf16(x));
+        const int64_t cap = ExpertCapacity(factor, static_cast<int64_t>(n) * s.top_k, s.num_experts);
+        DevVec<float> d_old(static_cast<size_t>(n) * s.hidden);
+        cuda::MoeCounts counts;
+        std::vector<int32_t> chosen;
+        ASSERT_TRUE(cuda::RunMoe(*handle, nullptr, s, moe.layer, d_x.get(), n, cap, d_old.get(), &ws_old, &counts,
+                                 &chosen, nullptr)
+                        .ok());
+        std::vector<float> logits(static_cast<size_t>(n) * s.num_experts);
+        ASSERT_EQ(cudaMemcpy(logits.data(), ws_old.logits.get(), logits.size() * sizeof(float),
+                             cudaMemcpyDeviceToHost),
+                  cudaSuccess);
+        std::vector<int64_t> routed, dropped;
+        const std::vector<float> ref = moe.Reference(x, logits, n, cap, &routed, &dropped);
+        float scale = 0.0f;
+        for (float v : ref) scale = std::max(scale, std::abs(v));
+        const double bound = 2e-2 * std::max(scale, 1e-3f);
+        const std::vector<float> old_out = d_old.Download();
+        for (cuda::GroupedKernel k : {cuda::GroupedKernel::kGemv, cuda::GroupedKernel::kMma}) {
+          const std::string what = "E " + std::to_string(s.num_experts) + " H " + std::to_string(s.hidden) + " n " +
+                                   std::to_string(n) + " factor " + std::to_string(factor) +
+                                   (k == cuda::GroupedKernel::kGemv ? " gemv" : " mma");
+          DevVec<float> d_new(static_cast<size_t>(n) * s.hidden);
+          DevVec<int32_t> d_counts(2 * s.num_experts), d_experts(static_cast<size_t>(n) * s.top_k);
+          cuda::GroupedMoeOutputs outs{d_counts.get(), d_experts.get()};
+          const absl::Status st = cuda::RunMoeGrouped(*handle, nullptr, s, moe.layer, ptrs, d_x.get(), n, cap,
+                                                      d_new.get(), &ws_new, outs, sm_count, k);
+          ASSERT_TRUE(st.ok()) << st << " " << what;
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+          const std::vector<float> got = d_new.Download();
+          double worst = 0.0, worst_old = 0.0;
+          for (size_t i = 0; i < ref.size(); ++i) {
+            worst = std::max<double>(worst, std::abs(got[i] - ref[i]));
+            worst_old = std::max<double>(worst_old, std::abs(got[i] - old_out[i]));
+          }
+          EXPECT_LE(worst, bound) << what;
+          EXPECT_LE(worst_old, bound) << what << " (against the per-expert path)";
+          EXPECT_EQ(d_experts.Download(), chosen) << what;
+          const std::vector<int32_t> c = d_counts.Download();
+          for (int e = 0; e < s.num_experts; ++e) {
+            EXPECT_EQ(c[e], counts.routed[e]) << what << " expert " << e;
+            EXPECT_EQ(c[s.num_experts + e], counts.kept[e]) << what << " expert " << e;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaMoeOpsTest, GroupedMoeMatchesCpuAndThePerExpertPath) {
+  MOED_REQUIRE_GPU();
+  // The last shape makes the down GEMV split K (F = 2048: two splits of 1024).
+  ExpectGroupedMatches({{128, 8, 2, 64, true, 0}, {128, 16, 4, 32, false, 96}, {256, 64, 8, 64, false, 0},
+                        {128, 128, 8, 48, true, 0}, {64, 8, 1, 32, true, 0}, {128, 8, 2, 2048, true, 0}},
+                       {std::begin(kTokenCounts), std::end(kTokenCounts)}, 21);
+}
+
+// A light version for the device run's compute-sanitizer step (bench/cuda/on_device.sh memcheck): both kernels,
+// partial tiles, split-K, capacity drops, a shared expert.
+TEST(CudaMoeOpsTest, GroupedMoeLight) {
+  MOED_REQUIRE_GPU();
+  ExpectGroupedMatches({{128, 16, 4, 32, false, 96}, {128, 8, 2, 2048, true, 0}}, {1, 70}, 22);
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // Device sampling against engine/runtime/sampler.h: the same token for the same (logits, params, seed, index),
-// greedy and filtered, plus the chosen token's logprob and the best alternatives.
+// greedy and filtered, plus the chosen token's logprob and the best alternatives — radix select and bisection.
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/backend/cuda/sampling.h"
@@ -24,7 +25,15 @@ SamplingParams Params(float temperature, float top_p, int top_k, int logprobs, u
   return p;
 }
 
-TEST(CudaSamplingTest, MatchesCpuSampler) {
+// Every test runs with both selects: radix (the default) and bisection (the reference).
+class CudaSamplingTest : public ::testing::TestWithParam<cuda::SampleSelect> {};
+INSTANTIATE_TEST_SUITE_P(CudaSampling, CudaSamplingTest,
+                         ::testing::Values(cuda::SampleSelect::kRadix, cuda::SampleSelect::kBisect),
+                         [](const ::testing::TestParamInfo<cuda::SampleSelect>& i) {
+                           return std::string(i.param == cuda::SampleSelect::kRadix ? "Radix" : "Bisect");
+                         });
+
+TEST_P(CudaSamplingTest, MatchesCpuSampler) {
   MOED_REQUIRE_GPU();
   std::mt19937 rng(21);
   // (temperature, top_p, top_k, logprobs, seed)
@@ -50,7 +59,7 @@ TEST(CudaSamplingTest, MatchesCpuSampler) {
     DevVec<cuda::DeviceSamplingParams> d_params(dp);
     DevVec<int32_t> d_tokens(rows), d_top_ids(static_cast<size_t>(rows) * max_lp);
     MOED_CUDA_ASSERT(cuda::LaunchSample(d_logits.get(), rows, vocab, d_params.get(), max_lp, d_tokens.get(),
-                                        d_lp.get(), d_top_ids.get(), d_top_lp.get(), nullptr));
+                                        d_lp.get(), d_top_ids.get(), d_top_lp.get(), nullptr, GetParam()));
     const std::vector<int32_t> tokens = d_tokens.Download(), top_ids = d_top_ids.Download();
     const std::vector<float> lps = d_lp.Download(), top_lps = d_top_lp.Download();
     for (int r = 0; r < rows; ++r) {
@@ -77,7 +86,7 @@ TEST(CudaSamplingTest, MatchesCpuSampler) {
 }
 
 // Many draws from one row follow the filtered distribution: with top_k = 3 only the 3 best tokens appear.
-TEST(CudaSamplingTest, TopKRestrictsDrawsAndSeedsAreReproducible) {
+TEST_P(CudaSamplingTest, TopKRestrictsDrawsAndSeedsAreReproducible) {
   MOED_REQUIRE_GPU();
   const int vocab = 5000, rows = 256;
   std::mt19937 rng(22);
@@ -94,7 +103,7 @@ TEST(CudaSamplingTest, TopKRestrictsDrawsAndSeedsAreReproducible) {
   DevVec<cuda::DeviceSamplingParams> d_params(dp);
   DevVec<int32_t> d_tokens(rows), d_top_ids(1);
   MOED_CUDA_ASSERT(cuda::LaunchSample(d_logits.get(), rows, vocab, d_params.get(), 0, d_tokens.get(), d_lp.get(),
-                                      d_top_ids.get(), d_top_lp.get(), nullptr));
+                                      d_top_ids.get(), d_top_lp.get(), nullptr, GetParam()));
   const std::vector<int32_t> tokens = d_tokens.Download();
   std::vector<int32_t> order(vocab);
   for (int i = 0; i < vocab; ++i) order[i] = i;
@@ -112,7 +121,7 @@ TEST(CudaSamplingTest, TopKRestrictsDrawsAndSeedsAreReproducible) {
 
 // Bad logits (NaN, ±∞) must still give a token and alternatives inside the vocabulary, whatever the parameters:
 // the kernel indexes the logits row with them.
-TEST(CudaSamplingTest, BadLogitsStillGiveTokensInRange) {
+TEST_P(CudaSamplingTest, BadLogitsStillGiveTokensInRange) {
   MOED_REQUIRE_GPU();
   const int vocab = 3000, kinds = 5;
   const SamplingParams params[] = {Params(0.0f, 1.0f, 0, 3, 1), Params(1.0f, 1.0f, 0, 3, 2),
@@ -140,7 +149,7 @@ TEST(CudaSamplingTest, BadLogitsStillGiveTokensInRange) {
   DevVec<cuda::DeviceSamplingParams> d_params(dp);
   DevVec<int32_t> d_tokens(rows), d_top_ids(static_cast<size_t>(rows) * 3);
   MOED_CUDA_ASSERT(cuda::LaunchSample(d_logits.get(), rows, vocab, d_params.get(), 3, d_tokens.get(), d_lp.get(),
-                                      d_top_ids.get(), d_top_lp.get(), nullptr));
+                                      d_top_ids.get(), d_top_lp.get(), nullptr, GetParam()));
   const std::vector<int32_t> tokens = d_tokens.Download(), top_ids = d_top_ids.Download();
   for (int r = 0; r < rows; ++r) {
     EXPECT_GE(tokens[r], 0) << "row " << r;

@@ -26,7 +26,7 @@ inline bool GpuRequired() {
 }  // namespace moed::gpu_test
 
 // Skips the current test only when there is truly no CUDA device (CI, the build machine) and MOED_REQUIRE_GPU is not
-// 1; a device that is there but unusable (driver/runtime mismatch, another runtime error, compute capability < 9.0)
+// 1; a device that is there but unusable (driver/runtime mismatch, another runtime error, compute capability < 8.0)
 // fails the test with CheckCudaDevice's detail. Use at the top of a TEST body.
 #define MOED_REQUIRE_GPU()                                                                               \
   do {                                                                                                   \

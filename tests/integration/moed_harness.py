@@ -23,11 +23,15 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("MOED_BUILD_DIR", ROOT / "build")).resolve()
 MODEL_DIR = ROOT / "models" / "fortune-moe"
 
-sys.path.insert(0, str(ROOT / "client" / "python"))
-import moed_client  # noqa: E402  (the example client doubles as the tests' gRPC client)
-from moed_client import MoedClient, pb  # noqa: E402,F401
+# The tests' gRPC client is the Python client package (client/python), installed into the venv by ./moed.sh setup.
+try:
+    import moed_client
+    from moed_client import MoedClient, pb  # noqa: F401
+except ImportError as e:
+    raise ImportError(f"{e}: install the client package first (pip install ./client/python, or ./moed.sh setup)") from e
 
 _SERVING_LINE = re.compile(r"moed: serving .* on (\S+):(\d+), metrics on (\S+):(\d+)")
+_HTTP_LINE = re.compile(r"moed: serving .*, http on (\S+):(\d+)")
 
 
 def binary(name: str) -> Path:
@@ -96,6 +100,7 @@ class Daemon:
         self.proc: Optional[subprocess.Popen] = None
         self.addr = ""
         self.metrics_url = ""
+        self.http_addr = ""  # host:port of the OpenAI HTTP front (--http-port), when served
         self.client: Optional[MoedClient] = None
 
     def start(self, timeout: float = 60.0, wait_health: bool = True) -> "Daemon":
@@ -116,6 +121,8 @@ class Daemon:
             time.sleep(0.05)
         self.addr = f"{m.group(1)}:{m.group(2)}"
         self.metrics_url = f"http://{m.group(3)}:{m.group(4)}/metrics"
+        h = _HTTP_LINE.search(self.log())
+        self.http_addr = f"{h.group(1)}:{h.group(2)}" if h else ""
         self.client = MoedClient(self.addr)
         if wait_health:
             self.wait_health("SERVING", deadline - time.monotonic())

@@ -10,7 +10,7 @@ import time
 
 import grpc
 
-from moed_harness import ROOT, moe_run
+from moed_harness import moe_run
 from moed_client import make_request
 
 OTHERS = ["Meanwhile the others", "Unaffected by it all", "Keep calm and"]
@@ -76,7 +76,6 @@ def test_client_cancel_mid_stream_frees_the_sequence(daemon):
 # says so after the first message, then sleeps: its call cannot end by itself, whatever the machine's speed.
 VICTIM = r"""
 import sys, time, grpc
-sys.path.insert(0, sys.argv[2])
 from moed_client import make_request, moed_pb2_grpc
 ch = grpc.insecure_channel(sys.argv[1], options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)])
 it = iter(moed_pb2_grpc.MoedStub(ch).Generate(make_request("Kill the client", temperature=0, max_tokens=900,
@@ -90,8 +89,7 @@ time.sleep(600)
 def test_killed_client_process_frees_the_sequence(make_daemon):
     d = make_daemon("--max-logprobs", "20")
     threads, results = start_others(d)
-    client_dir = str(ROOT / "client" / "python")
-    proc = subprocess.Popen([sys.executable, "-c", VICTIM, d.addr, client_dir], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", VICTIM, d.addr], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "started", proc.stderr.read()

@@ -75,11 +75,10 @@ def test_moectl_streams_plain_text(daemon, references):
     assert out.stdout == references[0]["text"] + "\n"
 
 
-def test_python_example_cli_streams_text(daemon, references):
+def test_python_client_cli_streams_text(daemon, references):
     import sys
-    from moed_harness import ROOT
 
-    out = subprocess.run([sys.executable, str(ROOT / "client" / "python" / "moed_client.py"), "--addr", daemon.addr,
+    out = subprocess.run([sys.executable, "-m", "moed_client", "--addr", daemon.addr,
                           "generate", PROMPTS[3], "--max-tokens", str(max_tokens_for(3)), "--temperature", "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -85,6 +85,29 @@ TEST(Flags, DashesUnderscoresAndSeparateValues) {
   EXPECT_FALSE(Parse({}, {{"MOED_ENABLE_PREFIX_CACHING", "false"}})->enable_prefix_caching);
 }
 
+// The CUDA path selectors: the new paths by default, the reference paths by name, anything else refused by name.
+TEST(Flags, CudaPathFlags) {
+  absl::StatusOr<ServerConfig> c = Parse({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cuda_moe, "grouped");
+  EXPECT_EQ(c->cuda_attention, "flash");
+  EXPECT_EQ(c->cuda_sampling, "radix");
+  EXPECT_TRUE(c->cuda_graphs);
+  c = Parse({"--cuda-moe=per-expert", "--cuda-attention", "simple", "--cuda-sampling=bisect", "--cuda-graphs=false"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cuda_moe, "per-expert");
+  EXPECT_EQ(c->cuda_attention, "simple");
+  EXPECT_EQ(c->cuda_sampling, "bisect");
+  EXPECT_FALSE(c->cuda_graphs);
+  EXPECT_FALSE(Parse({}, {{"MOED_CUDA_GRAPHS", "false"}})->cuda_graphs);
+  for (const char* bad : {"--cuda-moe=cutlass", "--cuda-attention=paged", "--cuda-sampling=sort"}) {
+    c = Parse({bad});
+    ASSERT_FALSE(c.ok()) << bad;
+    const std::string flag = std::string(bad).substr(0, std::string(bad).find('='));
+    EXPECT_NE(std::string(c.status().message()).find(flag), std::string::npos) << c.status();
+  }
+}
+
 TEST(Flags, EnvironmentIsTheFallbackAndTheCommandLineWins) {
   absl::StatusOr<ServerConfig> c =
       Parse({"--port=123"}, {{"MOED_METRICS_PORT", "9500"}, {"MOED_PORT", "999"}, {"MOED_BACKEND", "cpu"}});

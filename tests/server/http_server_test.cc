@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -156,10 +158,91 @@ TEST(HttpServer, ConnectionsOverTheCapAreClosed) {
   close(c);
 }
 
+// Reads until `marker` has arrived (or EOF / the 30 s receive timeout).
+std::string ReadUntil(int fd, const std::string& marker) {
+  std::string out;
+  char buf[4096];
+  while (out.find(marker) == std::string::npos) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+TEST(HttpServer, AsyncResponsesAndChunkedStreamsFromOtherThreads) {
+  HttpServer::Routes routes;
+  std::vector<std::thread> threads;
+  routes.any["/whole"] = [&](HttpRequest req, std::shared_ptr<HttpResponder> out) {
+    threads.emplace_back([req, out] { out->Respond(HttpResponse{200, "text/plain", "got " + req.body}); });
+  };
+  routes.any["/stream"] = [&](HttpRequest, std::shared_ptr<HttpResponder> out) {
+    threads.emplace_back([out] {
+      out->StartStream(200, "text/event-stream");
+      for (int i = 0; i < 3; ++i) out->Write("data: " + std::to_string(i) + "\n\n", nullptr);
+      out->EndStream();
+    });
+  };
+  auto server = HttpServer::Start("127.0.0.1", 0, routes);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int fd = Connect((*server)->port());
+  Send(fd, "POST /whole HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_NE(ReadResponse(fd).find("got hello"), std::string::npos);
+  // "Expect: 100-continue" gets its interim answer before the body is sent.
+  Send(fd, "POST /whole HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  EXPECT_EQ(ReadUntil(fd, "\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+  Send(fd, "abc");
+  EXPECT_NE(ReadResponse(fd).find("got abc"), std::string::npos);
+  Send(fd, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");  // the same connection: kept alive
+  const std::string r = ReadUntil(fd, "0\r\n\r\n");
+  EXPECT_NE(r.find("Transfer-Encoding: chunked"), std::string::npos) << r;
+  EXPECT_NE(r.find("9\r\ndata: 0\n\n\r\n9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n0\r\n\r\n"), std::string::npos) << r;
+  Send(fd, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(ReadResponse(fd).find(" 404 "), std::string::npos);
+  close(fd);
+  server->reset();
+  for (std::thread& t : threads) t.join();
+}
+
+TEST(HttpServer, StalledStreamWriteTimesOutAndTheClientGoneIsReported) {
+  HttpServer::Routes routes;
+  std::atomic<int> gone{0};
+  std::promise<WriteResult> stalled;
+  std::shared_ptr<HttpResponder> held;
+  routes.any["/flood"] = [&](HttpRequest, std::shared_ptr<HttpResponder> out) {
+    held = out;
+    out->OnClientGone([&] { ++gone; });
+    out->StartStream(200, "text/event-stream");
+    // 16 MiB to a client that never reads (more than both sockets buffer): a write stalls past the timeout.
+    auto reported = std::make_shared<bool>(false);
+    for (int i = 0; i < 16; ++i) {
+      out->Write(std::string(1 << 20, 'x'), [&, reported](WriteResult r) {
+        if (r != WriteResult::kOk && !*reported) {
+          *reported = true;
+          stalled.set_value(r);
+        }
+      });
+    }
+  };
+  HttpServerOptions options;
+  options.write_timeout = absl::Milliseconds(300);
+  options.send_buffer_bytes = 64 << 10;
+  auto server = HttpServer::Start("127.0.0.1", 0, routes, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int fd = Connect((*server)->port());
+  Send(fd, "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::future<WriteResult> result = stalled.get_future();
+  ASSERT_EQ(result.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(result.get(), WriteResult::kTimedOut);
+  close(fd);
+  server->reset();
+  EXPECT_EQ(gone.load(), 1);
+}
+
 TEST(HttpServer, BadAddressAndPortInUse) {
-  EXPECT_FALSE(HttpServer::Start("not-an-ip", 0, {}).ok());
+  EXPECT_FALSE(HttpServer::Start("not-an-ip", 0, HttpServer::Routes{}).ok());
   auto first = StartServer();
-  auto second = HttpServer::Start("127.0.0.1", first->port(), {});
+  auto second = HttpServer::Start("127.0.0.1", first->port(), HttpServer::Routes{});
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("cannot listen"), std::string::npos);
 }

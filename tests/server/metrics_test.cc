@@ -92,6 +92,7 @@ TEST(Metrics, EveryFamilyWithItsStartUpLabelSets) {
   EXPECT_EQ(LabelValues(*Find(families, "moed_requests_total"), "status"),
             (std::set<std::string>{"ok", "invalid_argument", "resource_exhausted", "deadline_exceeded", "cancelled",
                                    "unavailable", "unauthenticated", "permission_denied", "internal"}));
+  EXPECT_EQ(LabelValues(*Find(families, "moed_requests_total"), "front"), (std::set<std::string>{"grpc", "http"}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_requests_rejected_total"), "reason"),
             (std::set<std::string>{"queue_full", "invalid_argument", "shutting_down", "unparseable"}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_build_info"), "version"), (std::set<std::string>{MOED_VERSION}));
@@ -172,11 +173,13 @@ TEST(Metrics, RequestCountersByStatusAndReason) {
   m.RequestFinished(RequestResultFromStatus(absl::CancelledError("x")));
   m.RequestFinished(RequestResultFromStatus(absl::OkStatus()));
   m.RequestFinished(RequestResultFromStatus(absl::NotFoundError("x")));  // anything else: internal
+  m.RequestFinished(RequestResultFromStatus(absl::OkStatus()), Front::kHttp);
   m.Rejected(RejectReason::kQueueFull);
   const std::string text = prometheus::TextSerializer().Serialize(m.registry()->Collect());
-  EXPECT_NE(text.find("moed_requests_total{status=\"cancelled\"} 1"), std::string::npos) << text;
-  EXPECT_NE(text.find("moed_requests_total{status=\"ok\"} 1"), std::string::npos);
-  EXPECT_NE(text.find("moed_requests_total{status=\"internal\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_total{front=\"grpc\",status=\"cancelled\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("moed_requests_total{front=\"grpc\",status=\"ok\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_total{front=\"grpc\",status=\"internal\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_total{front=\"http\",status=\"ok\"} 1"), std::string::npos);
   EXPECT_NE(text.find("moed_requests_rejected_total{reason=\"queue_full\"} 1"), std::string::npos);
   EXPECT_NE(text.find("moed_requests_rejected_total{reason=\"shutting_down\"} 0"), std::string::npos);
 }

@@ -9,7 +9,9 @@
 #include "engine/backend/cuda/cublas_gemm.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/cuda_weights.h"
+#include "engine/backend/cuda/decode_graphs.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/flash_decode.h"
 #include "engine/backend/cuda/embedding.h"
 #include "engine/backend/cuda/host/backend_options.h"
 #include "engine/backend/cuda/host/rope_table.h"
@@ -20,6 +22,7 @@
 #include "engine/backend/cuda/rmsnorm.h"
 #include "engine/backend/cuda/router.h"
 #include "engine/backend/cuda/sampling.h"
+#include "engine/backend/cuda/step_io.h"
 #include "engine/common/status_macros.h"
 #include "engine/moe/router.h"
 
@@ -84,7 +87,30 @@ class CudaBackend final : public Backend {
     MOED_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_holder_.stream, cudaStreamNonBlocking));
     stream_ = stream_holder_.stream;
     MOED_ASSIGN_OR_RETURN(cublas_, cuda::CublasHandle::Create(stream_));
+    // A fixed cuBLAS workspace: captured graphs must not see cuBLAS allocate one.
+    MOED_RETURN_IF_ERROR(cublas_ws_.Reserve(kCublasWorkspaceBytes, "cuBLAS workspace"));
+    MOED_CUBLAS_RETURN_IF_ERROR(cublasSetWorkspace(cublas_.get(), cublas_ws_.get(), kCublasWorkspaceBytes));
+    int device = 0;
+    MOED_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    MOED_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
     MOED_ASSIGN_OR_RETURN(weights_, cuda::UploadWeights(*model_, stream_));
+    moe_shape_.hidden = s.hidden_size;
+    moe_shape_.num_experts = s.num_experts;
+    moe_shape_.top_k = s.top_k;
+    moe_shape_.ffn = s.moe_intermediate_size;
+    moe_shape_.normalize = s.router.norm_topk_prob;
+    moe_shape_.shared_ffn = s.shared_experts.intermediate_size;
+    // The grouped path when asked for and the shape allows it (16-byte rows); else the per-expert reference.
+    grouped_moe_ = options_.cuda_moe == "grouped" && s.num_experts > 0 && cuda::GroupedMoeSupported(moe_shape_);
+    if (grouped_moe_) {
+      expert_tables_.resize(s.num_layers);
+      expert_ptrs_.resize(s.num_layers);
+      for (int l = 0; l < s.num_layers; ++l) {
+        if (!s.layer_is_moe[l]) continue;
+        MOED_RETURN_IF_ERROR(cuda::BuildExpertPointers(weights_->layers[l], s.num_experts, stream_,
+                                                       &expert_tables_[l], &expert_ptrs_[l]));
+      }
+    }
     const std::vector<float> inv_freq = cuda::RopeInvFreqTable(s);  // the CPU backend's values, bit for bit
     MOED_RETURN_IF_ERROR(Upload(inv_freq, &inv_freq_, stream_, "RoPE inverse frequencies"));
     return cuda::CudaStatus(cudaStreamSynchronize(stream_), "upload of the RoPE table");
@@ -104,6 +130,7 @@ class CudaBackend final : public Backend {
                                                         config.num_blocks, config.block_size));
     }
     kv_config_ = KvCacheConfig{};
+    graphs_.Clear();  // they hold the old cache's per-layer addresses and block size
     const size_t bytes = static_cast<size_t>(KvBytesPerBlock(config.block_size)) * config.num_blocks;
     MOED_RETURN_IF_ERROR(kv_.Reserve(bytes, "paged KV cache"));
     // Zeroed, as the CPU backend's: a position read before it is written reads zeros on both.
@@ -122,10 +149,17 @@ class CudaBackend final : public Backend {
         static_cast<int64_t>(kv_config_.num_blocks) * kv_config_.block_size * model_->spec.attention.kv_dim();
     return kv_.as<bf16>() + (2 * static_cast<int64_t>(layer) + (v ? 1 : 0)) * per;
   }
-  absl::Status ReserveActivations(int tokens);
+  static constexpr size_t kCublasWorkspaceBytes = 32u << 20;
+  absl::Status ReserveActivations(int tokens, int out_rows, int max_logprobs);
   absl::Status RunLayer(int l, const cuda::StepPlan& plan, const StepBatch& batch, int64_t capacity, StepOutput* out);
   absl::Status RunPlan(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out);
-  absl::Status SampleAndCollect(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out);
+  // Every launch of one step (embedding … sampling) and nothing else: no copies, no synchronisation on the grouped
+  // path, so a decode step can be captured as a graph. `out` is written only by the per-expert MoE path.
+  absl::Status Forward(const cuda::StepPlan& plan, const StepBatch& batch, int max_logprobs, StepOutput* out);
+  absl::Status Collect(const cuda::StepPlan& plan, const StepBatch& batch, int max_logprobs, StepOutput* out);
+  // A step a graph may replay: decode rows only (one token per sequence), each sampling without logits, logprobs
+  // or routing, no MOED_CUDA_CHECK, and no host synchronisation inside (grouped MoE or no MoE layer).
+  bool Graphable(const cuda::StepPlan& plan, const StepBatch& batch) const;
 
   // Destroyed last (declared first): every buffer and the cuBLAS handle are released before the stream.
   struct StreamHolder {
@@ -140,16 +174,26 @@ class CudaBackend final : public Backend {
   cuda::CublasHandle cublas_;
   std::unique_ptr<cuda::DeviceWeights> weights_;
   cuda::LaunchChecker check_;  // MOED_CUDA_CHECK=1: synchronise and check after every launch
+  DeviceBuffer cublas_ws_;
+  int sm_count_ = 1;
+  cuda::MoeShape moe_shape_;
+  bool grouped_moe_ = false;                      // BackendOptions::cuda_moe == grouped and supported
+  std::vector<DeviceBuffer> expert_tables_;       // (layers) grouped path: device expert pointer arrays
+  std::vector<cuda::ExpertPointers> expert_ptrs_;
+  cuda::StepIo io_;                               // one upload, one download per step
+  DeviceBuffer step_experts_;                     // (layers, rows, top_k) grouped path: every step's expert ids
+  DeviceBuffer step_weights_;                     // (layers, rows, top_k) grouped path: their router weights
+  DeviceBuffer flash_ws_;                         // flash-decoding partial results
+  int flash_splits_ = 1;
+  cuda::DecodeGraphs graphs_;
   KvCacheConfig kv_config_;    // num_blocks == 0 until InitKvCache succeeds
   DeviceBuffer kv_;
   DeviceBuffer inv_freq_;      // (head_dim / 2) fp32 RoPE table
-  // Per-step index arrays, per row (host/step_plan.h).
-  DeviceBuffer d_ids_, d_positions_, d_kv_rows_, d_table_offsets_, d_block_tables_, d_out_rows_;
   // Activations: residual/delta (rows, hidden) fp32; xn (rows, hidden) bf16; qkv (rows, q+2kv) fp32;
   // q (rows, q_dim) fp32; attn (rows, q_dim) bf16; dense FFN scratch.
   DeviceBuffer residual_, delta_, xn_, qkv_, q_, attn_, ffn_gate_up_, ffn_h_;
   // Output rows: xr (rows, hidden) bf16; logits (rows, vocab) fp32; sampling params and results.
-  DeviceBuffer xr_, logits_, d_params_, d_tokens_, d_logprobs_, d_top_ids_, d_top_lp_;
+  DeviceBuffer xr_, logits_, d_top_ids_, d_top_lp_;
   cuda::MoeWorkspace moe_ws_;
   cuda::MoeCounts moe_counts_;
   std::vector<int32_t> experts_host_;  // (rows, top_k) of the current MoE layer, when routing is reported
@@ -157,7 +201,7 @@ class CudaBackend final : public Backend {
   bool delta_pending_ = false;  // delta_ holds a block output not yet added to residual_
 };
 
-absl::Status CudaBackend::ReserveActivations(int tokens) {
+absl::Status CudaBackend::ReserveActivations(int tokens, int out_rows, int max_logprobs) {
   const ModelSpec& s = model_->spec;
   const size_t T = std::max(tokens, 1), H = s.hidden_size, QKV = s.attention.q_dim() + 2 * s.attention.kv_dim();
   MOED_RETURN_IF_ERROR(residual_.Reserve(T * H * sizeof(float), "residual stream"));
@@ -170,6 +214,27 @@ absl::Status CudaBackend::ReserveActivations(int tokens) {
     MOED_RETURN_IF_ERROR(ffn_gate_up_.Reserve(T * 2 * s.dense_intermediate_size * sizeof(bf16), "dense FFN"));
     MOED_RETURN_IF_ERROR(ffn_h_.Reserve(T * s.dense_intermediate_size * sizeof(bf16), "dense FFN"));
   }
+  if (options_.cuda_attention == "flash") {
+    flash_splits_ = cuda::FlashDecodeSplits(tokens, s.attention.num_kv_heads, sm_count_);
+    MOED_RETURN_IF_ERROR(flash_ws_.Reserve(
+        cuda::FlashDecodeWorkspaceBytes(tokens, s.attention.num_heads, s.attention.head_dim, flash_splits_),
+        "flash-decoding partials"));
+  }
+  const size_t R = std::max(out_rows, 1), V = s.vocab_size, top_n = R * std::max(max_logprobs, 1);
+  MOED_RETURN_IF_ERROR(xr_.Reserve(R * H * sizeof(bf16), "output row activations"));
+  MOED_RETURN_IF_ERROR(logits_.Reserve(R * V * sizeof(float), "logits"));
+  MOED_RETURN_IF_ERROR(d_top_ids_.Reserve(top_n * sizeof(int32_t), "top logprob ids"));
+  MOED_RETURN_IF_ERROR(d_top_lp_.Reserve(top_n * sizeof(float), "top logprobs"));
+  if (grouped_moe_) {
+    const int64_t E = s.num_experts;
+    MOED_RETURN_IF_ERROR(moe_ws_.Reserve(moe_shape_, tokens));
+    MOED_RETURN_IF_ERROR(io_.ReserveOutputs(out_rows, static_cast<int64_t>(s.num_layers) * 2 * E));
+    const size_t assignments = static_cast<size_t>(s.num_layers) * T * s.top_k;
+    MOED_RETURN_IF_ERROR(step_experts_.Reserve(assignments * sizeof(int32_t), "per-layer expert ids"));
+    MOED_RETURN_IF_ERROR(step_weights_.Reserve(assignments * sizeof(float), "per-layer router weights"));
+  } else {
+    MOED_RETURN_IF_ERROR(io_.ReserveOutputs(out_rows, 0));
+  }
   return absl::OkStatus();
 }
 
@@ -177,6 +242,7 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
                                    StepOutput* out) {
   const ModelSpec& s = model_->spec;
   const cuda::DeviceLayer& w = weights_->layers[l];
+  const cuda::StepInputs& in = io_.in();
   const int T = plan.rows, H = s.hidden_size;
   float* residual = residual_.as<float>();
   float* delta = delta_.as<float>();
@@ -200,8 +266,8 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   r.k_norm = w.k_norm;
   r.eps = s.rms_norm_eps;
   r.inv_freq = inv_freq_.as<float>();
-  r.positions = d_positions_.as<int32_t>();
-  r.kv_rows = d_kv_rows_.as<int64_t>();
+  r.positions = in.positions;
+  r.kv_rows = in.kv_rows;
   r.tokens = T;
   r.num_heads = s.attention.num_heads;
   r.num_kv_heads = s.attention.num_kv_heads;
@@ -216,8 +282,8 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   a.k_cache = r.k_cache;
   a.v_cache = r.v_cache;
   a.positions = r.positions;
-  a.block_tables = d_block_tables_.as<int32_t>();
-  a.table_offsets = d_table_offsets_.as<int32_t>();
+  a.block_tables = in.block_tables;
+  a.table_offsets = in.table_offsets;
   a.tokens = T;
   a.num_heads = s.attention.num_heads;
   a.num_kv_heads = s.attention.num_kv_heads;
@@ -226,7 +292,12 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   a.sliding_window = s.attention.sliding_window;
   a.scale = 1.0f / std::sqrt(static_cast<float>(s.attention.head_dim));
   a.out = attn_.as<bf16>();
-  MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchPagedAttention(a, stream_), stream_, "paged attention"));
+  if (options_.cuda_attention == "flash") {
+    MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchFlashDecode(a, flash_splits_, flash_ws_.get(), stream_), stream_,
+                                      "flash-decoding attention"));
+  } else {
+    MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchPagedAttention(a, stream_), stream_, "paged attention"));
+  }
   MOED_RETURN_IF_ERROR(check_.After(
       cuda::GemmXWt(cublas_, a.out, T, s.attention.q_dim(), w.o_proj, H, delta, cuda::OutType::kF32), stream_,
       "o_proj GEMM"));
@@ -240,17 +311,20 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
         cuda::RunFfn(cublas_, stream_, w.dense_mlp, H, xn, T, ffn_gate_up_.as<bf16>(), ffn_h_.as<bf16>(), delta, &check_),
         stream_, "dense FFN");
   }
-  cuda::MoeShape ms;
-  ms.hidden = H;
-  ms.num_experts = s.num_experts;
-  ms.top_k = s.top_k;
-  ms.ffn = s.moe_intermediate_size;
-  ms.normalize = s.router.norm_topk_prob;
-  ms.shared_ffn = s.shared_experts.intermediate_size;
-  MOED_RETURN_IF_ERROR(cuda::RunMoe(cublas_, stream_, ms, w, xn, T, capacity, delta, &moe_ws_, &moe_counts_,
+  const int E = s.num_experts;
+  if (grouped_moe_) {
+    cuda::GroupedMoeOutputs outs;
+    outs.counts = io_.dev_out().counts + static_cast<int64_t>(l) * 2 * E;
+    // Expert ids and router weights always land in the step's buffers (read back by Collect when a sequence wants
+    // routing), so a captured decode graph is the same whatever the step asks for.
+    outs.experts = step_experts_.as<int32_t>() + static_cast<int64_t>(l) * T * s.top_k;
+    outs.weights = step_weights_.as<float>() + static_cast<int64_t>(l) * T * s.top_k;
+    return cuda::RunMoeGrouped(cublas_, stream_, moe_shape_, w, expert_ptrs_[l], xn, T, capacity, delta, &moe_ws_,
+                               outs, sm_count_, cuda::GroupedKernel::kAuto, &check_);
+  }
+  MOED_RETURN_IF_ERROR(cuda::RunMoe(cublas_, stream_, moe_shape_, w, xn, T, capacity, delta, &moe_ws_, &moe_counts_,
                                     plan.any_routing || plan.any_token_routing ? &experts_host_ : nullptr,
                                     plan.any_token_routing ? &weights_host_ : nullptr, &check_));
-  const int E = s.num_experts;
   for (int e = 0; e < E; ++e) {
     out->routed[static_cast<int64_t>(l) * E + e] += moe_counts_.routed[e];
     out->dropped[static_cast<int64_t>(l) * E + e] += moe_counts_.routed[e] - moe_counts_.kept[e];
@@ -270,80 +344,49 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::SampleAndCollect(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out) {
+absl::Status CudaBackend::Forward(const cuda::StepPlan& plan, const StepBatch& batch, int max_logprobs,
+                                  StepOutput* out) {
   const ModelSpec& s = model_->spec;
-  const int R = static_cast<int>(plan.out_rows.size()), H = s.hidden_size, V = s.vocab_size;
+  const cuda::StepInputs& in = io_.in();
+  const int T = plan.rows, H = s.hidden_size, V = s.vocab_size, R = static_cast<int>(plan.out_rows.size());
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchEmbedding(in.ids, T, weights_->embed, H, residual_.as<float>(), stream_), stream_, "embedding"));
+  delta_pending_ = false;
+  // As the CPU backend: the capacity of a layer counts this step's rows × top_k assignments.
+  const int64_t capacity = s.top_k > 0 ? ExpertCapacity(options_.moe_capacity_factor, static_cast<int64_t>(T) * s.top_k,
+                                                        s.num_experts)
+                                       : 0;
+  for (int l = 0; l < s.num_layers; ++l) {
+    const absl::Status st = RunLayer(l, plan, batch, capacity, out);
+    if (!st.ok()) return absl::Status(st.code(), absl::StrFormat("layer %d: %s", l, st.message()));
+  }
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchAddRmsNorm(residual_.as<float>(), delta_pending_ ? delta_.as<float>() : nullptr, T, H,
+                             weights_->final_norm, s.rms_norm_eps, xn_.as<bf16>(), stream_),
+      stream_, "final RMSNorm"));
+  delta_pending_ = false;
   if (R == 0) return absl::OkStatus();
-  MOED_RETURN_IF_ERROR(Upload(plan.out_rows, &d_out_rows_, stream_, "output rows"));
-  MOED_RETURN_IF_ERROR(xr_.Reserve(static_cast<size_t>(R) * H * sizeof(bf16), "output row activations"));
-  MOED_RETURN_IF_ERROR(logits_.Reserve(static_cast<size_t>(R) * V * sizeof(float), "logits"));
+  MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchGatherRows(xn_.as<bf16>(), in.out_rows, R, H, xr_.as<bf16>(), stream_),
+                                    stream_, "gather of the output rows"));
   MOED_RETURN_IF_ERROR(check_.After(
-      cuda::LaunchGatherRows(xn_.as<bf16>(), d_out_rows_.as<int32_t>(), R, H, xr_.as<bf16>(), stream_), stream_,
-      "gather of the output rows"));
-  float* logits = logits_.as<float>();
-  MOED_RETURN_IF_ERROR(check_.After(
-      cuda::GemmXWt(cublas_, xr_.as<bf16>(), R, H, weights_->lm_head, V, logits, cuda::OutType::kF32), stream_,
-      "lm_head GEMM"));
+      cuda::GemmXWt(cublas_, xr_.as<bf16>(), R, H, weights_->lm_head, V, logits_.as<float>(), cuda::OutType::kF32),
+      stream_, "lm_head GEMM"));
+  return check_.After(cuda::LaunchSample(logits_.as<float>(), R, V, in.params, max_logprobs, io_.dev_out().tokens,
+                                         io_.dev_out().logprobs, d_top_ids_.as<int32_t>(), d_top_lp_.as<float>(),
+                                         stream_,
+                                         options_.cuda_sampling == "bisect" ? cuda::SampleSelect::kBisect
+                                                                            : cuda::SampleSelect::kRadix),
+                      stream_, "sampling");
+}
 
-  std::vector<cuda::DeviceSamplingParams> params(R);
-  int max_lp = 0;
-  for (int r = 0; r < R; ++r) {
-    const SequenceStep& q = batch.seqs[plan.out_row_seq[r]];
-    cuda::DeviceSamplingParams& p = params[r];
-    if (!q.sample) continue;  // logits only: a greedy pick nobody reads
-    p.temperature = q.sampling.temperature;
-    p.top_p = q.sampling.top_p;
-    p.top_k = q.sampling.top_k;
-    p.logprobs = q.sampling.logprobs;
-    p.seed = q.sampling.seed;
-    p.sample_index = q.sample_index;
-    max_lp = std::max(max_lp, p.logprobs);
+bool CudaBackend::Graphable(const cuda::StepPlan& plan, const StepBatch& batch) const {
+  if (!options_.cuda_graphs || check_.enabled()) return false;
+  if (model_->spec.num_experts > 0 && !grouped_moe_) return false;
+  if (plan.out_rows.size() != static_cast<size_t>(plan.rows)) return false;
+  for (const SequenceStep& q : batch.seqs) {
+    if (q.num_tokens != 1 || !q.sample || q.want_logits || q.sampling.logprobs > 0) return false;
   }
-  MOED_RETURN_IF_ERROR(Upload(params, &d_params_, stream_, "sampling params"));
-  MOED_RETURN_IF_ERROR(d_tokens_.Reserve(R * sizeof(int32_t), "sampled tokens"));
-  MOED_RETURN_IF_ERROR(d_logprobs_.Reserve(R * sizeof(float), "sampled logprobs"));
-  const size_t top_n = static_cast<size_t>(R) * std::max(max_lp, 1);
-  MOED_RETURN_IF_ERROR(d_top_ids_.Reserve(top_n * sizeof(int32_t), "top logprob ids"));
-  MOED_RETURN_IF_ERROR(d_top_lp_.Reserve(top_n * sizeof(float), "top logprobs"));
-  MOED_RETURN_IF_ERROR(check_.After(
-      cuda::LaunchSample(logits, R, V, d_params_.as<cuda::DeviceSamplingParams>(), max_lp, d_tokens_.as<int32_t>(),
-                         d_logprobs_.as<float>(), d_top_ids_.as<int32_t>(), d_top_lp_.as<float>(), stream_),
-      stream_, "sampling"));
-  std::vector<int32_t> tokens(R), top_ids(top_n);
-  std::vector<float> logprobs(R), top_lp(top_n);
-  MOED_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(tokens.data(), d_tokens_.get(), R * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  MOED_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(logprobs.data(), d_logprobs_.get(), R * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-  if (max_lp > 0) {
-    MOED_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(top_ids.data(), d_top_ids_.get(), top_n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-    MOED_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(top_lp.data(), d_top_lp_.get(), top_n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-  }
-  for (int r = 0; r < R; ++r) {
-    const int si = plan.out_row_seq[r];
-    if (!batch.seqs[si].want_logits) continue;
-    out->results[si].logits.resize(V);
-    MOED_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out->results[si].logits.data(), logits + static_cast<int64_t>(r) * V,
-                                              V * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-  }
-  MOED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  for (int r = 0; r < R; ++r) {
-    const int si = plan.out_row_seq[r];
-    if (!batch.seqs[si].sample) continue;
-    SequenceResult& res = out->results[si];
-    res.token = tokens[r];
-    res.logprob = logprobs[r];
-    const int n = std::min(params[r].logprobs, V);
-    for (int i = 0; i < n; ++i) {
-      res.top_logprobs.push_back({top_ids[static_cast<size_t>(r) * max_lp + i], top_lp[static_cast<size_t>(r) * max_lp + i]});
-    }
-    std::sort(res.top_logprobs.begin(), res.top_logprobs.end(), [](const TokenLogprob& a, const TokenLogprob& b) {
-      return a.logprob > b.logprob || (a.logprob == b.logprob && a.token < b.token);
-    });
-  }
-  return absl::OkStatus();
+  return true;
 }
 
 absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
@@ -370,38 +413,119 @@ absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
   return RunPlan(plan, batch, out);
 }
 
-// The launches of one validated, non-empty step.
+// One validated, non-empty step: one upload, the launches (replayed as a graph for decode shapes), one download.
 absl::Status CudaBackend::RunPlan(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out) {
-  const ModelSpec& s = model_->spec;
-  const int T = plan.rows;
-  MOED_RETURN_IF_ERROR(ReserveActivations(T));
-  MOED_RETURN_IF_ERROR(Upload(plan.ids, &d_ids_, stream_, "token ids"));
-  MOED_RETURN_IF_ERROR(Upload(plan.positions, &d_positions_, stream_, "positions"));
-  MOED_RETURN_IF_ERROR(Upload(plan.kv_rows, &d_kv_rows_, stream_, "KV slots"));
-  MOED_RETURN_IF_ERROR(Upload(plan.table_offsets, &d_table_offsets_, stream_, "block table offsets"));
-  MOED_RETURN_IF_ERROR(Upload(plan.block_tables, &d_block_tables_, stream_, "block tables"));
-  MOED_RETURN_IF_ERROR(check_.After(
-      cuda::LaunchEmbedding(d_ids_.as<int32_t>(), T, weights_->embed, s.hidden_size, residual_.as<float>(), stream_),
-      stream_, "embedding"));
-  delta_pending_ = false;
-  // As the CPU backend: the capacity of a layer counts this step's rows × top_k assignments.
-  const int64_t capacity = s.top_k > 0 ? ExpertCapacity(options_.moe_capacity_factor, static_cast<int64_t>(T) * s.top_k,
-                                                        s.num_experts)
-                                       : 0;
-  for (int l = 0; l < s.num_layers; ++l) {
-    const absl::Status st = RunLayer(l, plan, batch, capacity, out);
-    if (!st.ok()) return absl::Status(st.code(), absl::StrFormat("layer %d: %s", l, st.message()));
+  const int R = static_cast<int>(plan.out_rows.size());
+  std::vector<cuda::DeviceSamplingParams> params(R);
+  int max_lp = 0;
+  for (int r = 0; r < R; ++r) {
+    const SequenceStep& q = batch.seqs[plan.out_row_seq[r]];
+    cuda::DeviceSamplingParams& p = params[r];
+    if (!q.sample) continue;  // logits only: a greedy pick nobody reads
+    p.temperature = q.sampling.temperature;
+    p.top_p = q.sampling.top_p;
+    p.top_k = q.sampling.top_k;
+    p.logprobs = q.sampling.logprobs;
+    p.seed = q.sampling.seed;
+    p.sample_index = q.sample_index;
+    max_lp = std::max(max_lp, p.logprobs);
   }
-  MOED_RETURN_IF_ERROR(check_.After(
-      cuda::LaunchAddRmsNorm(residual_.as<float>(), delta_pending_ ? delta_.as<float>() : nullptr, T, s.hidden_size,
-                             weights_->final_norm, s.rms_norm_eps, xn_.as<bf16>(), stream_),
-      stream_, "final RMSNorm"));
-  delta_pending_ = false;
-  MOED_RETURN_IF_ERROR(SampleAndCollect(plan, batch, out));
-  return cuda::CudaStatus(cudaStreamSynchronize(stream_), "end of step");
+  MOED_RETURN_IF_ERROR(ReserveActivations(plan.rows, R, max_lp));
+  MOED_RETURN_IF_ERROR(io_.Upload(plan, params, stream_));
+  auto launches = [&]() { return Forward(plan, batch, max_lp, out); };
+  if (Graphable(plan, batch)) {
+    bool replayed = false;
+    MOED_RETURN_IF_ERROR(graphs_.Run(plan.rows, stream_, launches, &replayed));
+  } else {
+    MOED_RETURN_IF_ERROR(launches());
+  }
+  return Collect(plan, batch, max_lp, out);
 }
 
+// Downloads what the step produced (one copy for tokens, logprobs and expert counts; logits, logprobs and routing
+// only when asked for), waits once, and fills `out`.
+absl::Status CudaBackend::Collect(const cuda::StepPlan& plan, const StepBatch& batch, int max_lp, StepOutput* out) {
+  const ModelSpec& s = model_->spec;
+  const int R = static_cast<int>(plan.out_rows.size()), V = s.vocab_size, T = plan.rows;
+  MOED_RETURN_IF_ERROR(io_.Download(stream_));
+  const size_t top_n = static_cast<size_t>(R) * std::max(max_lp, 1);
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_lp;
+  if (max_lp > 0) {
+    top_ids.resize(top_n);
+    top_lp.resize(top_n);
+    MOED_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(top_ids.data(), d_top_ids_.get(), top_n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    MOED_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(top_lp.data(), d_top_lp_.get(), top_n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  }
+  for (int r = 0; r < R; ++r) {
+    const int si = plan.out_row_seq[r];
+    if (!batch.seqs[si].want_logits) continue;
+    out->results[si].logits.resize(V);
+    MOED_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out->results[si].logits.data(),
+                                              logits_.as<float>() + static_cast<int64_t>(r) * V, V * sizeof(float),
+                                              cudaMemcpyDeviceToHost, stream_));
+  }
+  std::vector<int32_t> experts;  // (layers, rows, top_k) when a sequence wants routing
+  std::vector<float> weights;    // (layers, rows, top_k) when a sequence wants per-token routing
+  if (grouped_moe_ && (plan.any_routing || plan.any_token_routing)) {
+    experts.resize(static_cast<size_t>(s.num_layers) * T * s.top_k);
+    MOED_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(experts.data(), step_experts_.get(), experts.size() * sizeof(int32_t),
+                                              cudaMemcpyDeviceToHost, stream_));
+  }
+  if (grouped_moe_ && plan.any_token_routing) {
+    weights.resize(static_cast<size_t>(s.num_layers) * T * s.top_k);
+    MOED_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(weights.data(), step_weights_.get(), weights.size() * sizeof(float),
+                                              cudaMemcpyDeviceToHost, stream_));
+  }
+  MOED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  const int32_t* tokens = io_.host_tokens();
+  const float* logprobs = io_.host_logprobs();
+  for (int r = 0; r < R; ++r) {
+    const int si = plan.out_row_seq[r];
+    if (!batch.seqs[si].sample) continue;
+    SequenceResult& res = out->results[si];
+    res.token = tokens[r];
+    res.logprob = logprobs[r];
+    const int n = std::min(batch.seqs[si].sampling.logprobs, V);
+    for (int i = 0; i < n; ++i) {
+      res.top_logprobs.push_back({top_ids[static_cast<size_t>(r) * max_lp + i], top_lp[static_cast<size_t>(r) * max_lp + i]});
+    }
+    std::sort(res.top_logprobs.begin(), res.top_logprobs.end(), [](const TokenLogprob& a, const TokenLogprob& b) {
+      return a.logprob > b.logprob || (a.logprob == b.logprob && a.token < b.token);
+    });
+  }
+  if (!grouped_moe_) return absl::OkStatus();
+  const int E = s.num_experts;
+  const int32_t* counts = io_.host_counts();
+  for (int l = 0; l < s.num_layers; ++l) {
+    if (!s.layer_is_moe[l]) continue;
+    const int32_t* c = counts + static_cast<int64_t>(l) * 2 * E;
+    for (int e = 0; e < E; ++e) {
+      out->routed[static_cast<int64_t>(l) * E + e] += c[e];
+      out->dropped[static_cast<int64_t>(l) * E + e] += c[e] - c[E + e];
+    }
+    if (experts.empty()) continue;
+    const size_t layer_at = static_cast<size_t>(l) * T * s.top_k;
+    for (int t = 0; t < T; ++t) {
+      const int si = plan.row_seq[t];
+      SequenceResult& res = out->results[si];
+      const int32_t* ex = experts.data() + layer_at + static_cast<size_t>(t) * s.top_k;
+      for (int k = 0; batch.seqs[si].want_routing && k < s.top_k; ++k) ++res.routing[static_cast<int64_t>(l) * E + ex[k]];
+      if (!batch.seqs[si].want_token_routing) continue;
+      const size_t at = (static_cast<size_t>(plan.row_in_seq[t]) * s.num_layers + l) * s.top_k;
+      std::copy_n(ex, s.top_k, res.token_experts.begin() + at);
+      std::copy_n(weights.data() + layer_at + static_cast<size_t>(t) * s.top_k, s.top_k, res.token_weights.begin() + at);
+    }
+  }
+  return absl::OkStatus();
+}
 }  // namespace
+
+// The oldest architecture the build targets (CMAKE_CUDA_ARCHITECTURES 80;89;90: A100, L40S/L4, H100/H200). The
+// kernels use bf16 tensor cores (WMMA, sm_80+) and nothing Hopper-only.
+constexpr int kMinComputeMajor = 8;
 
 CudaDeviceReport CheckCudaDevice() {
   CudaDeviceReport r;
@@ -437,9 +561,10 @@ CudaDeviceReport CheckCudaDevice() {
                                cudaGetErrorString(perr));
     return r;
   }
-  if (prop.major < 9) {
-    r.detail = absl::StrFormat("device 0 (%s) has compute capability %d.%d; this build targets sm_90 (≥ 9.0)",
-                               prop.name, prop.major, prop.minor);
+  if (prop.major < kMinComputeMajor) {
+    r.detail = absl::StrFormat(
+        "device 0 (%s) has compute capability %d.%d; this build targets sm_80, sm_89 and sm_90 (≥ 8.0)", prop.name,
+        prop.major, prop.minor);
     return r;
   }
   r.state = CudaDeviceState::kUsable;

@@ -1,5 +1,5 @@
 // The CUDA backend: bf16 weights on one device, fp32 activations/accumulation, paged bf16 KV cache, cuBLAS GEMMs,
-// device-side routing, expert permutation and sampling. Implements engine/backend/backend.h.
+// device-side routing, expert permutation, grouped expert kernels, flash-decoding, sampling, decode CUDA graphs. Implements engine/backend/backend.h.
 #pragma once
 
 #include <memory>
@@ -12,10 +12,10 @@
 namespace moed {
 
 enum class CudaDeviceState {
-  kUsable,    // device 0 has compute capability ≥ 9.0 (the sm_90 build target) and the runtime works
+  kUsable,    // device 0 has compute capability ≥ 8.0 (build targets sm_80, sm_89, sm_90) and the runtime works
   kNoDevice,  // no CUDA driver installed, or the driver sees no device: the one state GPU tests may skip on
   kUnusable,  // a device or driver is there but unusable: driver/runtime mismatch, another runtime error, or a
-              // compute capability below 9.0
+              // compute capability below 8.0
 };
 struct CudaDeviceReport {
   CudaDeviceState state = CudaDeviceState::kNoDevice;

@@ -1,10 +1,19 @@
 // DeviceBuffer / PinnedBuffer allocation with clear out-of-memory errors.
 #include "engine/backend/cuda/device_buffer.h"
 
+#include <atomic>
+
 #include "absl/strings/str_format.h"
 #include "engine/backend/cuda/cuda_check.h"
 
 namespace moed::cuda {
+namespace {
+
+std::atomic<uint64_t> g_allocation_epoch{0};
+
+}  // namespace
+
+uint64_t DeviceBuffer::AllocationEpoch() { return g_allocation_epoch.load(std::memory_order_relaxed); }
 
 absl::Status DeviceBuffer::Reserve(size_t bytes, const char* what) {
   if (bytes <= bytes_) return absl::OkStatus();
@@ -23,6 +32,7 @@ absl::Status DeviceBuffer::Reserve(size_t bytes, const char* what) {
   if (err != cudaSuccess) return CudaStatus(err, absl::StrFormat("cudaMalloc(%s)", what));
   ptr_ = p;
   bytes_ = bytes;
+  g_allocation_epoch.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 

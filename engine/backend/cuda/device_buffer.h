@@ -36,6 +36,10 @@ class DeviceBuffer {
   T* as() const { return static_cast<T*>(ptr_); }
   size_t bytes() const { return bytes_; }
 
+  // Counts every device allocation made through Reserve (process-wide, engine thread): a captured CUDA graph holds
+  // buffer addresses, so it is valid only while this has not moved since its capture.
+  static uint64_t AllocationEpoch();
+
  private:
   void Release();
   void* ptr_ = nullptr;

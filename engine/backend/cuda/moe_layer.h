@@ -1,5 +1,6 @@
 // One MoE block on the device: router GEMM → softmax/top-k kernel → permutation by expert (with capacity) →
-// per-expert gate_up GEMM → SwiGLU → down GEMM → weighted un-permutation (+ shared expert).
+// expert projections → weighted combine (+ shared expert). Two implementations (BackendOptions::cuda_moe): RunMoe,
+// per-expert cuBLAS GEMMs sized on the host (the reference), and RunMoeGrouped, grouped kernels fed from the device.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/cuda_weights.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/grouped_moe.h"
 
 namespace moed::cuda {
 
@@ -38,6 +40,8 @@ class MoeWorkspace {
   DeviceBuffer logits, experts, weights, meta, row_token, assign_row, xs, gate_up, h, ys;
   DeviceBuffer shared_gate_up, shared_h, shared_out, shared_gate;
   PinnedBuffer host_meta;
+  // Grouped path only: device schedule (host/moe_schedule.h) and the split-K partial sums.
+  DeviceBuffer tile_prefix, active, partial;
 };
 
 // out (tokens, hidden) fp32 = MoE(x), x (tokens, hidden) bf16 (the post-attention normalised rows).
@@ -49,6 +53,33 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
                     const bf16* x, int tokens, int64_t capacity, float* out, MoeWorkspace* ws, MoeCounts* counts,
                     std::vector<int32_t>* experts_out, std::vector<float>* weights_out,
                     const LaunchChecker* check = nullptr);
+
+// The grouped path's expert kernels: chosen from tokens/top_k/E (host/moe_schedule.h UseGemv), or forced (tests).
+enum class GroupedKernel { kAuto, kGemv, kMma };
+
+// Whether the grouped path takes this shape (16-byte rows: hidden and ffn multiples of 8).
+bool GroupedMoeSupported(const MoeShape& s);
+
+// Device array of layer `w`'s expert weight pointers (2E entries, owned by `table`), copied on `stream` and waited
+// for (model load only).
+absl::Status BuildExpertPointers(const DeviceLayer& w, int num_experts, cudaStream_t stream, DeviceBuffer* table,
+                                 ExpertPointers* out);
+
+// Device outputs of one grouped call; null → kept in the workspace only.
+struct GroupedMoeOutputs {
+  int32_t* counts = nullptr;   // (2E) routed per expert | kept per expert
+  int32_t* experts = nullptr;  // (tokens, top_k) expert ids
+  float* weights = nullptr;    // (tokens, top_k) router weights
+};
+
+// As RunMoe, without any host synchronisation (CUDA-graph capturable once the workspace is reserved for `tokens`):
+// router GEMM, top-k, permutation and schedule on the device; expert projections by the grouped kernels reading
+// row ranges and weight pointers (`ptrs`) from device memory; SwiGLU fused into gate_up; the weighted scatter fused
+// into the down projection's split-K combine. Requires GroupedMoeSupported(s). sm_count sizes split-K.
+absl::Status RunMoeGrouped(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
+                           const ExpertPointers& ptrs, const bf16* x, int tokens, int64_t capacity, float* out,
+                           MoeWorkspace* ws, const GroupedMoeOutputs& outs, int sm_count,
+                           GroupedKernel kernel = GroupedKernel::kAuto, const LaunchChecker* check = nullptr);
 
 // out (tokens, hidden) fp32 = down(silu(gate(x)) · up(x)) for one dense FFN. gate_up / h are scratch of at least
 // tokens*2*ffn and tokens*ffn bf16 elements.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "engine/backend/cuda/host/moe_schedule.h"
 #include "engine/backend/cuda/kernel_utils.cuh"
 #include "engine/backend/cuda/router.h"
 
@@ -24,6 +25,10 @@ __global__ void __launch_bounds__(kPermuteThreads) PermuteKernel(PermuteArgs a) 
   __shared__ int s_routed[kMaxExperts];
   __shared__ int s_base[kMaxExperts];    // assignments of each expert seen in earlier tiles
   __shared__ int s_offset[kMaxExperts + 1];
+  __shared__ int s_kept[kMaxExperts];
+  __shared__ int s_tiles[kMaxExperts + 1];
+  __shared__ int s_active[kMaxExperts];
+  __shared__ int s_num_active;
   __shared__ int s_warp[kPermuteWarps][kMaxExperts];  // per tile: count of expert e in warp w, then exclusive scan
   const int E = a.num_experts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -34,21 +39,24 @@ __global__ void __launch_bounds__(kPermuteThreads) PermuteKernel(PermuteArgs a) 
   __syncthreads();
   for (int i = threadIdx.x; i < a.assignments; i += blockDim.x) atomicAdd(&s_routed[ExpertOf(a, i)], 1);
   __syncthreads();
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    s_kept[e] = static_cast<int>(min(static_cast<int64_t>(s_routed[e]), a.capacity));
+  }
+  __syncthreads();
   if (threadIdx.x == 0) {
-    int acc = 0;
-    for (int e = 0; e < E; ++e) {
-      s_offset[e] = acc;
-      acc += static_cast<int>(min(static_cast<int64_t>(s_routed[e]), a.capacity));
-    }
-    s_offset[E] = acc;
+    s_num_active = BuildExpertSchedule(s_kept, E, max(a.tile_rows, 1), s_offset, s_tiles, s_active);
   }
   __syncthreads();
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
-    const int kept = static_cast<int>(min(static_cast<int64_t>(s_routed[e]), a.capacity));
     a.counts[e] = s_routed[e];
-    a.counts[E + e] = kept;
+    a.counts[E + e] = s_kept[e];
+    if (a.active != nullptr) a.active[e] = s_active[e];
   }
-  for (int e = threadIdx.x; e <= E; e += blockDim.x) a.offsets[e] = s_offset[e];
+  for (int e = threadIdx.x; e <= E; e += blockDim.x) {
+    a.offsets[e] = s_offset[e];
+    if (a.tile_prefix != nullptr) a.tile_prefix[e] = s_tiles[e];
+  }
+  if (threadIdx.x == 0 && a.active != nullptr) a.active[E] = s_num_active;
 
   for (int tile = 0; tile < a.assignments; tile += blockDim.x) {
     const int i = tile + threadIdx.x;

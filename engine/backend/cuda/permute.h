@@ -19,6 +19,10 @@ struct PermuteArgs {
   int32_t* offsets = nullptr;        // (num_experts + 1) out: exclusive prefix sum of the kept counts
   int32_t* row_token = nullptr;      // (assignments) out: source token of permuted row r (r < kept total)
   int32_t* assign_row = nullptr;     // (assignments) out: permuted row of each assignment, -1 when dropped
+  // Optional (the grouped path, host/moe_schedule.h BuildExpertSchedule): null → not written.
+  int tile_rows = 64;                // rows per tile of tile_prefix
+  int32_t* tile_prefix = nullptr;    // (num_experts + 1) out: exclusive prefix sum of ceil(kept / tile_rows)
+  int32_t* active = nullptr;         // (num_experts + 1) out: active expert ids ascending, -1 padded; [E] = count
 };
 
 // Single block; O(assignments). Kept rows of expert e are offsets[e] .. offsets[e+1]-1, in token order.

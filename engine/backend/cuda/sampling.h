@@ -19,11 +19,16 @@ struct DeviceSamplingParams {
   int32_t pad = 0;
 };
 
+// How the sampler finds top-k, the top-p cut and the draw (BackendOptions::cuda_sampling): radix select (8 passes
+// over the vocabulary, fixed-point weights, host/radix_select.h) or bisection on the key (64 passes per select, the
+// reference). Greedy rows take the argmax either way.
+enum class SampleSelect { kRadix, kBisect };
+
 // logits (rows, vocab) fp32; params (rows). Outputs: tokens (rows), logprobs (rows) = log_softmax(logits)[token];
 // top_ids / top_logprobs (rows, max_logprobs): the params[r].logprobs best tokens of row r in no particular order
 // (the host sorts them best-first); unused entries are left untouched. One block per row.
 cudaError_t LaunchSample(const float* logits, int rows, int vocab, const DeviceSamplingParams* params,
                          int max_logprobs, int32_t* tokens, float* logprobs, int32_t* top_ids, float* top_logprobs,
-                         cudaStream_t stream);
+                         cudaStream_t stream, SampleSelect select = SampleSelect::kRadix);
 
 }  // namespace moed::cuda

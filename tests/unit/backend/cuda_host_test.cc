@@ -75,6 +75,33 @@ TEST(CudaHostTest, OptionsAreValidatedAsOnTheCpu) {
   EXPECT_EQ(cuda::ValidateCudaBackendOptions(cache).code(), absl::StatusCode::kUnimplemented);
 }
 
+// The CUDA path selectors: the defaults are the new paths, the old names are accepted, anything else is refused by
+// name.
+TEST(CudaHostTest, PathOptionsAreValidatedByName) {
+  BackendOptions o;
+  EXPECT_EQ(o.cuda_moe, "grouped");
+  EXPECT_EQ(o.cuda_attention, "flash");
+  EXPECT_EQ(o.cuda_sampling, "radix");
+  EXPECT_TRUE(o.cuda_graphs);
+  EXPECT_TRUE(cuda::ValidateCudaBackendOptions(o).ok());
+  o.cuda_moe = "per-expert";
+  o.cuda_attention = "simple";
+  o.cuda_sampling = "bisect";
+  EXPECT_TRUE(cuda::ValidateCudaBackendOptions(o).ok());
+  o.cuda_sampling = "sort";
+  EXPECT_EQ(cuda::ValidateCudaBackendOptions(o).code(), absl::StatusCode::kInvalidArgument);
+  o.cuda_sampling = "radix";
+  o.cuda_moe = "cutlass";
+  absl::Status st = cuda::ValidateCudaBackendOptions(o);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("cuda_moe"), std::string::npos) << st;
+  o.cuda_moe = "grouped";
+  o.cuda_attention = "paged";
+  st = cuda::ValidateCudaBackendOptions(o);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("cuda_attention"), std::string::npos) << st;
+}
+
 constexpr int kBlock = 4;
 constexpr int kBlocks = 32;
 
@@ -101,10 +128,10 @@ TEST(CudaHostTest, PlanRowsFollowTheCpuRowOrder) {
   batch.seqs[0].want_logits = true;
   batch.seqs[1].sample = true;
   batch.seqs[1].want_routing = true;
+  batch.seqs[0].want_token_routing = true;
   cuda::StepPlan plan;
   ASSERT_TRUE(cuda::BuildStepPlan(batch, model->spec, kBlocks, kBlock, &plan).ok());
 
-  batch.seqs[0].want_token_routing = true;
   std::vector<int32_t> ids, positions, row_seq, row_in_seq;
   std::vector<int64_t> kv_rows;
   for (size_t si = 0; si < batch.seqs.size(); ++si) {  // the CPU's enumeration

@@ -23,6 +23,18 @@ absl::Status ValidateCudaBackendOptions(const BackendOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrFormat("cuda backend: expert_cache_bytes must be ≥ 0, got %d", o.expert_cache_bytes));
   }
+  if (o.cuda_moe != "grouped" && o.cuda_moe != "per-expert") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: cuda_moe must be 'grouped' or 'per-expert', got '%s'", o.cuda_moe));
+  }
+  if (o.cuda_attention != "flash" && o.cuda_attention != "simple") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: cuda_attention must be 'flash' or 'simple', got '%s'", o.cuda_attention));
+  }
+  if (o.cuda_sampling != "radix" && o.cuda_sampling != "bisect") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: cuda_sampling must be 'radix' or 'bisect', got '%s'", o.cuda_sampling));
+  }
   if (o.expert_cache_slots > 0 || o.expert_cache_bytes > 0) {
     return absl::UnimplementedError(
         "cuda backend: the hot-expert cache has no GPU tier yet (every expert stays resident); drop the "
