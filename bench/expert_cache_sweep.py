@@ -37,7 +37,7 @@ def run_stats(args, moe_run, slots, policy, prefetch):
         cmd = [str(moe_run), "--model", str(args.model), "--prompts-file", str(args.prompts), "--max-tokens",
                str(args.max_tokens), "--temperature", "0", "--backend", "cpu", "--threads", "1", "--json",
                "--expert-cache-slots", str(slots), "--expert-cache-policy", policy,
-               "--expert-cache-prefetch", "on" if prefetch else "off", "--stats-out", str(stats)]
+               f"--expert-cache-prefetch={str(prefetch).lower()}", "--stats-out", str(stats)]
         proc = subprocess.run(cmd, capture_output=True, timeout=600)
         if proc.returncode != 0:
             sys.exit(f"expert_cache_sweep: {' '.join(cmd)} failed: {proc.stderr.decode().strip()}")

@@ -63,6 +63,9 @@ struct ServerConfig {
   // Metrics and lifecycle.
   PerExpertMetrics metrics_per_expert = PerExpertMetrics::kAuto;
   absl::Duration shutdown_timeout = absl::Seconds(30);
+  // Each engine step takes at least this long (0 = as fast as it can): a cap on the step rate, e.g. to share a
+  // machine, or in tests to keep requests in the batch for a known minimum time on any machine.
+  absl::Duration min_step_time = absl::ZeroDuration();
 
   // Request limits (validated per request).
   int max_tokens_limit = 0;    // 0 = the context length

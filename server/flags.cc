@@ -2,19 +2,15 @@
 #include "server/flags.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/reflection.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
+#include "common/cli/command_line.h"
 #include "engine/cache/cache_policy.h"
 #include "engine/common/status_macros.h"
 #include "server/log.h"
@@ -85,6 +81,8 @@ ABSL_FLAG(std::string, cuda_sampling, kDefaults.cuda_sampling,
 ABSL_FLAG(std::string, metrics_per_expert, "auto", "auto | on | off (auto: while layers x experts <= 4096)");
 ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
           "how long in-flight streams may finish after SIGTERM");
+ABSL_FLAG(absl::Duration, min_step_time, kDefaults.min_step_time,
+          "each engine step takes at least this long; 0 = as fast as it can (a cap on the step rate)");
 ABSL_FLAG(int, max_tokens_limit, kDefaults.max_tokens_limit,
           "largest max_tokens a request may ask for; 0 = the context length");
 ABSL_FLAG(int, default_max_tokens, kDefaults.default_max_tokens, "max_tokens when a request leaves it unset");
@@ -121,38 +119,6 @@ ABSL_FLAG(double, routing_trace_sample, kDefaults.routing_trace_sample,
 namespace moed::server {
 namespace {
 
-// Every flag defined in this file (found by reflection, so a new flag needs no list), by name.
-const std::vector<std::string>& FlagNames() {
-  static const std::vector<std::string>* names = [] {
-    auto* out = new std::vector<std::string>();
-    for (const auto& [name, flag] : absl::GetAllFlags()) {
-      if (absl::EndsWith(flag->Filename(), "server/flags.cc")) out->push_back(std::string(name));
-    }
-    std::sort(out->begin(), out->end());
-    return out;
-  }();
-  return *names;
-}
-
-bool IsOurFlag(absl::string_view name) {
-  const std::vector<std::string>& names = FlagNames();
-  return std::binary_search(names.begin(), names.end(), name);
-}
-
-std::string Dashed(absl::string_view name) { return absl::StrReplaceAll(name, {{"_", "-"}}); }
-
-absl::Status SetFlag(absl::string_view name, absl::string_view value, absl::string_view origin) {
-  absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-  if (flag == nullptr || !IsOurFlag(name)) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown flag --", Dashed(name), " (see --help)"));
-  }
-  std::string error;
-  if (!flag->ParseFrom(value, &error)) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": invalid value '", value, "': ", error));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<PerExpertMetrics> ParsePerExpert(const std::string& v) {
   if (v == "auto") return PerExpertMetrics::kAuto;
   if (v == "on") return PerExpertMetrics::kOn;
@@ -173,52 +139,24 @@ absl::Status CheckPort(absl::string_view flag, int port) {
 
 }  // namespace
 
-EnvLookup ProcessEnv() {
-  return [](absl::string_view name) -> std::optional<std::string> {
-    const char* v = std::getenv(std::string(name).c_str());
-    if (v == nullptr) return std::nullopt;
-    return std::string(v);
-  };
+const cli::Program& MoedProgram() {
+  static const cli::Program* program = new cli::Program{
+      "moed",
+      "usage: moed [--flag=value ...]; every flag may also be set as MOED_<FLAG> in the environment\n",
+      {"server/flags.cc"},
+      "MOED_",
+      false};
+  return *program;
 }
 
-std::string EnvVarForFlag(absl::string_view flag_name) {
-  return absl::StrCat("MOED_", absl::AsciiStrToUpper(absl::StrReplaceAll(flag_name, {{"-", "_"}})));
-}
+std::string EnvVarForFlag(absl::string_view flag_name) { return cli::EnvVarFor("MOED_", flag_name); }
 
 absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLookup& env) {
-  // Environment first: it becomes the default the command line may override.
-  for (const std::string& name : FlagNames()) {
-    const std::string var = EnvVarForFlag(name);
-    std::optional<std::string> value = env(var);
-    if (!value.has_value()) continue;
-    MOED_RETURN_IF_ERROR(SetFlag(name, *value, var));
-  }
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "' (flags are --name=value)"));
-    }
-    arg.remove_prefix(2);
-    std::string name;
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (eq != absl::string_view::npos) {
-      name = std::string(arg.substr(0, eq));
-      value = std::string(arg.substr(eq + 1));
-    } else {
-      name = absl::StrReplaceAll(arg, {{"-", "_"}});
-      absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-      if (flag != nullptr && flag->IsOfType<bool>()) {
-        value = "true";  // a boolean flag never takes the next argument (--name=false turns it off)
-      } else {
-        if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
-        value = argv[++i];
-      }
-    }
-    name = absl::StrReplaceAll(name, {{"-", "_"}});
-    MOED_RETURN_IF_ERROR(SetFlag(name, value, absl::StrCat("--", Dashed(name))));
-  }
+  MOED_RETURN_IF_ERROR(cli::ParseCommandLine(MoedProgram(), argc, argv, env).status());
+  return ServerConfigFromFlags();
+}
 
+absl::StatusOr<ServerConfig> ServerConfigFromFlags() {
   ServerConfig c;
   c.model = absl::GetFlag(FLAGS_model);
   c.host = absl::GetFlag(FLAGS_host);
@@ -257,6 +195,7 @@ absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLo
   c.cuda_sampling = absl::GetFlag(FLAGS_cuda_sampling);
   MOED_ASSIGN_OR_RETURN(c.metrics_per_expert, ParsePerExpert(absl::GetFlag(FLAGS_metrics_per_expert)));
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  c.min_step_time = absl::GetFlag(FLAGS_min_step_time);
   c.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
   c.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
   c.max_stop_strings = absl::GetFlag(FLAGS_max_stop_strings);
@@ -343,6 +282,10 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("--shutdown-timeout must be >= 0, got ", absl::FormatDuration(c.shutdown_timeout)));
   }
+  if (c.min_step_time < absl::ZeroDuration() || c.min_step_time > absl::Seconds(10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--min-step-time must be in [0, 10s], got ", absl::FormatDuration(c.min_step_time)));
+  }
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-tokens-limit", c.max_tokens_limit, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("default-max-tokens", c.default_max_tokens, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-stop-strings", c.max_stop_strings, 0));
@@ -390,15 +333,6 @@ absl::StatusOr<std::string> FindBuiltInModel() {
                                           "(looked in ", looked, ")"));
 }
 
-std::string UsageText() {
-  std::string out = "usage: moed [--flag=value ...]; every flag may also be set as MOED_<FLAG> in the environment\n";
-  for (const std::string& name : FlagNames()) {
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    if (flag == nullptr) continue;
-    absl::StrAppend(&out, "  --", Dashed(name), " (", EnvVarForFlag(name), ", default ", flag->DefaultValue(),
-                    ")\n      ", flag->Help(), "\n");
-  }
-  return out;
-}
+std::string UsageText() { return cli::UsageText(MoedProgram()); }
 
 }  // namespace moed::server

@@ -1,29 +1,32 @@
-// Command line + environment → ServerConfig. Flags are absl flags; each may also come from the
+// Command line + environment → ServerConfig. Flags are absl flags parsed by moed::cli; each may also come from the
 // environment as MOED_<FLAG_IN_UPPER_SNAKE> (e.g. MOED_METRICS_PORT=9400) when not on the command line.
 #pragma once
 
-#include <functional>
-#include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "common/cli/command_line.h"
 #include "server/config.h"
 
 namespace moed::server {
 
-// Returns the value of an environment variable, or nullopt when unset.
-using EnvLookup = std::function<std::optional<std::string>(absl::string_view name)>;
-EnvLookup ProcessEnv();  // reads the real environment (getenv)
+using cli::EnvLookup;
+using cli::ProcessEnv;
+
+// moed's command line for cli::HandleCommandLine: the flags of server/flags.cc, MOED_* environment fallback.
+const cli::Program& MoedProgram();
 
 // "metrics-port" / "metrics_port" → "MOED_METRICS_PORT".
 std::string EnvVarForFlag(absl::string_view flag_name);
 
 // Parses argv (flag names may use '-' or '_': --metrics-port=0 and --metrics_port=0 are the same),
-// after first applying MOED_* environment values as defaults. Errors name the flag or variable and
-// what is wrong (INVALID_ARGUMENT); the caller handles --help (UsageText) before calling.
+// after first applying MOED_* environment values as defaults, then ServerConfigFromFlags. Errors name the flag or
+// variable and what is wrong (INVALID_ARGUMENT); main handles --help and --version (cli::HandleCommandLine).
 // Not thread-safe: sets the process's absl flags.
 absl::StatusOr<ServerConfig> ParseServerFlags(int argc, char** argv, const EnvLookup& env);
+// The config the flags hold now, checked (ValidateServerConfig).
+absl::StatusOr<ServerConfig> ServerConfigFromFlags();
 
 // The built-in model (fortune-moe) for an empty --model, found from the executable's own directory, not the
 // working directory: <exe dir>/models/fortune-moe, <exe dir>/../models/fortune-moe (a build tree),

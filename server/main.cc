@@ -1,7 +1,8 @@
 // moed: flags → config → MoedServer (model, backend, engine, gRPC, metrics) → wait for a signal → drain.
 #include <cstdio>
-#include <string_view>
+#include <optional>
 
+#include "common/cli/command_line.h"
 #include "moed/version.h"
 #include "server/flags.h"
 #include "server/log.h"
@@ -10,23 +11,13 @@
 
 int main(int argc, char** argv) {
   using namespace moed::server;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
-      std::fputs(UsageText().c_str(), stdout);
-      return 0;
-    }
-    if (arg == "--version") {
-      std::printf("moed %s (revision %s)\n", MOED_VERSION, MOED_REVISION);
-      return 0;
-    }
-  }
   // Before any thread exists, so all threads inherit the blocked mask.
   if (absl::Status s = BlockTerminationSignals(); !s.ok()) {
     std::fprintf(stderr, "moed: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  absl::StatusOr<ServerConfig> config = ParseServerFlags(argc, argv, ProcessEnv());
+  if (std::optional<int> exit = moed::cli::HandleCommandLine(MoedProgram(), argc, argv, ProcessEnv())) return *exit;
+  absl::StatusOr<ServerConfig> config = ServerConfigFromFlags();
   if (!config.ok()) {
     std::fprintf(stderr, "moed: %s\n", std::string(config.status().message()).c_str());
     return 2;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace moed::server {
 namespace {
@@ -138,10 +139,11 @@ OutboxAction Outbox::TakeNextLocked(absl::Time now) {
 
 // ---- RequestQueue ----
 
-RequestQueue::RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics)
+RequestQueue::RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics, absl::Duration min_step_time)
     : engine_(std::move(engine)),
       metrics_(metrics),
       info_{engine_->spec(), engine_->config(), std::string(engine_->backend_name())},
+      min_step_time_(min_step_time),
       snapshot_(engine_->stats()) {}
 
 RequestQueue::~RequestQueue() { Stop(); }
@@ -163,7 +165,8 @@ absl::Status RequestQueue::Submit(EngineRequest request, std::shared_ptr<Outbox>
     return absl::ResourceExhaustedError(
         absl::StrCat("request queue is full: ", queued, " requests waiting (--max-queue=", max_queue, ")"));
   }
-  pending_.push_back(Pending{std::move(request), std::move(outbox)});
+  request.frontend = std::make_shared<Stream>(std::move(outbox));
+  pending_.push_back(std::move(request));
   ++live_count_;
   work_cv_.notify_one();
   return absl::OkStatus();
@@ -218,19 +221,17 @@ void RequestQueue::ReleaseLive(int n) {
   if (live_count_ == 0) idle_cv_.notify_all();
 }
 
-void RequestQueue::Hand(const std::string& id, Live* live, Outbox& outbox, RequestOutput output) {
+void RequestQueue::Hand(const std::string& id, bool live, Outbox& outbox, RequestOutput output) {
+  output.frontend.reset();  // the outbox may keep the output: no Stream → Outbox → output → Stream cycle
   OutboxAction action = outbox.Push(std::move(output));
-  if (action.cut && live != nullptr) {
-    live->abort_status = outbox.CutStatus();
-    engine_->AbortRequest(id);  // frees its KV at the next step
-  }
+  if (action.cut && live) engine_->AbortRequest(id, outbox.CutStatus());  // frees its KV at the next step
   if (action.kind != OutboxAction::Kind::kNone) outbox.writer()->Act(std::move(action));
 }
 
 void RequestQueue::Loop() {
   bool busy = false;
   while (true) {
-    std::vector<Pending> pending;
+    std::vector<EngineRequest> pending;
     std::vector<std::pair<std::string, absl::Status>> cancels;
     absl::Status abort_all;
     bool stop = false;
@@ -244,22 +245,13 @@ void RequestQueue::Loop() {
     }
     if (stop && abort_all.ok()) abort_all = absl::UnavailableError("the server stopped before the request finished");
     Admit(std::move(pending));
-    for (auto& [id, why] : cancels) {
-      auto it = live_.find(id);
-      if (it == live_.end()) continue;
-      it->second.abort_status = std::move(why);
-      engine_->AbortRequest(id);
-    }
-    if (!abort_all.ok()) {
-      for (auto& [id, live] : live_) {
-        live.abort_status = abort_all;
-        engine_->AbortRequest(id);
-      }
-    }
+    for (auto& [id, why] : cancels) engine_->AbortRequest(id, std::move(why));  // unknown (finished) ids: ignored
+    if (!abort_all.ok()) engine_->AbortAll(abort_all);
     busy = engine_->HasUnfinished();
     std::vector<RequestOutput> outputs;
     absl::Time step_start;
-    if (busy) {
+    const bool stepped = busy;
+    if (stepped) {
       step_start = absl::Now();
       outputs = engine_->Step();
       busy = engine_->HasUnfinished();
@@ -275,31 +267,29 @@ void RequestQueue::Loop() {
     }
     metrics_->OnEngineStep(stats, pending_now);
     Deliver(std::move(outputs), step_start);
+    if (stepped && min_step_time_ > absl::ZeroDuration()) {
+      absl::SleepFor(step_start + min_step_time_ - absl::Now());  // negative: returns at once
+    }
     // On stop, keep stepping until the aborted requests have been reported, then leave.
     if (stop && !busy) break;
   }
-  // Whatever is still live (the engine never reported it) ends here.
-  for (auto& [id, live] : live_) {
-    Hand(id, nullptr, *live.outbox, FailedOutput(id, absl::UnavailableError("the server stopped")));
-  }
-  ReleaseLive(static_cast<int>(live_.size()));
-  live_.clear();
+  // The engine reported every request it had finished (it has none left), so nothing is live here.
 }
 
-void RequestQueue::Admit(std::vector<Pending> pending) {
+void RequestQueue::Admit(std::vector<EngineRequest> pending) {
   int failed = 0;
   const absl::Time now = absl::Now();
-  for (Pending& p : pending) {
-    const std::string id = p.request.request_id;
-    const absl::Time arrival = p.request.arrival_time == absl::InfinitePast() ? now : p.request.arrival_time;
-    absl::Status status = engine_->AddRequest(std::move(p.request));
+  for (EngineRequest& request : pending) {
+    const std::string id = request.request_id;
+    std::shared_ptr<FrontendSlot> slot = request.frontend;
+    Stream& stream = static_cast<Stream&>(*slot);  // Submit attached it
+    stream.arrival = request.arrival_time == absl::InfinitePast() ? now : request.arrival_time;
+    absl::Status status = engine_->AddRequest(std::move(request));
     if (!status.ok()) {
       if (absl::IsResourceExhausted(status)) metrics_->Rejected(RejectReason::kQueueFull);
-      Hand(id, nullptr, *p.outbox, FailedOutput(id, std::move(status)));
+      Hand(id, false, *stream.outbox, FailedOutput(id, std::move(status)));
       ++failed;
-      continue;
     }
-    live_.emplace(id, Live{std::move(p.outbox), arrival});
   }
   ReleaseLive(failed);
 }
@@ -308,9 +298,9 @@ void RequestQueue::Deliver(std::vector<RequestOutput> outputs, absl::Time step_s
   const absl::Time now = absl::Now();
   int finished = 0;
   for (RequestOutput& out : outputs) {
-    auto it = live_.find(out.request_id);
-    if (it == live_.end()) continue;  // not ours (cannot happen) — nothing to deliver to
-    Live& live = it->second;
+    if (out.frontend == nullptr) continue;  // not submitted through Submit (cannot happen): nowhere to deliver
+    const std::shared_ptr<FrontendSlot> slot = out.frontend;  // keeps the Stream alive past the request's end
+    Stream& live = static_cast<Stream&>(*slot);  // every request comes through Submit
     if (!live.any_output) metrics_->ObserveQueueTime(Seconds(step_start - live.arrival));
     live.any_output = true;
     const size_t n = out.new_token_ids.size();
@@ -324,21 +314,24 @@ void RequestQueue::Deliver(std::vector<RequestOutput> outputs, absl::Time step_s
       live.last_token = now;
     }
     if (!out.finished) {
-      if (n > 0 || !out.new_text.empty()) Hand(it->first, &live, *live.outbox, std::move(out));
+      if (n > 0 || !out.new_text.empty()) {
+        const std::string id = out.request_id;
+        Hand(id, true, *live.outbox, std::move(out));
+      }
       continue;
     }
     Finalize(live, out, now);
-    Hand(it->first, nullptr, *live.outbox, std::move(out));
-    live_.erase(it);
+    const std::string id = out.request_id;
+    Hand(id, false, *live.outbox, std::move(out));
     ++finished;
   }
   ReleaseLive(finished);
 }
 
 // Gives a finished output its final status and observes its duration (the front end counts how it ended).
-void RequestQueue::Finalize(Live& live, RequestOutput& out, absl::Time now) {
+void RequestQueue::Finalize(const Stream& stream, RequestOutput& out, absl::Time now) {
   if (out.finish_reason == FinishReason::kAborted && out.status.ok()) {
-    out.status = live.abort_status.ok() ? absl::CancelledError("the request was cancelled") : live.abort_status;
+    out.status = absl::CancelledError("the request was cancelled");  // aborted without a reason
   }
   if (out.finish_reason == FinishReason::kDeadline && out.status.ok()) {
     out.status = absl::DeadlineExceededError("the request's deadline passed");
@@ -346,7 +339,7 @@ void RequestQueue::Finalize(Live& live, RequestOutput& out, absl::Time now) {
   if (out.finish_reason == FinishReason::kError && out.status.ok()) {
     out.status = absl::InternalError("the engine failed the request");
   }
-  metrics_->ObserveRequestDuration(Seconds(now - live.arrival));
+  metrics_->ObserveRequestDuration(Seconds(now - stream.arrival));
   metrics_->RequestEnded(out.finish_reason, out.prompt_tokens, out.completion_tokens);
 }
 

@@ -11,7 +11,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -103,8 +102,9 @@ struct EngineInfo {
 
 class RequestQueue {
  public:
-  // `metrics` must outlive the queue.
-  RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics);
+  // `metrics` must outlive the queue. Each engine step takes at least `min_step_time` (ServerConfig).
+  RequestQueue(std::unique_ptr<EngineCore> engine, ServerMetrics* metrics,
+               absl::Duration min_step_time = absl::ZeroDuration());
   ~RequestQueue();  // Stop()
 
   const EngineInfo& info() const { return info_; }
@@ -134,36 +134,34 @@ class RequestQueue {
   int live_requests() const;
 
  private:
-  struct Pending {
-    EngineRequest request;
+  // The server's part of one request, attached to the engine's Request (EngineRequest::frontend) at Submit and
+  // handed back on each of its outputs: no map keyed by id beside the engine's. Engine thread only after Submit.
+  struct Stream final : FrontendSlot {
+    explicit Stream(std::shared_ptr<Outbox> o) : outbox(std::move(o)) {}
     std::shared_ptr<Outbox> outbox;
-  };
-  // A request the engine knows; engine thread only.
-  struct Live {
-    std::shared_ptr<Outbox> outbox;
-    absl::Time arrival;
-    absl::Time last_token = absl::InfinitePast();
+    absl::Time arrival;                            // set at admission (the request's arrival_time when it has one)
+    absl::Time last_token = absl::InfinitePast();  // when its latest token was delivered (inter-token latency)
     bool any_output = false;
-    absl::Status abort_status;  // why it was aborted (client cancel, deadline, shutdown)
   };
 
   void Loop();
-  void Admit(std::vector<Pending> pending);
+  void Admit(std::vector<EngineRequest> pending);
   void Deliver(std::vector<RequestOutput> outputs, absl::Time step_start);
-  void Finalize(Live& live, RequestOutput& out, absl::Time now);
+  void Finalize(const Stream& stream, RequestOutput& out, absl::Time now);
   void ReleaseLive(int n);
-  // Engine thread: passes `output` to its stream; a push that cuts the stream aborts the request.
-  void Hand(const std::string& id, Live* live, Outbox& outbox, RequestOutput output);
+  // Engine thread: passes `output` to its stream; a push that cuts the stream aborts the request (when `live`,
+  // i.e. the engine still has it).
+  void Hand(const std::string& id, bool live, Outbox& outbox, RequestOutput output);
 
   std::unique_ptr<EngineCore> engine_;  // engine thread only (after Start)
   ServerMetrics* const metrics_;
   const EngineInfo info_;
-  std::unordered_map<std::string, Live> live_;  // engine thread only
+  const absl::Duration min_step_time_;
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;  // engine thread waits for submissions / cancellations / stop
   std::condition_variable idle_cv_;  // WaitIdle waits for live_count_ == 0
-  std::vector<Pending> pending_;
+  std::vector<EngineRequest> pending_;  // each with its Stream attached
   std::vector<std::pair<std::string, absl::Status>> cancels_;
   absl::Status abort_all_;           // non-OK: abort every live request with this status
   bool accepting_ = true;

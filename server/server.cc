@@ -160,7 +160,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
                                           config.metrics_port, MetricsRoutes(s->metrics_->registry())));
   s->metrics_port_ = s->metrics_http_->port();
 
-  s->queue_ = std::make_unique<RequestQueue>(*std::move(engine), s->metrics_.get());
+  s->queue_ = std::make_unique<RequestQueue>(*std::move(engine), s->metrics_.get(), config.min_step_time);
   s->core_ = std::make_unique<EngineService>(config, s->queue_.get(), s->metrics_.get(), shared_tokenizer,
                                              ToLimits(config, s->queue_->info(), *shared_tokenizer),
                                              std::random_device{}());

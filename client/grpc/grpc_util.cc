@@ -1,7 +1,6 @@
 // gRPC helpers shared by moectl and moe-bench.
 #include "client/grpc/grpc_util.h"
 
-#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -9,7 +8,6 @@
 #include <grpcpp/support/client_interceptor.h>
 
 #include "absl/strings/str_cat.h"
-#include "moed/version.h"
 
 #include <future>
 
@@ -111,21 +109,6 @@ absl::StatusOr<std::string> ReadFile(const char* flag, const std::string& path) 
 
 }  // namespace
 
-const std::vector<FlagSpec>& SecurityFlags() {
-  static const std::vector<FlagSpec> flags = {{"tls-ca"}, {"tls-cert"}, {"tls-key"}, {"token"}, {"version", false}};
-  return flags;
-}
-
-ChannelSecurity SecurityFromArgs(const CliArgs& args) {
-  const char* env_token = std::getenv("MOED_TOKEN");
-  ChannelSecurity s;
-  s.tls_ca = args.GetString("tls-ca", "");
-  s.tls_cert = args.GetString("tls-cert", "");
-  s.tls_key = args.GetString("tls-key", "");
-  s.token = args.GetString("token", env_token != nullptr ? env_token : "");
-  return s;
-}
-
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& addr, const ChannelSecurity& sec) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
@@ -151,10 +134,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   if (!sec.token.empty()) interceptors.push_back(std::make_unique<TokenInterceptorFactory>(sec.token));
   return grpc::experimental::CreateCustomChannelWithInterceptors(addr, creds, args, std::move(interceptors));
-}
-
-std::string VersionLine(const std::string& program) {
-  return absl::StrCat(program, " ", MOED_VERSION, " (revision ", MOED_REVISION, ")");
 }
 
 std::string StatusCodeName(grpc::StatusCode code) {

@@ -8,7 +8,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "client/grpc/cli_args.h"
 #include "grpcpp/grpcpp.h"
 
 namespace moed::client {
@@ -24,15 +23,8 @@ struct ChannelSecurity {
   std::string tls_key;
   std::string token;
 };
-// The flags --tls-ca, --tls-cert, --tls-key, --token (default $MOED_TOKEN) and --version every client accepts.
-// (A function: other files' static initializers use it.)
-const std::vector<FlagSpec>& SecurityFlags();
-ChannelSecurity SecurityFromArgs(const CliArgs& args);
 // MakeChannel with `security`; errors name the PEM file that cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& addr, const ChannelSecurity& security);
-
-// "<program> <version> (revision <rev>)", for --version.
-std::string VersionLine(const std::string& program);
 
 // "OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", ... as in the gRPC status-code spec.
 std::string StatusCodeName(grpc::StatusCode code);

@@ -14,17 +14,19 @@
 #include <thread>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "client/grpc/bench_call.h"
-#include "client/grpc/cli_args.h"
+#include "client/grpc/connection_flags.h"
 #include "client/grpc/grpc_util.h"
 #include "client/grpc/latency_stats.h"
+#include "common/cli/command_line.h"
 #include "nlohmann/json.hpp"
 
 namespace moed::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: moe-bench [--addr HOST:PORT] (--concurrency N | --rate R [--concurrency MAX])
+constexpr char kSynopsis[] = R"(usage: moe-bench [--addr HOST:PORT] (--concurrency N | --rate R [--concurrency MAX])
     [--num-requests N] [--duration 60s] (--prompt-len L --output-len M [--seed S] | --prompts-file F [--output-len M])
     [--shared-prefix-len N --num-prefixes P] [--ignore-eos] [--temperature T] [--timeout 120s]
 Sends Generate streams until N requests were sent or the duration passed (at least one bound; 64
@@ -33,22 +35,11 @@ requests when neither is given), waits for those in flight, and prints one JSON 
 --prompt-len: synthetic prompts of L random token ids (seeded); --prompts-file: one prompt per line.
 --shared-prefix-len N (< L) with --prompt-len: the first N ids of request i are prefix i mod P of P seeded random
 prefixes (--num-prefixes, default 1), the other L - N ids its own: N/L of each prompt is shared.
-Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --token T (default $MOED_TOKEN).
---version prints the version.
+Exit codes: 0 the run finished (failed requests are reported, not fatal), 1 setup call failed, 2 usage error.
 )";
 
-const std::vector<FlagSpec> kFlags = [] {
-  std::vector<FlagSpec> flags = {
-      {"addr"}, {"concurrency"}, {"rate"}, {"num-requests"}, {"duration"}, {"prompt-len"}, {"output-len"},
-      {"prompts-file"}, {"ignore-eos", false}, {"temperature"}, {"seed"}, {"timeout"}, {"shared-prefix-len"},
-      {"num-prefixes"}, {"help", false},
-  };
-  flags.insert(flags.end(), SecurityFlags().begin(), SecurityFlags().end());
-  return flags;
-}();
-
 struct Options {
-  std::string addr = "127.0.0.1:50051";
+  std::string addr;
   int concurrency = 0;          // 0: unlimited (rate mode only)
   double rate = 0.0;            // requests/s; 0: closed loop
   int64_t num_requests = -1;    // -1: bounded by duration only
@@ -64,6 +55,31 @@ struct Options {
   uint64_t seed = 0;
   absl::Duration timeout = absl::Seconds(120);
 };
+const Options kDefaults;  // the one place the flags' defaults live
+
+}  // namespace
+}  // namespace moed::client
+
+using moed::client::kDefaults;
+ABSL_FLAG(std::optional<int>, concurrency, std::nullopt,
+          "streams in flight: a closed loop of N (alone), or the cap of --rate (default: no cap)");
+ABSL_FLAG(std::optional<double>, rate, std::nullopt, "requests per second with exponential gaps (open loop)");
+ABSL_FLAG(std::optional<int64_t>, num_requests, std::nullopt,
+          "requests to send (default: 64 unless --duration bounds the run)");
+ABSL_FLAG(std::optional<absl::Duration>, duration, std::nullopt, "stop sending after this long");
+ABSL_FLAG(std::optional<int>, prompt_len, std::nullopt, "synthetic prompts of this many random token ids (default 32)");
+ABSL_FLAG(int, output_len, kDefaults.output_len, "max_tokens of each request");
+ABSL_FLAG(std::string, prompts_file, "", "one prompt per line instead of synthetic ids");
+ABSL_FLAG(std::optional<int>, shared_prefix_len, std::nullopt,
+          "with --prompt-len: the first N ids of each prompt come from one of --num-prefixes shared prefixes");
+ABSL_FLAG(std::optional<int>, num_prefixes, std::nullopt, "shared prefixes (with --shared-prefix-len; default 1)");
+ABSL_FLAG(bool, ignore_eos, kDefaults.ignore_eos, "generate past end-of-sequence (every request gives --output-len)");
+ABSL_FLAG(float, temperature, kDefaults.temperature, "sampling temperature; 0 = greedy");
+ABSL_FLAG(uint64_t, seed, kDefaults.seed, "seed of the synthetic prompts and of request i's sampling (seed + i)");
+ABSL_FLAG(absl::Duration, timeout, kDefaults.timeout, "deadline of each request");
+
+namespace moed::client {
+namespace {
 
 absl::Status ReadPromptsFile(const std::string& path, std::vector<std::string>& prompts) {
   std::ifstream in(path);
@@ -76,57 +92,52 @@ absl::Status ReadPromptsFile(const std::string& path, std::vector<std::string>& 
   return absl::OkStatus();
 }
 
-absl::StatusOr<Options> ParseOptions(const CliArgs& a) {
+absl::StatusOr<Options> OptionsFromFlags() {
   Options o;
-  o.addr = a.GetString("addr", o.addr);
-  absl::StatusOr<std::optional<int64_t>> conc = a.GetInt("concurrency");
-  absl::StatusOr<std::optional<int64_t>> num = a.GetInt("num-requests");
-  absl::StatusOr<std::optional<int64_t>> plen = a.GetInt("prompt-len");
-  absl::StatusOr<std::optional<int64_t>> olen = a.GetInt("output-len");
-  absl::StatusOr<std::optional<uint64_t>> seed = a.GetUint("seed");
-  absl::StatusOr<std::optional<double>> rate = a.GetDouble("rate");
-  absl::StatusOr<std::optional<double>> temp = a.GetDouble("temperature");
-  absl::StatusOr<std::optional<absl::Duration>> dur = a.GetDuration("duration");
-  absl::StatusOr<std::optional<absl::Duration>> timeout = a.GetDuration("timeout");
-  absl::StatusOr<std::optional<int64_t>> shared = a.GetInt("shared-prefix-len");
-  absl::StatusOr<std::optional<int64_t>> nprefix = a.GetInt("num-prefixes");
-  for (const absl::Status& st : {conc.status(), num.status(), plen.status(), olen.status(), seed.status(),
-                                 rate.status(), temp.status(), dur.status(), timeout.status(), shared.status(),
-                                 nprefix.status()}) {
-    if (!st.ok()) return st;
+  const std::optional<int> conc = absl::GetFlag(FLAGS_concurrency);
+  const std::optional<int64_t> num = absl::GetFlag(FLAGS_num_requests);
+  const std::optional<int> plen = absl::GetFlag(FLAGS_prompt_len);
+  const std::optional<double> rate = absl::GetFlag(FLAGS_rate);
+  const std::optional<absl::Duration> dur = absl::GetFlag(FLAGS_duration);
+  const std::optional<int> shared = absl::GetFlag(FLAGS_shared_prefix_len);
+  const std::optional<int> nprefix = absl::GetFlag(FLAGS_num_prefixes);
+  const std::string prompts_file = absl::GetFlag(FLAGS_prompts_file);
+  o.addr = absl::GetFlag(FLAGS_addr);
+  o.output_len = absl::GetFlag(FLAGS_output_len);
+  o.timeout = absl::GetFlag(FLAGS_timeout);
+  if (!conc && !rate) return absl::InvalidArgumentError("give --concurrency N or --rate R");
+  if (conc && *conc < 1) return absl::InvalidArgumentError("--concurrency must be >= 1");
+  if (rate && !(*rate > 0)) return absl::InvalidArgumentError("--rate must be > 0 requests/s");
+  if (num && *num < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
+  if (dur && *dur <= absl::ZeroDuration()) return absl::InvalidArgumentError("--duration must be > 0");
+  if (plen && *plen < 1) return absl::InvalidArgumentError("--prompt-len must be >= 1");
+  if (o.output_len < 1) return absl::InvalidArgumentError("--output-len must be >= 1");
+  if (o.timeout < absl::ZeroDuration()) return absl::InvalidArgumentError("--timeout must be >= 0 (0 = none)");
+  if (plen && !prompts_file.empty()) {
+    return absl::InvalidArgumentError("--prompt-len and --prompts-file exclude each other");
   }
-  if (!*conc && !*rate) return absl::InvalidArgumentError("give --concurrency N or --rate R");
-  if (*conc && **conc < 1) return absl::InvalidArgumentError("--concurrency must be >= 1");
-  if (*rate && !(**rate > 0)) return absl::InvalidArgumentError("--rate must be > 0 requests/s");
-  if (*num && **num < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
-  if (*dur && **dur <= absl::ZeroDuration()) return absl::InvalidArgumentError("--duration must be > 0");
-  if (*plen && **plen < 1) return absl::InvalidArgumentError("--prompt-len must be >= 1");
-  if (*olen && **olen < 1) return absl::InvalidArgumentError("--output-len must be >= 1");
-  if (*plen && a.Has("prompts-file")) return absl::InvalidArgumentError("--prompt-len and --prompts-file exclude each other");
-  if (*nprefix && !*shared) return absl::InvalidArgumentError("--num-prefixes needs --shared-prefix-len");
-  if (*shared && a.Has("prompts-file")) {
+  if (nprefix && !shared) return absl::InvalidArgumentError("--num-prefixes needs --shared-prefix-len");
+  if (shared && !prompts_file.empty()) {
     return absl::InvalidArgumentError("--shared-prefix-len applies to synthetic prompts (--prompt-len), not --prompts-file");
   }
-  o.prompt_len = static_cast<int>(plen->value_or(o.prompt_len));
-  if (*shared && (**shared < 0 || **shared >= o.prompt_len)) {
+  o.prompt_len = plen.value_or(o.prompt_len);
+  if (shared && (*shared < 0 || *shared >= o.prompt_len)) {
     return absl::InvalidArgumentError(absl::StrCat("--shared-prefix-len must be in [0, --prompt-len) = [0, ",
-                                                   o.prompt_len, "), got ", **shared));
+                                                   o.prompt_len, "), got ", *shared));
   }
-  if (*nprefix && **nprefix < 1) return absl::InvalidArgumentError("--num-prefixes must be >= 1");
-  o.shared_prefix_len = static_cast<int>(shared->value_or(0));
-  o.num_prefixes = static_cast<int>(nprefix->value_or(1));
-  o.concurrency = static_cast<int>(conc->value_or(0));
-  o.rate = rate->value_or(0.0);
-  o.num_requests = num->value_or(-1);
-  if (*dur) o.duration = **dur;
-  if (o.num_requests < 0 && !*dur) o.num_requests = 64;
-  o.output_len = static_cast<int>(olen->value_or(o.output_len));
-  o.ignore_eos = a.Has("ignore-eos");
-  o.temperature = static_cast<float>(temp->value_or(0.0));
-  o.seed = seed->value_or(0);
-  if (*timeout) o.timeout = **timeout;
-  if (a.Has("prompts-file")) {
-    if (absl::Status st = ReadPromptsFile(a.GetString("prompts-file", ""), o.prompts); !st.ok()) return st;
+  if (nprefix && *nprefix < 1) return absl::InvalidArgumentError("--num-prefixes must be >= 1");
+  o.shared_prefix_len = shared.value_or(o.shared_prefix_len);
+  o.num_prefixes = nprefix.value_or(o.num_prefixes);
+  o.concurrency = conc.value_or(o.concurrency);
+  o.rate = rate.value_or(o.rate);
+  o.num_requests = num.value_or(o.num_requests);
+  if (dur) o.duration = *dur;
+  if (o.num_requests < 0 && !dur) o.num_requests = 64;
+  o.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  o.temperature = absl::GetFlag(FLAGS_temperature);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  if (!prompts_file.empty()) {
+    if (absl::Status st = ReadPromptsFile(prompts_file, o.prompts); !st.ok()) return st;
   }
   return o;
 }
@@ -232,27 +243,17 @@ nlohmann::json Report(const Options& o, const std::vector<CallResult>& results, 
 }
 
 int Main(int argc, char** argv) {
-  absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, kFlags);
-  if (args.ok() && args->Has("help")) {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (args.ok() && args->Has("version")) {
-    std::cout << VersionLine("moe-bench") << "\n";
-    return 0;
-  }
-  absl::StatusOr<Options> opts = args.ok() ? ParseOptions(*args) : absl::StatusOr<Options>(args.status());
-  if (opts.ok() && !args->positional().empty()) {
-    opts = absl::InvalidArgumentError(absl::StrCat("unexpected argument '", args->positional()[0], "'"));
-  }
+  const cli::Program program{"moe-bench", kSynopsis, {"client/grpc/moe_bench.cc", kConnectionFlagsFile}, "", false};
+  if (std::optional<int> exit = cli::HandleCommandLine(program, argc, argv, cli::NoEnv())) return *exit;
+  absl::StatusOr<Options> opts = OptionsFromFlags();
   if (!opts.ok()) {
-    std::cerr << "moe-bench: " << opts.status().message() << "\n" << kUsage;
-    return 2;
+    std::cerr << "moe-bench: " << opts.status().message() << "\n";
+    return cli::kExitUsage;
   }
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = MakeChannel(opts->addr, SecurityFromArgs(*args));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = ChannelFromFlags();
   if (!made.ok()) {
     std::cerr << "moe-bench: " << made.status().message() << "\n";
-    return 2;
+    return cli::kExitUsage;
   }
   std::shared_ptr<grpc::Channel> channel = *made;
   std::unique_ptr<moed::v1::Moed::Stub> stub = moed::v1::Moed::NewStub(channel);

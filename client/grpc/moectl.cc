@@ -12,17 +12,47 @@
 #include "absl/strings/str_format.h"
 #include <fstream>
 
-#include "client/grpc/cli_args.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "client/grpc/connection_flags.h"
+#include "common/cli/command_line.h"
 #include "client/grpc/experts_report.h"
 #include "client/grpc/plan_ep.h"
 #include "client/grpc/grpc_util.h"
 #include "moed/v1/moed.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "deadline of each call; 0 = none");
+ABSL_FLAG(bool, json, false, "print JSON instead of text");
+ABSL_FLAG(std::optional<std::string>, prompt_ids, std::nullopt, "generate: the prompt as token ids, 1,2,3");
+ABSL_FLAG(std::optional<int>, max_tokens, std::nullopt, "generate: tokens to generate (unset: the server's default)");
+ABSL_FLAG(std::optional<double>, temperature, std::nullopt, "generate: sampling temperature; 0 = greedy");
+ABSL_FLAG(std::optional<double>, top_p, std::nullopt, "generate: nucleus sampling mass in (0, 1]");
+ABSL_FLAG(std::optional<int>, top_k, std::nullopt, "generate: sample among the K likeliest tokens; 0 = all");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "generate: sampling seed");
+ABSL_FLAG(moed::cli::Repeated, stop, {}, "generate: a stop string (repeat the flag for more)");
+ABSL_FLAG(std::optional<int>, logprobs, std::nullopt, "generate: top logprobs returned with each token");
+ABSL_FLAG(bool, ignore_eos, false, "generate: keep generating past end-of-sequence");
+ABSL_FLAG(bool, include_routing, false, "generate: return the routing summary");
+ABSL_FLAG(std::optional<int>, priority, std::nullopt, "generate: scheduling priority (lower first; < 0 needs admin)");
+ABSL_FLAG(std::string, request_id, "", "generate: the request id, echoed back and logged");
+ABSL_FLAG(std::string, service, "", "health: the service to check; empty = the whole server");
+ABSL_FLAG(int, top_n, 5, "experts: tokens listed per expert");
+ABSL_FLAG(std::string, html, "", "experts: write an HTML report to this file instead");
+ABSL_FLAG(std::optional<int>, gpus, std::nullopt, "plan-ep: GPUs to place the experts on");
+ABSL_FLAG(std::optional<int>, redundant, std::nullopt, "plan-ep: redundant expert replicas (unset: the planner's choice)");
+ABSL_FLAG(std::string, loads, "", "plan-ep: plan a saved `moectl stats --json` instead of the daemon's loads");
+ABSL_FLAG(std::string, trace, "", "plan-ep: plan a routing trace file (.gz) instead of the daemon's loads");
+ABSL_FLAG(std::optional<int>, hidden_size, std::nullopt, "plan-ep: the model's hidden_size (needed with --loads, --trace)");
+ABSL_FLAG(int, tokens_per_step, 256, "plan-ep --trace: tokens grouped into one step");
+ABSL_FLAG(int, num_experts, 0, "plan-ep --trace: experts per layer; 0 = the largest id seen + 1");
+ABSL_FLAG(std::optional<double>, sample, std::nullopt, "trace start: share (0, 1] of requests recorded");
+
 namespace moed::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: moectl [--addr HOST:PORT] [--timeout 30s] COMMAND [ARGS]
+constexpr char kSynopsis[] = R"(usage: moectl COMMAND [ARGS] [--flag=value ...]   (flags may come before or after COMMAND)
 commands:
   generate "PROMPT" | --prompt-ids 1,2,3
       [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop S]...
@@ -42,28 +72,15 @@ commands:
                                 the routing trace (moed --routing-trace FILE): start, stop, dump (close
                                 the records so far as FILE.1) or show it
   health [--service NAME]       grpc.health.v1 status; exit 0 only when SERVING
---addr defaults to $MOECTL_ADDR or 127.0.0.1:50051; --timeout 0 means no deadline.
-Secured servers: --tls-ca PEM (TLS), --tls-cert PEM --tls-key PEM (mTLS), --token T (default $MOED_TOKEN).
---version prints the version.
+Exit codes: 0 success, 1 the call failed (gRPC code and message on stderr), 2 usage error.
+Every flag may also be set as MOECTL_<FLAG> in the environment (MOECTL_ADDR=host:port).
 )";
 
-const std::vector<FlagSpec> kFlags = [] {
-  std::vector<FlagSpec> flags = {
-      {"addr"}, {"timeout"}, {"max-tokens"}, {"temperature"}, {"top-p"}, {"top-k"}, {"seed"},
-      {"stop", true, true}, {"logprobs"}, {"ignore-eos", false}, {"include-routing", false},
-      {"priority"}, {"request-id"}, {"prompt-ids"}, {"json", false}, {"service"}, {"help", false},
-      {"top-n"}, {"html"}, {"gpus"}, {"redundant"}, {"loads"}, {"hidden-size"}, {"sample"}, {"trace"},
-      {"tokens-per-step"}, {"num-experts"},
-  };
-  flags.insert(flags.end(), SecurityFlags().begin(), SecurityFlags().end());
-  return flags;
-}();
-
 constexpr int kExitCallFailed = 1;
-constexpr int kExitUsage = 2;
+constexpr int kExitUsage = cli::kExitUsage;
 
 int UsageError(const std::string& message) {
-  std::cerr << "moectl: " << message << "\n" << kUsage;
+  std::cerr << "moectl: " << message << " (usage: moectl --help)\n";
   return kExitUsage;
 }
 
@@ -77,52 +94,56 @@ std::string Dump(const nlohmann::json& j) {
 }
 
 struct Session {
-  const CliArgs& args;
+  const std::vector<std::string>& args;  // the positional arguments: COMMAND and its ARGS
   std::unique_ptr<moed::v1::Moed::Stub> stub;
   std::shared_ptr<grpc::Channel> channel;
   absl::Duration timeout;
   bool json = false;
 };
 
+// "1,2,3" → ids; INVALID_ARGUMENT naming --prompt-ids on a bad element.
+absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {
+  std::vector<int32_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int32_t id = 0;
+    if (!absl::SimpleAtoi(part, &id)) {
+      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: not an integer id: '", part, "'"));
+    }
+    ids.push_back(id);
+  }
+  if (ids.empty()) return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: no ids in '", text, "'"));
+  return ids;
+}
+
 // Fills `req` from the flags; a usage error message on bad values.
-absl::Status BuildGenerateRequest(const CliArgs& args, moed::v1::GenerateRequest& req) {
-  const bool has_text = args.positional().size() >= 2;
-  if (args.positional().size() > 2) return absl::InvalidArgumentError("generate takes one prompt argument");
-  if (has_text == args.Has("prompt-ids")) {
+absl::Status BuildGenerateRequest(const std::vector<std::string>& args, moed::v1::GenerateRequest& req) {
+  const bool has_text = args.size() >= 2;
+  const std::optional<std::string> prompt_ids = absl::GetFlag(FLAGS_prompt_ids);
+  if (args.size() > 2) return absl::InvalidArgumentError("generate takes one prompt argument");
+  if (has_text == prompt_ids.has_value()) {
     return absl::InvalidArgumentError("generate needs exactly one of \"PROMPT\" or --prompt-ids");
   }
   if (has_text) {
-    req.set_prompt(args.positional()[1]);
+    req.set_prompt(args[1]);
   } else {
-    absl::StatusOr<std::vector<int32_t>> ids = ParseIdList(args.GetString("prompt-ids", ""), "--prompt-ids");
+    absl::StatusOr<std::vector<int32_t>> ids = ParseIdList(*prompt_ids);
     if (!ids.ok()) return ids.status();
     for (int32_t id : *ids) req.add_prompt_ids(id);
   }
-  req.set_request_id(args.GetString("request-id", ""));
-  req.set_include_routing(args.Has("include-routing"));
+  req.set_request_id(absl::GetFlag(FLAGS_request_id));
+  req.set_include_routing(absl::GetFlag(FLAGS_include_routing));
   moed::v1::SamplingParams& s = *req.mutable_sampling();
-  s.set_ignore_eos(args.Has("ignore-eos"));
-  for (const std::string& stop : args.All("stop")) s.add_stop(stop);
-
-  absl::StatusOr<std::optional<int64_t>> max_tokens = args.GetInt("max-tokens");
-  absl::StatusOr<std::optional<int64_t>> top_k = args.GetInt("top-k");
-  absl::StatusOr<std::optional<int64_t>> logprobs = args.GetInt("logprobs");
-  absl::StatusOr<std::optional<int64_t>> priority = args.GetInt("priority");
-  absl::StatusOr<std::optional<uint64_t>> seed = args.GetUint("seed");
-  absl::StatusOr<std::optional<double>> temperature = args.GetDouble("temperature");
-  absl::StatusOr<std::optional<double>> top_p = args.GetDouble("top-p");
-  for (const absl::Status& st : {max_tokens.status(), top_k.status(), logprobs.status(), priority.status(),
-                                 seed.status(), temperature.status(), top_p.status()}) {
-    if (!st.ok()) return st;
-  }
-  // Range checks are the server's job: the values travel as given so that its errors are visible.
-  if (*max_tokens) s.set_max_tokens(static_cast<int32_t>(**max_tokens));
-  if (*top_k) s.set_top_k(static_cast<int32_t>(**top_k));
-  if (*logprobs) s.set_logprobs(static_cast<int32_t>(**logprobs));
-  if (*priority) req.set_priority(static_cast<int32_t>(**priority));
-  if (*seed) s.set_seed(**seed);
-  if (*temperature) s.set_temperature(static_cast<float>(**temperature));
-  if (*top_p) s.set_top_p(static_cast<float>(**top_p));
+  s.set_ignore_eos(absl::GetFlag(FLAGS_ignore_eos));
+  for (const std::string& stop : absl::GetFlag(FLAGS_stop).values) s.add_stop(stop);
+  // Range checks are the server's job: the values travel as given so that its errors are visible; unset flags
+  // leave the server's defaults.
+  if (auto v = absl::GetFlag(FLAGS_max_tokens)) s.set_max_tokens(*v);
+  if (auto v = absl::GetFlag(FLAGS_top_k)) s.set_top_k(*v);
+  if (auto v = absl::GetFlag(FLAGS_logprobs)) s.set_logprobs(*v);
+  if (auto v = absl::GetFlag(FLAGS_priority)) req.set_priority(*v);
+  if (auto v = absl::GetFlag(FLAGS_seed)) s.set_seed(*v);
+  if (auto v = absl::GetFlag(FLAGS_temperature)) s.set_temperature(static_cast<float>(*v));
+  if (auto v = absl::GetFlag(FLAGS_top_p)) s.set_top_p(static_cast<float>(*v));
   return absl::OkStatus();
 }
 
@@ -181,9 +202,9 @@ int RunGenerate(Session& s) {
 }
 
 int RunTokenize(Session& s) {
-  if (s.args.positional().size() != 2) return UsageError("tokenize takes exactly one \"TEXT\" argument");
+  if (s.args.size() != 2) return UsageError("tokenize takes exactly one \"TEXT\" argument");
   moed::v1::TokenizeRequest req;
-  req.set_text(s.args.positional()[1]);
+  req.set_text(s.args[1]);
   moed::v1::TokenizeResponse resp;
   grpc::ClientContext ctx;
   SetTimeout(ctx, s.timeout);
@@ -360,10 +381,8 @@ int RunStats(Session& s) {
 }
 
 int RunExperts(Session& s) {
-  absl::StatusOr<std::optional<int64_t>> top_n = s.args.GetInt("top-n");
-  if (!top_n.ok()) return UsageError(std::string(top_n.status().message()));
   moed::v1::GetExpertProfileRequest req;
-  req.set_top_n(static_cast<int32_t>(top_n->value_or(5)));  // the server checks the range
+  req.set_top_n(absl::GetFlag(FLAGS_top_n));  // the server checks the range
   moed::v1::ExpertStats stats;
   moed::v1::ExpertProfile profile;
   grpc::ClientContext c1, c2;
@@ -373,8 +392,7 @@ int RunExperts(Session& s) {
     return CallFailed(st);
   }
   if (grpc::Status st = s.stub->GetExpertProfile(&c2, req, &profile); !st.ok()) return CallFailed(st);
-  if (s.args.Has("html")) {
-    const std::string path = s.args.GetString("html", "");
+  if (const std::string path = absl::GetFlag(FLAGS_html); !path.empty()) {
     std::ofstream out(path, std::ios::binary);
     out << ExpertsHtml(stats, profile, req.top_n());
     if (!out.good()) {
@@ -406,27 +424,19 @@ int RunExperts(Session& s) {
 }
 
 int RunPlanEp(Session& s) {
-  absl::StatusOr<std::optional<int64_t>> gpus = s.args.GetInt("gpus");
-  absl::StatusOr<std::optional<int64_t>> redundant = s.args.GetInt("redundant");
-  absl::StatusOr<std::optional<int64_t>> hidden = s.args.GetInt("hidden-size");
-  for (const absl::Status& st : {gpus.status(), redundant.status(), hidden.status()}) {
-    if (!st.ok()) return UsageError(std::string(st.message()));
-  }
-  if (!*gpus) return UsageError("plan-ep needs --gpus G");
-  if (*redundant && **redundant < 0) return UsageError("--redundant must be >= 0");
+  const std::optional<int> gpus = absl::GetFlag(FLAGS_gpus);
+  const std::optional<int> redundant = absl::GetFlag(FLAGS_redundant);
+  const std::optional<int> hidden = absl::GetFlag(FLAGS_hidden_size);
+  if (!gpus) return UsageError("plan-ep needs --gpus G");
+  if (redundant && *redundant < 0) return UsageError("--redundant must be >= 0");
   PlanEpInput in;
-  if (s.args.Has("trace")) {
-    absl::StatusOr<std::optional<int64_t>> tps = s.args.GetInt("tokens-per-step");
-    absl::StatusOr<std::optional<int64_t>> experts = s.args.GetInt("num-experts");
-    if (!tps.ok()) return UsageError(std::string(tps.status().message()));
-    if (!experts.ok()) return UsageError(std::string(experts.status().message()));
-    if (!*hidden) return UsageError("--trace needs --hidden-size H (the model's hidden_size)");
-    absl::StatusOr<PlanEpInput> parsed = PlanEpInputFromTrace(
-        s.args.GetString("trace", ""), static_cast<int>(experts->value_or(0)), static_cast<int>(tps->value_or(256)));
+  if (const std::string trace = absl::GetFlag(FLAGS_trace); !trace.empty()) {
+    if (!hidden) return UsageError("--trace needs --hidden-size H (the model's hidden_size)");
+    absl::StatusOr<PlanEpInput> parsed =
+        PlanEpInputFromTrace(trace, absl::GetFlag(FLAGS_num_experts), absl::GetFlag(FLAGS_tokens_per_step));
     if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
     in = *std::move(parsed);
-  } else if (s.args.Has("loads")) {
-    const std::string path = s.args.GetString("loads", "");
+  } else if (const std::string path = absl::GetFlag(FLAGS_loads); !path.empty()) {
     std::ifstream file(path, std::ios::binary);
     if (!file) return UsageError("--loads: cannot read " + path);
     const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
@@ -456,26 +466,23 @@ int RunPlanEp(Session& s) {
     in.steps = window ? st.window_steps() : st.steps();
     in.source = absl::StrCat("GetExpertStats of ", info.model(), window ? " (last 1000 steps window)" : "");
   }
-  if (*hidden) in.hidden_size = static_cast<int>(**hidden);
-  absl::StatusOr<std::string> report =
-      PlanEpReport(in, static_cast<int>(**gpus), *redundant ? static_cast<int>(**redundant) : -1, s.json);
+  if (hidden) in.hidden_size = *hidden;
+  absl::StatusOr<std::string> report = PlanEpReport(in, *gpus, redundant.value_or(-1), s.json);
   if (!report.ok()) return UsageError(std::string(report.status().message()));
   std::cout << *report;
   return 0;
 }
 
 int RunTrace(Session& s) {
-  if (s.args.positional().size() != 2) return UsageError("trace takes one of start, stop, dump, status");
-  const std::string& what = s.args.positional()[1];
+  if (s.args.size() != 2) return UsageError("trace takes one of start, stop, dump, status");
+  const std::string& what = s.args[1];
   moed::v1::RoutingTraceRequest req;
   if (what == "start") req.set_action(moed::v1::RoutingTraceRequest::START);
   else if (what == "stop") req.set_action(moed::v1::RoutingTraceRequest::STOP);
   else if (what == "dump") req.set_action(moed::v1::RoutingTraceRequest::DUMP);
   else if (what == "status") req.set_action(moed::v1::RoutingTraceRequest::STATUS);
   else return UsageError("trace: unknown action '" + what + "' (start, stop, dump, status)");
-  absl::StatusOr<std::optional<double>> sample = s.args.GetDouble("sample");
-  if (!sample.ok()) return UsageError(std::string(sample.status().message()));
-  if (*sample) req.set_sample(**sample);  // the server checks the range
+  if (auto sample = absl::GetFlag(FLAGS_sample)) req.set_sample(*sample);  // the server checks the range
   moed::v1::RoutingTraceState st;
   grpc::ClientContext ctx;
   SetTimeout(ctx, s.timeout);
@@ -497,38 +504,35 @@ int RunTrace(Session& s) {
 
 int RunHealth(Session& s) {
   std::string serving;
-  grpc::Status st = CheckHealth(*s.channel, s.args.GetString("service", ""), s.timeout, &serving);
+  grpc::Status st = CheckHealth(*s.channel, absl::GetFlag(FLAGS_service), s.timeout, &serving);
   if (!st.ok()) return CallFailed(st);
   std::cout << serving << "\n";
   return serving == "SERVING" ? 0 : kExitCallFailed;
 }
 
-int Main(int argc, char** argv) {
-  absl::StatusOr<CliArgs> args = CliArgs::Parse(argc, argv, kFlags);
-  if (!args.ok()) return UsageError(std::string(args.status().message()));
-  if (args->Has("help")) {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (args->Has("version")) {
-    std::cout << VersionLine("moectl") << "\n";
-    return 0;
-  }
-  if (args->positional().empty()) return UsageError("missing COMMAND");
-  absl::StatusOr<std::optional<absl::Duration>> timeout = args->GetDuration("timeout");
-  if (!timeout.ok()) return UsageError(std::string(timeout.status().message()));
+const cli::Program& MoectlProgram() {
+  static const cli::Program* program =
+      new cli::Program{"moectl", kSynopsis, {"client/grpc/moectl.cc", kConnectionFlagsFile}, "MOECTL_", true};
+  return *program;
+}
 
-  const char* env_addr = std::getenv("MOECTL_ADDR");
-  const std::string addr = args->GetString("addr", env_addr != nullptr ? env_addr : "127.0.0.1:50051");
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(addr, SecurityFromArgs(*args));
+int Main(int argc, char** argv) {
+  std::vector<std::string> args;
+  if (std::optional<int> exit = cli::HandleCommandLine(MoectlProgram(), argc, argv, cli::ProcessEnv(), &args)) {
+    return *exit;
+  }
+  if (args.empty()) return UsageError("missing COMMAND");
+  const absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
+  if (timeout < absl::ZeroDuration()) return UsageError("--timeout must be >= 0 (0 = no deadline)");
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ChannelFromFlags();
   if (!channel.ok()) return UsageError(std::string(channel.status().message()));
-  Session s{*args, nullptr, *channel, timeout->value_or(absl::Seconds(30)), args->Has("json")};
+  Session s{args, nullptr, *channel, timeout, absl::GetFlag(FLAGS_json)};
   s.stub = moed::v1::Moed::NewStub(s.channel);
 
-  const std::string& cmd = args->positional()[0];
+  const std::string& cmd = args[0];
   const bool takes_no_args =
       cmd == "info" || cmd == "stats" || cmd == "health" || cmd == "experts" || cmd == "plan-ep";
-  if (takes_no_args && args->positional().size() > 1) return UsageError(cmd + " takes no arguments");
+  if (takes_no_args && args.size() > 1) return UsageError(cmd + " takes no arguments");
   if (cmd == "generate") return RunGenerate(s);
   if (cmd == "tokenize") return RunTokenize(s);
   if (cmd == "info") return RunInfo(s);

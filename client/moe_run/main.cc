@@ -3,7 +3,7 @@
 //   moe-run --model DIR|synthetic:NAME[-small] [--tokenizer DIR] (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
 //           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--logits-out FILE]
 //           [--backend auto|cpu|cuda] [--threads N] [--cpu-kernels fast|reference] [--moe-capacity-factor F]
-//           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch on|off]
+//           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch[=false]]
 //           [--stats-out FILE]
 // --prompts-file runs each non-empty line as its own generation, one after another on one backend (the expert
 // cache stays warm across them), printing one output line (or JSON object) per prompt.
@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -29,40 +30,74 @@
 #include "engine/runtime/eos.h"
 #include "engine/runtime/generate.h"
 #include "engine/tokenizer/tokenizer.h"
-#include "moed/version.h"
+#include "common/cli/command_line.h"
 #include "nlohmann/json.hpp"
+
+namespace {
+// The one place the flags' defaults live: the engine's own option structs.
+const moed::SamplingParams kSampling;
+const moed::BackendOptions kBackend;
+}  // namespace
+
+ABSL_FLAG(std::string, model, "", "model directory, or synthetic:<name>[-small] (random weights); required");
+ABSL_FLAG(std::string, tokenizer, "", "tokenizer directory instead of the model's");
+ABSL_FLAG(std::optional<std::string>, prompt, std::nullopt, "the prompt text");
+ABSL_FLAG(std::optional<std::string>, prompt_ids, std::nullopt, "the prompt as token ids, 1,2,3");
+ABSL_FLAG(std::optional<std::string>, prompts_file, std::nullopt,
+          "one generation per non-empty line, one after another on one backend (the expert cache stays warm)");
+ABSL_FLAG(int, max_tokens, 64, "tokens to generate");
+ABSL_FLAG(float, temperature, kSampling.temperature, "sampling temperature; 0 = greedy");
+ABSL_FLAG(float, top_p, kSampling.top_p, "nucleus sampling mass in (0, 1]");
+ABSL_FLAG(int, top_k, kSampling.top_k, "sample among the K likeliest tokens; 0 = all");
+ABSL_FLAG(uint64_t, seed, kSampling.seed, "sampling seed");
+ABSL_FLAG(bool, json, false, "one JSON object per prompt: prompt_ids, output_ids, text");
+ABSL_FLAG(std::string, logits_out, "", "write the prompt's last-position logits as a JSON array (one prompt only)");
+ABSL_FLAG(std::string, backend, "auto", "auto | cpu | cuda");
+ABSL_FLAG(int, threads, kBackend.num_threads, "CPU backend worker threads; 0 = all hardware threads");
+ABSL_FLAG(std::string, cpu_kernels, "fast",
+          "CPU kernels: fast (checkpoint-dtype weights, AVX2/AVX-512) | reference (the fp32 reference backend)");
+ABSL_FLAG(float, moe_capacity_factor, kBackend.moe_capacity_factor, "expert capacity factor; 0 = dropless");
+ABSL_FLAG(int, expert_cache_slots, kBackend.expert_cache_slots,
+          "hot-expert cache: resident routed experts in total; 0 = all resident");
+ABSL_FLAG(std::string, expert_cache_policy, kBackend.expert_cache_policy, "lru | lfu | load-aware");
+ABSL_FLAG(bool, expert_cache_prefetch, kBackend.expert_cache_prefetch,
+          "hot-expert cache: prefetch the next layer's predicted experts");
+ABSL_FLAG(std::string, stats_out, "",
+          "write JSON: per layer the expert cache's hits, misses, evictions, prefetches and routed tokens, and totals");
 
 namespace moed {
 namespace {
 
-constexpr char kUsage[] = R"(usage: moe-run --model DIR|synthetic:NAME[-small] [--tokenizer DIR]
+constexpr char kSynopsis[] = R"(usage: moe-run --model DIR|synthetic:NAME[-small] [--tokenizer DIR]
            (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE) [--max-tokens N]
            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--logits-out FILE]
            [--backend auto|cpu|cuda] [--threads N] [--cpu-kernels fast|reference] [--moe-capacity-factor F]
-           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch on|off]
-           [--stats-out FILE] [--help] [--version]
+           [--expert-cache-slots N] [--expert-cache-policy lru|lfu|load-aware] [--expert-cache-prefetch[=false]]
+           [--stats-out FILE]
+Offline generation on one backend, text to stdout. Bad arguments or a bad model directory: one line on stderr and
+exit code 2; other failures exit 1.
 )";
 
-constexpr int kUsageError = 2;
+constexpr int kUsageError = cli::kExitUsage;
 constexpr int kRuntimeError = 1;
 
 struct Args {
   std::string model;
   std::optional<std::string> prompt;
   std::optional<std::string> prompt_ids;
-  int max_tokens = 64;
+  int max_tokens = 0;
   SamplingParams sampling;
   bool json = false;
   std::string logits_out;
-  std::string backend = "auto";
+  std::string backend;
   std::string tokenizer;  // tokenizer directory instead of the model's
   int threads = 0;
-  std::string cpu_kernels = "fast";  // BackendOptions::cpu_kernels
+  std::string cpu_kernels;  // BackendOptions::cpu_kernels
   float capacity_factor = 0.0f;
   std::optional<std::string> prompts_file;
   int cache_slots = 0;
-  std::string cache_policy = "lru";
-  bool cache_prefetch = true;
+  std::string cache_policy;
+  bool cache_prefetch = false;
   std::string stats_out;
 };
 
@@ -76,80 +111,34 @@ int Fail(int code, const std::string& message) {
   return code;
 }
 
-std::optional<ArgError> ParseInt(const std::string& flag, const std::string& v, int lo, int* out) {
-  if (!absl::SimpleAtoi(v, out) || *out < lo) {
-    return ArgError{absl::StrFormat("%s must be an integer ≥ %d, got '%s'", flag, lo, v)};
+// The flags as Args, checked; the error names the flag.
+std::optional<ArgError> ArgsFromFlags(Args& a) {
+  a.model = absl::GetFlag(FLAGS_model);
+  a.tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  a.prompt = absl::GetFlag(FLAGS_prompt);
+  a.prompt_ids = absl::GetFlag(FLAGS_prompt_ids);
+  a.prompts_file = absl::GetFlag(FLAGS_prompts_file);
+  a.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  a.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  a.sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  a.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  a.sampling.seed = absl::GetFlag(FLAGS_seed);
+  a.json = absl::GetFlag(FLAGS_json);
+  a.logits_out = absl::GetFlag(FLAGS_logits_out);
+  a.backend = absl::GetFlag(FLAGS_backend);
+  a.cpu_kernels = absl::GetFlag(FLAGS_cpu_kernels);
+  a.threads = absl::GetFlag(FLAGS_threads);
+  a.capacity_factor = absl::GetFlag(FLAGS_moe_capacity_factor);
+  a.cache_slots = absl::GetFlag(FLAGS_expert_cache_slots);
+  a.cache_policy = absl::GetFlag(FLAGS_expert_cache_policy);
+  a.cache_prefetch = absl::GetFlag(FLAGS_expert_cache_prefetch);
+  a.stats_out = absl::GetFlag(FLAGS_stats_out);
+  for (auto [flag, value] : {std::pair{"--max-tokens", a.max_tokens}, std::pair{"--top-k", a.sampling.top_k},
+                             std::pair{"--threads", a.threads}, std::pair{"--expert-cache-slots", a.cache_slots}}) {
+    if (value < 0) return ArgError{absl::StrFormat("%s must be an integer ≥ 0, got %d", flag, value)};
   }
-  return std::nullopt;
-}
-
-std::optional<ArgError> ParseFloat(const std::string& flag, const std::string& v, float* out) {
-  if (!absl::SimpleAtof(v, out) || !std::isfinite(*out)) {
-    return ArgError{absl::StrFormat("%s must be a number, got '%s'", flag, v)};
-  }
-  return std::nullopt;
-}
-
-// Applies one "--flag value" pair.
-std::optional<ArgError> ApplyFlag(const std::string& flag, const std::string& v, Args& a) {
-  if (flag == "--model") a.model = v;
-  else if (flag == "--prompt") a.prompt = v;
-  else if (flag == "--prompt-ids") a.prompt_ids = v;
-  else if (flag == "--logits-out") a.logits_out = v;
-  else if (flag == "--backend") a.backend = v;
-  else if (flag == "--tokenizer") a.tokenizer = v;
-  else if (flag == "--prompts-file") a.prompts_file = v;
-  else if (flag == "--stats-out") a.stats_out = v;
-  else if (flag == "--cpu-kernels") {
-    if (v != "fast" && v != "reference") {
-      return ArgError{absl::StrFormat("--cpu-kernels must be fast or reference, got '%s'", v)};
-    }
-    a.cpu_kernels = v;
-  }
-  else if (flag == "--expert-cache-slots") return ParseInt(flag, v, 0, &a.cache_slots);
-  else if (flag == "--expert-cache-policy") {
-    if (!cache::IsCachePolicyName(v)) {
-      return ArgError{absl::StrFormat("--expert-cache-policy must be lru, lfu or load-aware, got '%s'", v)};
-    }
-    a.cache_policy = v;
-  } else if (flag == "--expert-cache-prefetch") {
-    if (v != "on" && v != "off") return ArgError{absl::StrFormat("--expert-cache-prefetch must be on or off, got '%s'", v)};
-    a.cache_prefetch = v == "on";
-  }
-  else if (flag == "--max-tokens") return ParseInt(flag, v, 0, &a.max_tokens);
-  else if (flag == "--top-k") return ParseInt(flag, v, 0, &a.sampling.top_k);
-  else if (flag == "--threads") return ParseInt(flag, v, 0, &a.threads);
-  else if (flag == "--temperature") return ParseFloat(flag, v, &a.sampling.temperature);
-  else if (flag == "--top-p") return ParseFloat(flag, v, &a.sampling.top_p);
-  else if (flag == "--moe-capacity-factor") return ParseFloat(flag, v, &a.capacity_factor);
-  else if (flag == "--seed") {
-    if (!absl::SimpleAtoi(v, &a.sampling.seed)) {
-      return ArgError{absl::StrFormat("--seed must be a non-negative integer, got '%s'", v)};
-    }
-  } else {
-    return ArgError{absl::StrFormat("unknown flag '%s'", flag)};
-  }
-  return std::nullopt;
-}
-
-std::optional<ArgError> ParseArgs(int argc, char** argv, Args& a) {
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--json") {
-      a.json = true;
-      continue;
-    }
-    if (flag.rfind("--", 0) != 0) return ArgError{absl::StrFormat("unexpected argument '%s'", flag)};
-    std::string value;
-    const size_t eq = flag.find('=');
-    if (eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) return ArgError{absl::StrFormat("%s needs a value", flag)};
-      value = argv[++i];
-    }
-    if (auto err = ApplyFlag(flag, value, a)) return err;
+  if (!cache::IsCachePolicyName(a.cache_policy)) {
+    return ArgError{absl::StrFormat("--expert-cache-policy must be lru, lfu or load-aware, got '%s'", a.cache_policy)};
   }
   if (a.model.empty()) return ArgError{"--model DIR is required"};
   if (a.prompt.has_value() + a.prompt_ids.has_value() + a.prompts_file.has_value() != 1) {
@@ -158,14 +147,17 @@ std::optional<ArgError> ParseArgs(int argc, char** argv, Args& a) {
   if (a.prompts_file.has_value() && !a.logits_out.empty()) {
     return ArgError{"--logits-out takes a single prompt, not --prompts-file"};
   }
-  if (a.sampling.temperature < 0) {
+  if (!(a.sampling.temperature >= 0) || !std::isfinite(a.sampling.temperature)) {
     return ArgError{absl::StrFormat("--temperature must be ≥ 0, got %g", a.sampling.temperature)};
   }
   if (!(a.sampling.top_p > 0 && a.sampling.top_p <= 1)) {
     return ArgError{absl::StrFormat("--top-p must be in (0, 1], got %g", a.sampling.top_p)};
   }
-  if (a.capacity_factor < 0) {
+  if (!(a.capacity_factor >= 0) || !std::isfinite(a.capacity_factor)) {
     return ArgError{absl::StrFormat("--moe-capacity-factor must be ≥ 0, got %g", a.capacity_factor)};
+  }
+  if (a.cpu_kernels != "fast" && a.cpu_kernels != "reference") {
+    return ArgError{absl::StrFormat("--cpu-kernels must be fast or reference, got '%s'", a.cpu_kernels)};
   }
   if (a.backend != "auto" && a.backend != "cpu" && a.backend != "cuda") {
     return ArgError{absl::StrFormat("--backend must be auto, cpu or cuda, got '%s'", a.backend)};
@@ -283,19 +275,10 @@ std::optional<ArgError> ReadPrompts(const Args& a, const Tokenizer& tokenizer, i
 }
 
 int Run(int argc, char** argv) {
+  const cli::Program program{"moe-run", kSynopsis, {"client/moe_run/main.cc"}, "", false};
+  if (std::optional<int> exit = cli::HandleCommandLine(program, argc, argv, cli::NoEnv())) return *exit;
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
-    if (arg == "--version") {
-      std::cout << "moe-run " << MOED_VERSION << " (revision " << MOED_REVISION << ")\n";
-      return 0;
-    }
-  }
-  if (auto err = ParseArgs(argc, argv, a)) return Fail(kUsageError, err->message);
+  if (auto err = ArgsFromFlags(a)) return Fail(kUsageError, err->message);
   auto backend_kind = ResolveBackendKind(a.backend);
   if (!backend_kind.ok()) {
     return Fail(kUsageError, "--backend " + a.backend + ": " + std::string(backend_kind.status().message()));

@@ -31,6 +31,19 @@ absl::StatusOr<TracedToken> ParseRecord(const std::string& line, int64_t line_no
       ids.push_back(e.get<int32_t>());
     }
   }
+  if (!j.contains("weights")) return t;
+  if (!j["weights"].is_array() || j["weights"].size() != t.experts.size()) {
+    return bad("\"weights\" is not one array per layer");
+  }
+  for (size_t l = 0; l < t.experts.size(); ++l) {
+    const nlohmann::json& layer = j["weights"][l];
+    if (!layer.is_array() || layer.size() != t.experts[l].size()) return bad("\"weights\" do not align with \"experts\"");
+    std::vector<float>& w = t.weights.emplace_back();
+    for (const nlohmann::json& x : layer) {
+      if (!x.is_number()) return bad("a weight is not a number");
+      w.push_back(x.get<float>());
+    }
+  }
   return t;
 }
 

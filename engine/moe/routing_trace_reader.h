@@ -14,7 +14,8 @@ struct TracedToken {
   std::string request;
   int32_t position = 0;
   int32_t token = 0;
-  std::vector<std::vector<int32_t>> experts;  // (num_layers) the token's experts in that layer, ascending
+  std::vector<std::vector<int32_t>> experts;  // (num_layers) the token's experts in that layer, in the router's order
+  std::vector<std::vector<float>> weights;    // (num_layers) their router weights; empty when the record has none
 };
 
 // Records in file order, at most max_records (< 0 = all). NOT_FOUND when the file cannot be opened; INVALID_ARGUMENT

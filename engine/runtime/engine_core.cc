@@ -92,7 +92,8 @@ class EngineCoreImpl final : public EngineCore {
   }
 
   absl::Status AddRequest(EngineRequest request) override;
-  void AbortRequest(const std::string& request_id) override;
+  void AbortRequest(const std::string& request_id, absl::Status why) override;
+  void AbortAll(const absl::Status& why) override;
   bool HasUnfinished() const override { return !requests_.empty(); }
   std::vector<RequestOutput> Step() override;
   const EngineStats& stats() const override { return stats_; }
@@ -101,6 +102,8 @@ class EngineCoreImpl final : public EngineCore {
   std::string_view backend_name() const override { return backend_->name(); }
 
  private:
+  absl::Time Now() const { return config_.clock ? config_.clock() : absl::Now(); }
+
   // Collects this step's outputs, one per request touched, in first-touch order.
   class Outputs {
    public:
@@ -109,6 +112,7 @@ class EngineCoreImpl final : public EngineCore {
       if (inserted) {
         list_.emplace_back();
         list_.back().request_id = r.request_id();
+        list_.back().frontend = r.params.frontend;
         list_.back().prompt_tokens = r.prompt_len;
         list_.back().cached_tokens = std::max(0, r.cached_tokens);
       }
@@ -211,9 +215,16 @@ absl::Status EngineCoreImpl::AddRequest(EngineRequest request) {
   return absl::OkStatus();
 }
 
-void EngineCoreImpl::AbortRequest(const std::string& request_id) {
+void EngineCoreImpl::AbortRequest(const std::string& request_id, absl::Status why) {
   auto it = requests_.find(request_id);
-  if (it != requests_.end()) it->second->abort_requested = true;
+  if (it == requests_.end()) return;
+  Request& r = *it->second;
+  if (!r.abort_requested) r.abort_status = std::move(why);
+  r.abort_requested = true;
+}
+
+void EngineCoreImpl::AbortAll(const absl::Status& why) {
+  for (auto& [id, r] : requests_) AbortRequest(id, why);
 }
 
 void EngineCoreImpl::Finish(Request& r, FinishReason reason, absl::Status status, Outputs& outputs) {
@@ -236,7 +247,7 @@ void EngineCoreImpl::FinishAbortedAndExpired(absl::Time now, Outputs& outputs) {
   std::sort(ended.begin(), ended.end(), [](const Request* a, const Request* b) { return a->id < b->id; });
   for (Request* r : ended) {
     if (r->abort_requested) {
-      Finish(*r, FinishReason::kAborted, absl::OkStatus(), outputs);
+      Finish(*r, FinishReason::kAborted, r->abort_status, outputs);
       continue;
     }
     absl::Status status = absl::DeadlineExceededError(absl::StrFormat(
@@ -338,11 +349,11 @@ void EngineCoreImpl::UpdateGauges(const SchedulePlan& plan, absl::Time start) {
   stats_.kv_blocks_cached = kv_.num_cached();
   ++stats_.steps;
   stats_.last_step_tokens = plan.num_tokens;
-  stats_.last_step_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  stats_.last_step_seconds = absl::ToDoubleSeconds(Now() - start);
 }
 
 std::vector<RequestOutput> EngineCoreImpl::Step() {
-  const absl::Time start = absl::Now();
+  const absl::Time start = Now();
   Outputs outputs;
   FinishAbortedAndExpired(start, outputs);
 
@@ -386,7 +397,7 @@ std::vector<RequestOutput> EngineCoreImpl::Step() {
   AccumulateStepCounters(out);
   // The step wrote the KV of every chunk: its full blocks join the prefix cache before any request can finish.
   for (const ScheduledChunk& c : plan.chunks) kv_.Commit(c.seq->kv, c.seq->tokens, c.seq->num_computed);
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   // A step of more than kProfileTokensPerStep computed tokens (long prefills) feeds every stride-th of them to the
   // profiler, so its cost per step stays bounded.
   const int profile_stride = std::max(1, (plan.num_tokens + kProfileTokensPerStep - 1) / kProfileTokensPerStep);

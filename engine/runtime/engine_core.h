@@ -24,13 +24,14 @@ namespace moed {
 // could still become a stop string is held back until it cannot.
 struct RequestOutput {
   std::string request_id;
+  std::shared_ptr<FrontendSlot> frontend;  // the request's EngineRequest::frontend (null when it had none)
   std::vector<int32_t> new_token_ids;
   std::vector<float> logprobs;                           // one per new token
   std::vector<std::vector<TokenLogprob>> top_logprobs;   // one list per new token (when asked)
   std::string new_text;
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
-  absl::Status status;          // non-OK for kDeadline / kError
+  absl::Status status;          // non-OK for kDeadline / kError; for kAborted the reason given to AbortRequest
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;  // total so far; an EOS that ended the request is counted (it adds no text)
   int32_t cached_tokens = 0;      // prompt tokens served from the prefix cache at the request's first admission
@@ -56,6 +57,8 @@ struct EngineConfig {
   // computed), with its experts and router weights per layer, e.g. RoutingTrace::Observe. The event's views live
   // for the call only.
   std::function<void(const TokenRoutingEvent&)> token_routing_observer;
+  // The engine's clock (deadlines, timings); empty = absl::Now. Tests set one they move themselves.
+  std::function<absl::Time()> clock;
 };
 
 // The recent-load window behind EngineStats::window_routed (and the "last_1000_steps" balance metrics).
@@ -114,8 +117,11 @@ class EngineCore {
   // RESOURCE_EXHAUSTED when max_queue requests are waiting; ALREADY_EXISTS for a live request_id.
   virtual absl::Status AddRequest(EngineRequest request) = 0;
   // Marks a request aborted; its KV blocks are freed by the next Step(), which reports it finished
-  // with kAborted. Unknown ids are ignored.
-  virtual void AbortRequest(const std::string& request_id) = 0;
+  // with kAborted and status `why` (the first reason given wins). Unknown ids are ignored.
+  virtual void AbortRequest(const std::string& request_id, absl::Status why) = 0;
+  void AbortRequest(const std::string& request_id) { AbortRequest(request_id, absl::OkStatus()); }
+  // AbortRequest(id, why) for every live request.
+  virtual void AbortAll(const absl::Status& why) = 0;
   virtual bool HasUnfinished() const = 0;
   // One iteration: expire deadlines, schedule, run the backend, sample, detokenize, check stops.
   // A backend failure fails the requests of that step (kError), not the engine.

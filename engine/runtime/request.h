@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "engine/runtime/engine_request.h"
 #include "engine/runtime/output_processor.h"
@@ -24,6 +25,7 @@ struct Request : SchedSequence {
   int32_t cached_tokens = -1;               // prompt tokens served from the prefix cache at the first admission
                                             // (-1 before it)
   bool abort_requested = false;
+  absl::Status abort_status;                // why (AbortRequest / AbortAll); reported with kAborted
   // Timings (the engine's clock).
   absl::Time first_scheduled = absl::InfinitePast();  // first admission
   absl::Time first_token = absl::InfinitePast();      // first sampled token

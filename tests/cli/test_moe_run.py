@@ -159,7 +159,7 @@ def _cache_run(tmp_path, *extra, max_tokens=24):
 def test_expert_cache_output_identical_and_stats_add_up(tmp_path, policy, prefetch):
     plain, plain_stats = _cache_run(tmp_path)
     cached, stats = _cache_run(tmp_path, "--expert-cache-slots", 6, "--expert-cache-policy", policy,
-                               "--expert-cache-prefetch", prefetch)
+                               "--expert-cache-prefetch" if prefetch == "on" else "--expert-cache-prefetch=false")
     assert cached == plain
     assert cached["output_ids"] == golden_case(PROMPT)["greedy_ids"][:24]
     assert stats["expert_cache"] == {"slots": 6, "requested_slots": 6, "policy": policy, "prefetch": prefetch == "on"}
@@ -215,7 +215,8 @@ def test_prompts_file_runs_each_line_on_one_warm_cache(tmp_path):
         (["--expert-cache-slots", "-1"], "--expert-cache-slots"),
         (["--expert-cache-slots", "many"], "--expert-cache-slots"),
         (["--expert-cache-policy", "fifo"], "--expert-cache-policy must be lru, lfu or load-aware, got 'fifo'"),
-        (["--expert-cache-prefetch", "yes"], "--expert-cache-prefetch must be on or off"),
+        (["--expert-cache-prefetch=maybe"], "--expert-cache-prefetch: invalid value 'maybe'"),
+        (["--expert-cache-prefetch", "yes"], "unexpected argument 'yes'"),  # a boolean never takes the next one
         (["--stats-out", "/nonexistent-dir/stats.json"], "--stats-out"),
         (["--prompts-file", "/nonexistent-dir/prompts.txt"], "--prompts-file"),
     ],

@@ -1,6 +1,10 @@
 """Admission and deadlines on a daemon with one running sequence and a queue of two: overflow gets
 RESOURCE_EXHAUSTED (counted as queue_full), deadlines give DEADLINE_EXCEEDED, and a request whose
-deadline passes while queued is never prefilled."""
+deadline passes while queued is never prefilled.
+
+No assumption about the machine's speed: --min-step-time 10ms makes every engine step take at least 10 ms, so a
+LONG-token request stays in the batch for at least LONG x 10 ms = 3 s on any machine, far longer than the client
+needs to submit what follows it."""
 
 from __future__ import annotations
 
@@ -13,9 +17,8 @@ import pytest
 
 from moed_client import collect, make_request, moed_pb2_grpc
 
-FLAGS = ("--max-queue", "2", "--max-running-seqs", "1", "--max-logprobs", "20")
-LONG = 1000  # tokens (context 1024): the overflow and queued-expiry tests still assume such a stream outlasts
-#             their submissions / the 0.1 s deadline (the engine has no injectable clock yet)
+FLAGS = ("--max-queue", "2", "--max-running-seqs", "1", "--max-logprobs", "20", "--min-step-time", "10ms")
+LONG = 300  # tokens: at least 300 steps x 10 ms = 3 s in the batch, whatever the machine
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +48,17 @@ def test_queue_overflow_is_resource_exhausted_and_counted(small):
     rejected = [r for r in results if isinstance(r, grpc.RpcError)]
     done = [r for r in results if not isinstance(r, grpc.RpcError)]
     assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in rejected), [e.code() for e in rejected]
-    assert len(rejected) >= 1 and len(done) >= 3
+    # The first admitted runs for >= 3 s; until then one runs and two wait, and every other one is refused
+    # (at Submit, or by the engine's own queue check when two arrived between steps).
+    assert len(done) == 3 and len(rejected) == 7, (len(done), len(rejected))
     assert all(c.finish_reason == "length" and c.completion_tokens == LONG for c in done)
     after = small.metrics().get("moed_requests_rejected_total", reason="queue_full")
     assert after - before == len(rejected)
 
 
 def test_tiny_deadline_is_deadline_exceeded(small):
-    # The client reads nothing until its deadline and its small window holds a few KiB of the ~250 KB
-    # answer, so the call cannot complete first, however fast the machine.
+    # The answer takes >= 3 s to generate (LONG steps of >= 10 ms), and the client reads nothing until its 0.5 s
+    # deadline with a small window, so the call cannot complete first, however fast the machine.
     channel = grpc.insecure_channel(small.addr, options=[("grpc.http2.bdp_probe", 0),
                                                          ("grpc.http2.lookahead_bytes", 1024)])
     try:
@@ -81,7 +86,8 @@ def test_request_expiring_in_the_queue_is_never_prefilled(small):
     deadline = time.monotonic() + 10
     while small.metrics().get("moed_requests_running") < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    # 97 ids: a length nothing else in this test has. It waits behind the long stream and expires.
+    # 97 ids: a length nothing else in this test has. It waits behind the long stream (>= 3 s in the batch) and
+    # expires after 0.1 s.
     queued = make_request(prompt_ids=[1] + [100 + i for i in range(96)], temperature=0, max_tokens=4)
     with pytest.raises(grpc.RpcError) as info:
         collect(small.client.generate_stream(queued, timeout=0.1))
@@ -91,3 +97,15 @@ def test_request_expiring_in_the_queue_is_never_prefilled(small):
     assert small.wait_metric("moed_requests_running", 0) == 0
     prompt_after = small.metrics().get("moed_prompt_tokens_total")
     assert prompt_after - prompt_before == result["c"].prompt_tokens, "the expired request was prefilled"
+
+
+def test_min_step_time_bounds_a_request_from_below(make_daemon):
+    # 10 tokens: a prefill step then 9 decode steps; the last token is delivered only after 9 steps of >= 200 ms
+    # each have ended. A lower bound, so it holds on any machine (unthrottled, 10 tokens take milliseconds).
+    d = make_daemon("--min-step-time", "200ms")
+    start = time.monotonic()
+    c = collect(d.client.generate_stream(make_request("Hold on", temperature=0, max_tokens=10, ignore_eos=True),
+                                         timeout=60))
+    elapsed = time.monotonic() - start
+    assert c.completion_tokens == 10
+    assert elapsed >= 9 * 0.200, elapsed

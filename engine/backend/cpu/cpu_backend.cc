@@ -7,6 +7,7 @@
 #include <new>
 
 #include "absl/strings/str_format.h"
+#include "engine/backend/batch_validation.h"
 #include "engine/backend/cpu/experts.h"
 #include "engine/backend/cpu/mla_attention.h"
 #include "engine/backend/cpu/ops.h"
@@ -87,46 +88,7 @@ absl::Status CpuBackend::InitKvCache(const KvCacheConfig& config) {
 
 absl::Status CpuBackend::ValidateBatch(const StepBatch& batch) const {
   if (kv_cache_.empty()) return absl::FailedPreconditionError("Step: InitKvCache was not called");
-  const ModelSpec& s = model_->spec;
-  const int64_t num_ids = static_cast<int64_t>(batch.token_ids.size());
-  for (size_t i = 0; i < batch.seqs.size(); ++i) {
-    const SequenceStep& q = batch.seqs[i];
-    if (q.num_tokens < 1) {
-      return absl::InvalidArgumentError(absl::StrFormat("seq %d (id %d): num_tokens must be ≥ 1, got %d", i,
-                                                        q.seq_id, q.num_tokens));
-    }
-    if (q.token_offset < 0 || q.token_offset + static_cast<int64_t>(q.num_tokens) > num_ids) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "seq %d (id %d): tokens [%d, %d) outside the batch's %d token ids", i, q.seq_id, q.token_offset,
-          static_cast<int64_t>(q.token_offset) + q.num_tokens, num_ids));
-    }
-    if (q.start_pos < 0) {
-      return absl::InvalidArgumentError(absl::StrFormat("seq %d (id %d): start_pos %d < 0", i, q.seq_id,
-                                                        q.start_pos));
-    }
-    for (int32_t t = 0; t < q.num_tokens; ++t) {
-      const int32_t id = batch.token_ids[q.token_offset + t];
-      if (id < 0 || id >= s.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "seq %d (id %d): token id %d outside the vocabulary [0, %d)", i, q.seq_id, id, s.vocab_size));
-      }
-    }
-    const int64_t end_pos = static_cast<int64_t>(q.start_pos) + q.num_tokens;
-    const int64_t blocks_needed = (end_pos + kv_config_.block_size - 1) / kv_config_.block_size;
-    if (static_cast<int64_t>(q.block_table.size()) < blocks_needed) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "seq %d (id %d): block table has %d blocks, positions [0, %d) need %d", i, q.seq_id,
-          q.block_table.size(), end_pos, blocks_needed));
-    }
-    for (int64_t b = 0; b < blocks_needed; ++b) {
-      if (q.block_table[b] < 0 || q.block_table[b] >= kv_config_.num_blocks) {
-        return absl::InvalidArgumentError(absl::StrFormat("seq %d (id %d): block id %d outside [0, %d)", i,
-                                                          q.seq_id, q.block_table[b], kv_config_.num_blocks));
-      }
-    }
-    if (q.sample) MOED_RETURN_IF_ERROR(ValidateSamplingParams(q.sampling, s.vocab_size));
-  }
-  return absl::OkStatus();
+  return ValidateStepBatch(batch, model_->spec, kv_config_.num_blocks, kv_config_.block_size);
 }
 
 absl::Status CpuBackend::RunMlp(int l, int64_t rows, const float* h, float* x, StepOutput* out,

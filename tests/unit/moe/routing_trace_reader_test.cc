@@ -23,10 +23,12 @@ std::string TempPath(const std::string& name) {
 TEST(RoutingTraceReaderTest, ReadsWhatTheTraceWrites) {
   const std::string path = TempPath("trace.jsonl.gz");
   RoutingTrace trace(/*num_layers=*/2, /*num_experts=*/4);
-  const std::vector<int32_t> a = {0, 1, 1, 0, 1, 0, 0, 1}, b = {2, 0, 0, 0, 0, 0, 1, 1};
+  // top-2, layer-major, in the router's order.
+  const std::vector<int32_t> a = {2, 1, 0, 3}, b = {0, 1, -1, -1};  // b: its second layer dense
+  const std::vector<float> wa = {0.75f, 0.25f, 0.5f, 0.5f}, wb = {0.625f, 0.375f, 0.0f, 0.0f};
   ASSERT_TRUE(trace.Start({.path = path}).ok());
-  trace.Observe({"r1", 5, 42, &a});
-  trace.Observe({"r2", 0, 7, &b});
+  trace.Observe({"r1", 5, 42, 2, a, wa});
+  trace.Observe({"r2", 0, 7, 2, b, wb});
   ASSERT_TRUE(trace.Stop().ok());
   auto got = ReadRoutingTrace(path);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -34,8 +36,10 @@ TEST(RoutingTraceReaderTest, ReadsWhatTheTraceWrites) {
   EXPECT_EQ((*got)[0].request, "r1");
   EXPECT_EQ((*got)[0].position, 5);
   EXPECT_EQ((*got)[0].token, 42);
-  EXPECT_EQ((*got)[0].experts, (std::vector<std::vector<int32_t>>{{1, 2}, {0, 3}}));
-  EXPECT_EQ((*got)[1].experts, (std::vector<std::vector<int32_t>>{{0, 0}, {2, 3}}));
+  EXPECT_EQ((*got)[0].experts, (std::vector<std::vector<int32_t>>{{2, 1}, {0, 3}}));
+  EXPECT_EQ((*got)[0].weights, (std::vector<std::vector<float>>{{0.75f, 0.25f}, {0.5f, 0.5f}}));
+  EXPECT_EQ((*got)[1].experts, (std::vector<std::vector<int32_t>>{{0, 1}, {}}));
+  EXPECT_EQ((*got)[1].weights, (std::vector<std::vector<float>>{{0.625f, 0.375f}, {}}));
   EXPECT_EQ(ReadRoutingTrace(path, 1)->size(), 1u);
 }
 

@@ -162,21 +162,24 @@ TEST(EngineCoreTest, AbortFreesAllBlocks) {
 }
 
 TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
-  auto engine = MakeEngine(kFortune, {.max_running_seqs = 1, .max_batch_tokens = 64});
+  // The engine's clock is the test's: time moves only when the test moves it, so nothing depends on how long a
+  // step takes.
+  absl::Time now = absl::FromUnixSeconds(1'000'000);
+  EngineConfig config{.max_running_seqs = 1, .max_batch_tokens = 64};
+  config.clock = [&now] { return now; };
+  auto engine = MakeEngine(kFortune, config);
   ASSERT_NE(engine, nullptr);
   ASSERT_TRUE(engine->AddRequest(Greedy("first", {1, 370, 998, 695}, 30)).ok());
-  // The engine reads the wall clock (no injectable clock yet): the deadlines are far from the few-ms steps
-  // that must start before them, and the test sleeps until a deadline has surely passed, never a guessed time.
-  const auto sleep_past = [](absl::Time deadline) {
-    while (absl::Now() <= deadline) absl::SleepFor(deadline - absl::Now() + absl::Milliseconds(1));
-  };
   EngineRequest late = Greedy("late", {1, 370, 998, 695, 286, 710}, 5);
-  late.deadline = absl::Now() + absl::Seconds(1);
+  late.deadline = now + absl::Seconds(1);
   ASSERT_TRUE(engine->AddRequest(late).ok());
   std::map<std::string, Collected> got;
   testing::Absorb(got, engine->Step());  // deadlines are checked when a step starts: "late" still waits
   EXPECT_EQ(engine->stats().waiting, 1);
-  sleep_past(late.deadline);
+  now = late.deadline - absl::Nanoseconds(1);
+  testing::Absorb(got, engine->Step());
+  EXPECT_FALSE(got["late"].finished);  // 1 ns before its deadline
+  now = late.deadline;                 // a deadline is passed when it is reached
   testing::Absorb(got, engine->Step());
   ASSERT_TRUE(got["late"].finished);
   EXPECT_EQ(got["late"].reason, FinishReason::kDeadline);
@@ -187,16 +190,60 @@ TEST(EngineCoreTest, DeadlineWhileQueuedNeverPrefills) {
 
   // A running request past its deadline is finished too, and its blocks are freed.
   EngineRequest running = Greedy("running", {1, 370}, 50);
-  running.deadline = absl::Now() + absl::Seconds(1);
+  running.deadline = now + absl::Seconds(1);
   ASSERT_TRUE(engine->AddRequest(running).ok());
   engine->AbortRequest("first");
   testing::Absorb(got, engine->Step());  // "first" aborted, "running" admitted
   testing::Absorb(got, engine->Step());
   EXPECT_FALSE(got["running"].finished);
-  sleep_past(running.deadline);
+  now = running.deadline;
   testing::Absorb(got, engine->Step());
   EXPECT_EQ(got["running"].reason, FinishReason::kDeadline);
   EXPECT_EQ(engine->stats().kv_blocks_used, 0);
+}
+
+// The one Request object carries what a front end attaches (EngineRequest::frontend) and why it was aborted: the
+// slot comes back on every output of its request, the engine lets go of it once the request has finished, and
+// AbortRequest / AbortAll report their reason (the first one given) as the finished output's status.
+struct Tag final : FrontendSlot {
+  explicit Tag(std::string n) : name(std::move(n)) {}
+  std::string name;
+};
+
+TEST(EngineCoreTest, FrontendSlotAndAbortReasonLiveOnTheRequest) {
+  auto engine = MakeEngine(kFortune, {.max_running_seqs = 8, .max_batch_tokens = 64});
+  ASSERT_NE(engine, nullptr);
+  std::map<std::string, std::weak_ptr<FrontendSlot>> held;
+  for (const char* id : {"a", "b", "c", "d"}) {
+    EngineRequest r = Greedy(id, {1, 370, 998, 695, 286}, id == std::string("d") ? 3 : 100);
+    r.frontend = std::make_shared<Tag>(id);
+    held[id] = r.frontend;
+    ASSERT_TRUE(engine->AddRequest(std::move(r)).ok());
+  }
+  std::map<std::string, RequestOutput> last;
+  for (int i = 0; i < 3 || engine->HasUnfinished(); ++i) {
+    if (i == 3) {
+      engine->AbortRequest("a", absl::ResourceExhaustedError("cut"));
+      engine->AbortRequest("a", absl::CancelledError("a later reason loses"));
+      engine->AbortRequest("b");
+    }
+    if (i == 4) engine->AbortAll(absl::UnavailableError("shutting down"));
+    for (RequestOutput& out : engine->Step()) {
+      ASSERT_NE(out.frontend, nullptr) << out.request_id;
+      EXPECT_EQ(static_cast<Tag&>(*out.frontend).name, out.request_id);
+      last[out.request_id] = std::move(out);
+    }
+  }
+  EXPECT_EQ(last["d"].finish_reason, FinishReason::kLength);
+  EXPECT_TRUE(last["d"].status.ok());
+  EXPECT_EQ(last["a"].finish_reason, FinishReason::kAborted);
+  EXPECT_EQ(last["a"].status, absl::ResourceExhaustedError("cut"));
+  EXPECT_EQ(last["b"].finish_reason, FinishReason::kAborted);
+  EXPECT_TRUE(last["b"].status.ok());  // aborted without a reason
+  EXPECT_EQ(last["c"].finish_reason, FinishReason::kAborted);
+  EXPECT_EQ(last["c"].status, absl::UnavailableError("shutting down"));
+  last.clear();  // the outputs' references
+  for (const auto& [id, slot] : held) EXPECT_TRUE(slot.expired()) << id << ": the engine still holds its slot";
 }
 
 // Greedy text of golden case `c` for `n` tokens, from the engine itself.

@@ -1,5 +1,5 @@
-// Host-side plan of one CUDA step (plain C++, no CUDA headers, unit-tested on the CPU): the batch validated exactly
-// as the CPU backend validates it, and the per-row index arrays uploaded before the launches.
+// Host-side plan of one CUDA step (plain C++, no CUDA headers, unit-tested on the CPU): the batch checked
+// by ValidateStepBatch (engine/backend/batch_validation.h), and the per-row index arrays uploaded before the launches.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +31,7 @@ struct StepPlan {
   bool any_token_routing = false;  // some sequence want_token_routing (per-token experts and weights)
 };
 
-// Validates `batch` against the spec and the KV cache geometry (the CPU backend's checks) and builds the plan.
+// Validates `batch` with ValidateStepBatch (the checks every backend makes) and builds the plan.
 // Bad batches → INVALID_ARGUMENT naming the sequence and the field.
 absl::Status BuildStepPlan(const StepBatch& batch, const ModelSpec& spec, int num_blocks, int block_size,
                            StepPlan* plan);
