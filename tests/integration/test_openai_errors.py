@@ -162,7 +162,9 @@ def test_tls_mtls_and_token_on_http(make_daemon, pki, tmp_path):
 
 
 def test_full_queue_is_429(make_daemon):
-    d = make_daemon("--http-port", "-1", "--max-queue", "1", "--max-running-seqs", "1")
+    # --min-step-time 10ms: the 1000-token request runs for at least 10 s on any machine, so the queue stays full
+    # for the whole test (they are cancelled at its end).
+    d = make_daemon("--http-port", "-1", "--max-queue", "1", "--max-running-seqs", "1", "--min-step-time", "10ms")
     # One long request runs and one waits (submitted one after the other): the queue is full until they end.
     def drain(call):
         try:
