@@ -111,14 +111,8 @@ void FastPath::RunMlp(int l, int64_t rows, const float* h, float capacity_factor
     if (L.w.shared_expert.width > 0) {
       std::vector<float> shared(rows * hidden);
       RunFfnJobs(cfg_, {FfnJob{&L.w.shared_expert, h, rows, shared.data()}}, hidden, pool);
-      for (int64_t r = 0; r < rows; ++r) {
-        float gate = 1.0f;
-        if (s.shared_experts.gated) {
-          const float g = Dot(h + r * hidden, L.shared_gate.data(), hidden);
-          gate = 1.0f / (1.0f + std::exp(-g));
-        }
-        for (int64_t j = 0; j < hidden; ++j) y[r * hidden + j] += gate * shared[r * hidden + j];
-      }
+      AddSharedExpert(h, shared.data(), s.shared_experts.gated ? L.shared_gate.data() : nullptr, rows, hidden,
+                      y.data());
     }
   }
   for (int64_t i = 0; i < rows * hidden; ++i) x[i] += y[i];

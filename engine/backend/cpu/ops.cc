@@ -207,4 +207,13 @@ void Softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+void AddSharedExpert(const float* h, const float* shared, const float* gate_weight, int64_t rows, int hidden,
+                     float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float gate = 1.0f;
+    if (gate_weight != nullptr) gate = 1.0f / (1.0f + std::exp(-Dot(h + r * hidden, gate_weight, hidden)));
+    for (int64_t j = 0; j < hidden; ++j) y[r * hidden + j] += gate * shared[r * hidden + j];
+  }
+}
+
 }  // namespace moed::cpu

@@ -26,4 +26,9 @@ void SiluMul(float* g, const float* u, int64_t n);
 // Softmax in place over n values (max-subtracted, fp32).
 void Softmax(float* x, int64_t n);
 
+// y (rows, hidden) += gate_r · shared (rows, hidden): the shared expert's output mixed in, gate_r =
+// sigmoid(h_r · gate_weight) when gate_weight (hidden) is given (qwen2_moe), else 1.
+void AddSharedExpert(const float* h, const float* shared, const float* gate_weight, int64_t rows, int hidden,
+                     float* y);
+
 }  // namespace moed::cpu
