@@ -15,31 +15,21 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from moed_process import start_moed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def start_daemon(build, caching, threads, log):
-    proc = subprocess.Popen([str(build / "moed"), "--model", str(ROOT / "models/fortune-moe"), "--backend", "cpu",
-                             "--threads", str(threads), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                             f"--enable-prefix-caching={str(caching).lower()}"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        m = re.search(r"on (127\.0\.0\.1:\d+), metrics", pathlib.Path(log.name).read_text())
-        if m:
-            return proc, m.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    sys.exit("prefix_cache_bench: moed did not start:\n" + pathlib.Path(log.name).read_text())
+    proc, addr, _ = start_moed(build, ["--model", str(ROOT / "models/fortune-moe"), "--backend", "cpu", "--threads",
+                                       str(threads), f"--enable-prefix-caching={str(caching).lower()}"],
+                               log, "prefix_cache_bench")
+    return proc, addr
 
 
 def bench(build, addr, args, shared, seed):

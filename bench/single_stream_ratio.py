@@ -14,12 +14,13 @@ The ratio is moe-run's per-token time over the daemon's (1.0 = no serving overhe
 import argparse
 import json
 import pathlib
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from moed_process import start_moed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROMPT = "Never trust a computer you can't throw out a window"
@@ -39,19 +40,9 @@ def moe_run_per_token(build, tokens, threads):
 
 
 def start_daemon(build, threads, log):
-    proc = subprocess.Popen([str(build / "moed"), "--model", str(ROOT / "models/fortune-moe"), "--backend", "cpu",
-                             "--threads", str(threads), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        m = re.search(r"on (127\.0\.0\.1:\d+), metrics", pathlib.Path(log.name).read_text())
-        if m:
-            return proc, m.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    sys.exit("single_stream_ratio: moed did not start:\n" + pathlib.Path(log.name).read_text())
+    proc, addr, _ = start_moed(build, ["--model", str(ROOT / "models/fortune-moe"), "--backend", "cpu", "--threads",
+                                       str(threads)], log, "single_stream_ratio")
+    return proc, addr
 
 
 def daemon_per_token(build, addr, tokens, prompts_file):

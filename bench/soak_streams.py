@@ -23,6 +23,8 @@ import threading
 import time
 import urllib.request
 
+from moed_process import start_moed
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -35,21 +37,11 @@ def rss_kib(pid):
 
 def start_daemon(build, args, log):
     n = args.streams
-    cmd = [str(build / "moed"), "--backend", "cpu", "--threads", str(args.threads), "--host", "127.0.0.1",
-           "--port", "0", "--metrics-port", "0", "--max-running-seqs", str(args.max_running_seqs),
-           "--max-queue", str(n + 16), "--tokenizer-queue", str(n + 16),
-           "--grpc-max-streams-per-connection", str(n + 16), "--stream-stall-timeout", "600s"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        m = re.search(r"on (127\.0\.0\.1:\d+), metrics on (\S+):(\d+)", pathlib.Path(log.name).read_text())
-        if m:
-            return proc, cmd, m.group(1), f"http://127.0.0.1:{m.group(3)}/metrics"
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    sys.exit("soak_streams: moed did not start:\n" + pathlib.Path(log.name).read_text())
+    flags = ["--backend", "cpu", "--threads", str(args.threads), "--max-running-seqs", str(args.max_running_seqs),
+             "--max-queue", str(n + 16), "--tokenizer-queue", str(n + 16),
+             "--grpc-max-streams-per-connection", str(n + 16), "--stream-stall-timeout", "600s"]
+    proc, addr, metrics_url = start_moed(build, flags, log, "soak_streams", timeout=120)
+    return proc, flags, addr, metrics_url
 
 
 def gauge(metrics_url, name):
@@ -75,7 +67,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by moed and moe-bench
 
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-        proc, cmd, addr, metrics_url = start_daemon(args.build, args, log)
+        proc, moed_flags, addr, metrics_url = start_daemon(args.build, args, log)
         try:
             rss_start, _ = rss_kib(proc.pid)
             for round_no in range(1, args.rounds + 1):
@@ -111,7 +103,7 @@ def main():
                 rss_after, rss_peak = rss_kib(proc.pid)
                 summary = {
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "moed": " ".join(["moed"] + cmd[1:]),
+                    "moed": " ".join(["moed --host 127.0.0.1 --port 0 --metrics-port 0"] + moed_flags),
                     "moe_bench": " ".join(["moe-bench"] + bench_cmd[1:]),
                     "cpus": os.cpu_count(), "load1_after": os.getloadavg()[0],
                     "round": round_no, "streams": args.streams, "wall_s": round(wall, 1),

@@ -77,18 +77,8 @@ absl::Status RunMoeGrouped(const CublasHandle& cublas, cudaStream_t stream, cons
 
   const float* shared_out = nullptr;
   const float* shared_gate = nullptr;
-  if (s.shared_ffn > 0) {
-    MOED_RETURN_IF_ERROR(c.After(RunFfn(cublas, stream, w.shared_expert, H, x, tokens, ws->shared_gate_up.as<bf16>(),
-                                        ws->shared_h.as<bf16>(), ws->shared_out.as<float>(), check),
-                                 stream, "shared expert"));
-    shared_out = ws->shared_out.as<float>();
-    if (w.shared_expert_gate != nullptr) {
-      MOED_RETURN_IF_ERROR(c.After(
-          GemmXWt(cublas, x, tokens, H, w.shared_expert_gate, 1, ws->shared_gate.as<float>(), OutType::kF32), stream,
-          "shared expert gate GEMM"));
-      shared_gate = ws->shared_gate.as<float>();
-    }
-  }
+  MOED_RETURN_IF_ERROR(
+      QueueSharedExpert(cublas, stream, s, w, x, tokens, ws, check, &shared_out, &shared_gate));
 
   ExpertSchedule sched;
   sched.offsets = pa.offsets;

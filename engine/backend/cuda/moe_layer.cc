@@ -49,6 +49,26 @@ absl::Status RunFfn(const CublasHandle& cublas, cudaStream_t stream, const Devic
   return c.After(GemmXWt(cublas, h, tokens, f.width, f.down, hidden, out, OutType::kF32), stream, "down GEMM");
 }
 
+absl::Status QueueSharedExpert(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s,
+                               const DeviceLayer& w, const bf16* x, int tokens, MoeWorkspace* ws,
+                               const LaunchChecker* check, const float** shared_out, const float** shared_gate) {
+  *shared_out = nullptr;
+  *shared_gate = nullptr;
+  if (s.shared_ffn <= 0) return absl::OkStatus();
+  const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
+  MOED_RETURN_IF_ERROR(c.After(RunFfn(cublas, stream, w.shared_expert, s.hidden, x, tokens,
+                                      ws->shared_gate_up.as<bf16>(), ws->shared_h.as<bf16>(),
+                                      ws->shared_out.as<float>(), check),
+                               stream, "shared expert"));
+  *shared_out = ws->shared_out.as<float>();
+  if (w.shared_expert_gate == nullptr) return absl::OkStatus();
+  MOED_RETURN_IF_ERROR(c.After(
+      GemmXWt(cublas, x, tokens, s.hidden, w.shared_expert_gate, 1, ws->shared_gate.as<float>(), OutType::kF32),
+      stream, "shared expert gate GEMM"));
+  *shared_gate = ws->shared_gate.as<float>();
+  return absl::OkStatus();
+}
+
 absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
                     const bf16* x, int tokens, int64_t capacity, float* out, MoeWorkspace* ws, MoeCounts* counts,
                     std::vector<int32_t>* experts_out, std::vector<float>* weights_out,
@@ -84,18 +104,8 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
   // The shared expert does not depend on routing: queue it before waiting for the counts.
   const float* shared_out = nullptr;
   const float* shared_gate = nullptr;
-  if (s.shared_ffn > 0) {
-    MOED_RETURN_IF_ERROR(c.After(RunFfn(cublas, stream, w.shared_expert, H, x, tokens, ws->shared_gate_up.as<bf16>(),
-                                        ws->shared_h.as<bf16>(), ws->shared_out.as<float>(), check),
-                                 stream, "shared expert"));
-    shared_out = ws->shared_out.as<float>();
-    if (w.shared_expert_gate != nullptr) {
-      MOED_RETURN_IF_ERROR(c.After(
-          GemmXWt(cublas, x, tokens, H, w.shared_expert_gate, 1, ws->shared_gate.as<float>(), OutType::kF32), stream,
-          "shared expert gate GEMM"));
-      shared_gate = ws->shared_gate.as<float>();
-    }
-  }
+  MOED_RETURN_IF_ERROR(
+      QueueSharedExpert(cublas, stream, s, w, x, tokens, ws, check, &shared_out, &shared_gate));
   if (experts_out != nullptr) {
     experts_out->resize(A);
     MOED_CUDA_RETURN_IF_ERROR(

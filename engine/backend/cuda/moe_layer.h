@@ -44,6 +44,13 @@ class MoeWorkspace {
   DeviceBuffer tile_prefix, active, partial;
 };
 
+// Queues the shared expert of `w` on x (tokens, hidden) into ws->shared_out (and its sigmoid-gate logits into
+// ws->shared_gate when the layer has a gate); sets *shared_out / *shared_gate to them, or to null when absent.
+// Independent of routing: both MoE paths queue it before they wait on, or schedule from, the router.
+absl::Status QueueSharedExpert(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s,
+                               const DeviceLayer& w, const bf16* x, int tokens, MoeWorkspace* ws,
+                               const LaunchChecker* check, const float** shared_out, const float** shared_gate);
+
 // out (tokens, hidden) fp32 = MoE(x), x (tokens, hidden) bf16 (the post-attention normalised rows).
 // capacity: per-expert limit on kept assignments (≥ tokens*top_k = dropless). Synchronises the stream once (the
 // per-expert row counts size the GEMMs). When `experts_out` / `weights_out` are non-null they receive the
