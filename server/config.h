@@ -53,6 +53,8 @@ struct ServerConfig {
   double expert_cache_fraction = 0.0;    // (0, 1]: that share of the model's routed experts, rounded up
   std::string expert_cache_policy = "lru";  // lru | lfu | load-aware
   bool expert_cache_prefetch = true;
+  float router_zipf = 0.0f;   // benchmarks: BackendOptions::router_zipf
+  int synthetic_layers = 0;   // benchmarks: ModelSourceOptions::synthetic_layers
 
   // CUDA backend paths (BackendOptions::cuda_*).
   std::string cuda_moe = "grouped";      // grouped | per-expert

@@ -71,6 +71,11 @@ ABSL_FLAG(std::string, expert_cache_policy, kDefaults.expert_cache_policy,
           "hot-expert cache eviction policy: lru | lfu | load-aware");
 ABSL_FLAG(bool, expert_cache_prefetch, kDefaults.expert_cache_prefetch,
           "hot-expert cache: prefetch the next layer's predicted experts");
+ABSL_FLAG(float, router_zipf, kDefaults.router_zipf,
+          "benchmarks only (CUDA, expert cache on): impose a Zipf expert popularity of this exponent on the routers "
+          "(a logit bias; changes the output); 0 = off");
+ABSL_FLAG(int, synthetic_layers, kDefaults.synthetic_layers,
+          "benchmarks only: a synthetic model keeps only its first N layers (per-layer shapes unchanged); 0 = all");
 ABSL_FLAG(std::string, cuda_moe, kDefaults.cuda_moe,
           "CUDA MoE layer: grouped (device-side, no host sync) | per-expert (cuBLAS per expert, the reference)");
 ABSL_FLAG(bool, cuda_graphs, kDefaults.cuda_graphs, "CUDA: replay decode steps as CUDA graphs, one per batch size");
@@ -189,6 +194,8 @@ absl::StatusOr<ServerConfig> ServerConfigFromFlags() {
   c.expert_cache_fraction = absl::GetFlag(FLAGS_expert_cache_fraction);
   c.expert_cache_policy = absl::GetFlag(FLAGS_expert_cache_policy);
   c.expert_cache_prefetch = absl::GetFlag(FLAGS_expert_cache_prefetch);
+  c.router_zipf = absl::GetFlag(FLAGS_router_zipf);
+  c.synthetic_layers = absl::GetFlag(FLAGS_synthetic_layers);
   c.cuda_moe = absl::GetFlag(FLAGS_cuda_moe);
   c.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
   c.cuda_attention = absl::GetFlag(FLAGS_cuda_attention);
@@ -255,6 +262,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   }
   MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-slots", c.expert_cache_slots, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("expert-cache-bytes", c.expert_cache_bytes, 0));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("synthetic-layers", c.synthetic_layers, 0));
   if (!(c.expert_cache_fraction >= 0.0 && c.expert_cache_fraction <= 1.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--expert-cache-fraction must be in [0, 1] (0 = unset), got ", c.expert_cache_fraction));

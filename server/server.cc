@@ -111,6 +111,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   ModelSourceOptions source;
   source.backend = *backend_kind;
   source.tokenizer_dir = config.tokenizer;
+  source.synthetic_layers = config.synthetic_layers;
   absl::StatusOr<OpenedModel> opened = OpenModel(config.model, source);
   if (!opened.ok()) return Prefixed(absl::StrCat("--model ", config.model, ": "), opened.status());
   const std::shared_ptr<const Model>* model = &opened->model;
@@ -124,6 +125,7 @@ absl::StatusOr<std::unique_ptr<MoedServer>> MoedServer::Start(const ServerConfig
   backend_options.expert_cache_bytes = config.expert_cache_bytes;
   backend_options.expert_cache_policy = config.expert_cache_policy;
   backend_options.expert_cache_prefetch = config.expert_cache_prefetch;
+  backend_options.router_zipf = config.router_zipf;
   backend_options.cuda_moe = config.cuda_moe;
   backend_options.cuda_graphs = config.cuda_graphs;
   backend_options.cuda_attention = config.cuda_attention;

@@ -86,6 +86,11 @@ struct BackendOptions {
                                               // backend's expert weights hold (at least one)
   std::string expert_cache_policy = "lru";    // lru | lfu | load-aware
   bool expert_cache_prefetch = true;          // predict layer l+1's experts after layer l and load them early
+  // Benchmarks of the cache on synthetic weights (which route almost uniformly): > 0 adds
+  // cache::ZipfLogitBias(layers, experts, router_zipf, seed 1) to every router's logits before top-k, so expert
+  // popularity follows a Zipf skew of that exponent while routing stays hidden-state dependent. CUDA backend with the
+  // cache on only (the CPU backend refuses it); 0 = off. Changes the model's output: never for serving.
+  float router_zipf = 0.0f;
   // CUDA backend implementations (ignored by the CPU backend). Each old path stays as the reference.
   std::string cuda_moe = "grouped";      // grouped (device-side, no host sync) | per-expert (cuBLAS per expert)
   bool cuda_graphs = true;               // replay decode steps as CUDA graphs, one per batch size

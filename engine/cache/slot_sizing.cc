@@ -2,6 +2,7 @@
 #include "engine/cache/slot_sizing.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_format.h"
 
@@ -28,11 +29,33 @@ absl::StatusOr<int> DeviceSlotCount(const SlotSizingInput& in) {
   slots = std::min<int64_t>(slots, in.routed_experts);
   if (in.free_device_bytes >= 0 && slots * in.expert_bytes > in.free_device_bytes) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "--expert-cache-%s asks for %d slots = %d bytes; only %d bytes of device memory are free after the dense "
+        "%s asks for %d slots = %d bytes; only %d bytes of device memory are free after the dense "
         "weights and the KV cache",
-        in.slots > 0 ? "slots" : "bytes", slots, slots * in.expert_bytes, in.free_device_bytes));
+        in.slots > 0 ? "--expert-cache-slots (or --expert-cache-fraction)" : "--expert-cache-bytes", slots, slots * in.expert_bytes, in.free_device_bytes));
   }
   return static_cast<int>(slots);
+}
+
+double LargestFittingFraction(int64_t routed_bytes, int64_t room) {
+  if (routed_bytes <= 0 || room <= 0) return 0.0;
+  return std::floor(100.0 * std::min<double>(1.0, static_cast<double>(room) / routed_bytes)) / 100.0;
+}
+
+absl::Status RequireResidentExpertsFit(int64_t dense_bytes, int64_t routed_bytes, int64_t free_device_bytes) {
+  if (dense_bytes + routed_bytes <= free_device_bytes) return absl::OkStatus();
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  if (routed_bytes <= 0 || dense_bytes >= free_device_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "the model's dense weights need %.2f GiB of device memory; %.2f GiB are free (routed experts %.2f GiB "
+        "besides): the model cannot run on this device",
+        dense_bytes / kGiB, free_device_bytes / kGiB, routed_bytes / kGiB));
+  }
+  const double fraction = LargestFittingFraction(routed_bytes, free_device_bytes - dense_bytes);
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "the model's routed experts (%.2f GiB bf16) do not fit beside its dense weights (%.2f GiB) in the %.2f GiB of "
+      "free device memory. Keep part of them in host memory with the hot-expert cache: --expert-cache-fraction "
+      "(at most %.2f here; less leaves room for the KV cache) or --expert-cache-bytes",
+      routed_bytes / kGiB, dense_bytes / kGiB, free_device_bytes / kGiB, fraction));
 }
 
 }  // namespace moed::cache

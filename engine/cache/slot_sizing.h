@@ -23,4 +23,14 @@ struct SlotSizingInput {
 // asked for do not fit in free_device_bytes (the message gives both sizes in bytes).
 absl::StatusOr<int> DeviceSlotCount(const SlotSizingInput& in);
 
+// Start-up without any cache flag: every routed expert must be resident. OK when dense_bytes + routed_bytes fit in
+// free_device_bytes; otherwise RESOURCE_EXHAUSTED (a clear start-up error, never a silent cache) giving the three
+// sizes and naming the flags that keep part of the experts in host memory: --expert-cache-fraction with the largest
+// share that fits (rounded down to 0.01; less leaves room for the KV cache) and --expert-cache-bytes.
+absl::Status RequireResidentExpertsFit(int64_t dense_bytes, int64_t routed_bytes, int64_t free_device_bytes);
+
+// The largest --expert-cache-fraction whose experts fit in `room` bytes (rounded down to 0.01; 0 when not even one
+// hundredth fits). routed_bytes > 0.
+double LargestFittingFraction(int64_t routed_bytes, int64_t room);
+
 }  // namespace moed::cache

@@ -39,4 +39,15 @@ void ZipfRouting::Draw(int layer, int rows, int32_t* ids) {
   }
 }
 
+std::vector<float> ZipfLogitBias(int num_layers, int num_experts, double exponent, uint64_t seed) {
+  const ZipfRouting z(num_layers, num_experts, 1, exponent, seed);
+  std::vector<float> bias(static_cast<size_t>(num_layers) * num_experts);
+  for (int l = 0; l < num_layers; ++l) {
+    for (int r = 0; r < num_experts; ++r) {
+      bias[static_cast<size_t>(l) * num_experts + z.ExpertOfRank(l, r)] = static_cast<float>(-exponent * std::log(r + 1.0));
+    }
+  }
+  return bias;
+}
+
 }  // namespace moed::cache

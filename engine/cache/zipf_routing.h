@@ -31,4 +31,10 @@ class ZipfRouting {
   std::mt19937_64 rng_;
 };
 
+// The logit form of the same skew, for routers that stay hidden-state dependent (so a next-layer predictor still
+// means something): (num_layers, num_experts) bias with bias[l][ExpertOfRank(l, r)] = −exponent · ln(r + 1),
+// ExpertOfRank from ZipfRouting(num_layers, num_experts, 1, exponent, seed). Added to the router logits before
+// top-k, it multiplies each expert's softmax odds by its Zipf weight (r+1)^−exponent.
+std::vector<float> ZipfLogitBias(int num_layers, int num_experts, double exponent, uint64_t seed);
+
 }  // namespace moed::cache

@@ -348,6 +348,14 @@ absl::StatusOr<std::shared_ptr<const Model>> CreateSyntheticModel(std::string_vi
   const absl::string_view name = absl::StripPrefix(absl::string_view(full_name.data(), full_name.size()), kPrefix);
   auto spec = SyntheticModelSpec(full_name, options.small);
   if (!spec.ok()) return spec.status();
+  if (options.num_layers < 0 || options.num_layers > spec->num_layers) {
+    return absl::InvalidArgumentError(absl::StrFormat("synthetic model '%s': num_layers %d outside [0, %d]",
+                                                      std::string(name), options.num_layers, spec->num_layers));
+  }
+  if (options.num_layers > 0) {
+    spec->num_layers = options.num_layers;
+    spec->layer_is_moe.resize(options.num_layers);
+  }
   auto model = std::make_shared<Model>();
   model->spec = *std::move(spec);
   model->source = absl::StrCat(kPrefix, name, options.small ? "-small" : "", ";seed=", options.seed);

@@ -24,6 +24,9 @@ struct SyntheticOptions {
   // larger logits spread and are picked more often (0 = uniform random routing).
   float router_skew = 0.0f;
   uint64_t seed = 1;
+  // > 0: only the first num_layers layers of the shape (benchmarks that keep a layer's geometry with less memory);
+  // more than the shape has is refused. 0 = all.
+  int num_layers = 0;
   // true: every tensor is generated on the host (needed by the CPU backend). false: only norms, biases and routers
   // are; the large tensors stay absent (data == nullptr, shape and name set) and the CUDA backend fills them with
   // SyntheticTensorFill values on the device.

@@ -63,6 +63,7 @@ absl::StatusOr<OpenedModel> OpenModel(const std::string& model, const ModelSourc
     so.materialize = options.backend == "cpu";
     so.router_skew = options.synthetic_router_skew;
     so.seed = options.synthetic_seed;
+    so.num_layers = options.synthetic_layers;
     absl::StatusOr<std::shared_ptr<const Model>> m = CreateSyntheticModel(std::string_view(name.data(), name.size()), so);
     if (!m.ok()) return m.status();
     out.model = *std::move(m);

@@ -21,6 +21,7 @@ struct ModelSourceOptions {
   // for a synthetic model, an ids-only tokenizer (text prompts are refused with a message naming this option).
   std::string tokenizer_dir;
   float synthetic_router_skew = 0.0f;  // SyntheticOptions::router_skew
+  int synthetic_layers = 0;            // SyntheticOptions::num_layers
   uint64_t synthetic_seed = 1;
 };
 

@@ -37,6 +37,11 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
     return absl::InvalidArgumentError(absl::StrFormat("cpu backend: expert_cache_bytes must be ≥ 0, got %d",
                                                       options.expert_cache_bytes));
   }
+  if (options.router_zipf != 0.0f) {
+    return absl::InvalidArgumentError(
+        "cpu backend: router_zipf (the expert cache benchmark's imposed routing skew) is implemented by the CUDA "
+        "backend only");
+  }
   if (options.cpu_kernels != "fast" && options.cpu_kernels != "reference") {
     return absl::InvalidArgumentError(absl::StrFormat("cpu backend: cpu_kernels must be fast or reference, got '%s'",
                                                       options.cpu_kernels));

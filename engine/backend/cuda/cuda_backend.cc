@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "engine/backend/cuda/attention.h"
+#include "engine/backend/cuda/cached_moe_layer.h"
 #include "engine/backend/cuda/cublas_gemm.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/cuda_weights.h"
@@ -14,6 +16,7 @@
 #include "engine/backend/cuda/flash_decode.h"
 #include "engine/backend/cuda/embedding.h"
 #include "engine/backend/cuda/host/backend_options.h"
+#include "engine/backend/cuda/host/expert_host_tier.h"
 #include "engine/backend/cuda/host/rope_table.h"
 #include "engine/backend/cuda/host/step_plan.h"
 #include "engine/backend/cuda/moe_layer.h"
@@ -23,6 +26,7 @@
 #include "engine/backend/cuda/router.h"
 #include "engine/backend/cuda/sampling.h"
 #include "engine/backend/cuda/step_io.h"
+#include "engine/cache/slot_sizing.h"
 #include "engine/common/status_macros.h"
 #include "engine/moe/router.h"
 
@@ -93,7 +97,6 @@ class CudaBackend final : public Backend {
     int device = 0;
     MOED_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
     MOED_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
-    MOED_ASSIGN_OR_RETURN(weights_, cuda::UploadWeights(*model_, stream_));
     moe_shape_.hidden = s.hidden_size;
     moe_shape_.num_experts = s.num_experts;
     moe_shape_.top_k = s.top_k;
@@ -102,7 +105,8 @@ class CudaBackend final : public Backend {
     moe_shape_.shared_ffn = s.shared_experts.intermediate_size;
     // The grouped path when asked for and the shape allows it (16-byte rows); else the per-expert reference.
     grouped_moe_ = options_.cuda_moe == "grouped" && s.num_experts > 0 && cuda::GroupedMoeSupported(moe_shape_);
-    if (grouped_moe_) {
+    MOED_RETURN_IF_ERROR(UploadModel());
+    if (grouped_moe_ && host_tier_ == nullptr) {
       expert_tables_.resize(s.num_layers);
       expert_ptrs_.resize(s.num_layers);
       for (int l = 0; l < s.num_layers; ++l) {
@@ -129,6 +133,7 @@ class CudaBackend final : public Backend {
       return absl::InvalidArgumentError(absl::StrFormat("KV cache: num_blocks %d and block_size %d must be > 0",
                                                         config.num_blocks, config.block_size));
     }
+    cached_.reset();  // its slots are sized from what the KV cache leaves
     kv_config_ = KvCacheConfig{};
     graphs_.Clear();  // they hold the old cache's per-layer addresses and block size
     const size_t bytes = static_cast<size_t>(KvBytesPerBlock(config.block_size)) * config.num_blocks;
@@ -136,6 +141,7 @@ class CudaBackend final : public Backend {
     // Zeroed, as the CPU backend's: a position read before it is written reads zeros on both.
     MOED_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(kv_.get(), 0, bytes, stream_));
     MOED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    if (host_tier_ != nullptr) MOED_RETURN_IF_ERROR(CreateExpertCache());
     kv_config_ = config;
     return absl::OkStatus();
   }
@@ -150,6 +156,16 @@ class CudaBackend final : public Backend {
     return kv_.as<bf16>() + (2 * static_cast<int64_t>(layer) + (v ? 1 : 0)) * per;
   }
   static constexpr size_t kCublasWorkspaceBytes = 32u << 20;
+  // Device memory the expert slots leave free for the activations and workspaces a step reserves on first use
+  // (grow-only; a 2048-token Mixtral prefill chunk takes about 0.6 GiB).
+  static constexpr int64_t kActivationHeadroom = int64_t{1} << 30;
+  // Uploads the weights: everything (refused with the cache flags to set when the routed experts do not fit), or,
+  // with the expert cache on, all but the routed experts, which go to the host tier.
+  absl::Status UploadModel();
+  // The slot pool and cache over the host tier, sized from the device memory left (cache/slot_sizing.h).
+  absl::Status CreateExpertCache();
+  // With the cache on and prefetch asked for: after layer l, layer l+1's router on the hidden state, copies started.
+  absl::Status PrefetchNext(int l, int tokens);
   absl::Status ReserveActivations(int tokens, int out_rows, int max_logprobs);
   absl::Status RunLayer(int l, const cuda::StepPlan& plan, const StepBatch& batch, int64_t capacity, StepOutput* out);
   absl::Status RunPlan(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out);
@@ -180,6 +196,10 @@ class CudaBackend final : public Backend {
   bool grouped_moe_ = false;                      // BackendOptions::cuda_moe == grouped and supported
   std::vector<DeviceBuffer> expert_tables_;       // (layers) grouped path: device expert pointer arrays
   std::vector<cuda::ExpertPointers> expert_ptrs_;
+  // The hot-expert cache (expert_cache_slots/bytes > 0): routed experts in host_tier_, resident ones in cached_'s
+  // slots (created by InitKvCache). Both null when off.
+  std::unique_ptr<cuda::ExpertHostTier> host_tier_;
+  std::unique_ptr<cuda::CachedMoe> cached_;
   cuda::StepIo io_;                               // one upload, one download per step
   DeviceBuffer step_experts_;                     // (layers, rows, top_k) grouped path: every step's expert ids
   DeviceBuffer step_weights_;                     // (layers, rows, top_k) grouped path: their router weights
@@ -319,6 +339,10 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
     // routing), so a captured decode graph is the same whatever the step asks for.
     outs.experts = step_experts_.as<int32_t>() + static_cast<int64_t>(l) * T * s.top_k;
     outs.weights = step_weights_.as<float>() + static_cast<int64_t>(l) * T * s.top_k;
+    if (cached_ != nullptr) {
+      return cached_->RunLayer(cublas_, stream_, moe_shape_, l, w, xn, T, capacity, delta, &moe_ws_, outs, sm_count_,
+                               &check_);
+    }
     return cuda::RunMoeGrouped(cublas_, stream_, moe_shape_, w, expert_ptrs_[l], xn, T, capacity, delta, &moe_ws_,
                                outs, sm_count_, cuda::GroupedKernel::kAuto, &check_);
   }
@@ -357,7 +381,8 @@ absl::Status CudaBackend::Forward(const cuda::StepPlan& plan, const StepBatch& b
                                                         s.num_experts)
                                        : 0;
   for (int l = 0; l < s.num_layers; ++l) {
-    const absl::Status st = RunLayer(l, plan, batch, capacity, out);
+    absl::Status st = RunLayer(l, plan, batch, capacity, out);
+    if (st.ok()) st = PrefetchNext(l, T);
     if (!st.ok()) return absl::Status(st.code(), absl::StrFormat("layer %d: %s", l, st.message()));
   }
   MOED_RETURN_IF_ERROR(check_.After(
@@ -380,7 +405,7 @@ absl::Status CudaBackend::Forward(const cuda::StepPlan& plan, const StepBatch& b
 }
 
 bool CudaBackend::Graphable(const cuda::StepPlan& plan, const StepBatch& batch) const {
-  if (!options_.cuda_graphs || check_.enabled()) return false;
+  if (!options_.cuda_graphs || check_.enabled() || cached_ != nullptr) return false;  // the cache syncs per layer
   if (model_->spec.num_experts > 0 && !grouped_moe_) return false;
   if (plan.out_rows.size() != static_cast<size_t>(plan.rows)) return false;
   for (const SequenceStep& q : batch.seqs) {
@@ -409,8 +434,74 @@ absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
       out->results[i].token_weights.assign(n, 0.0f);
     }
   }
-  if (plan.rows == 0) return absl::OkStatus();
-  return RunPlan(plan, batch, out);
+  if (cached_ == nullptr) return plan.rows == 0 ? absl::OkStatus() : RunPlan(plan, batch, out);
+  cached_->cache().BeginStep();
+  const absl::Status st = plan.rows == 0 ? absl::OkStatus() : RunPlan(plan, batch, out);
+  out->expert_cache = cached_->cache().TakeStepStats();
+  return st;
+}
+
+absl::Status CudaBackend::UploadModel() {
+  const ModelSpec& s = model_->spec;
+  const bool cache_on = (options_.expert_cache_slots > 0 || options_.expert_cache_bytes > 0) &&
+                        s.num_routed_experts() > 0;
+  if (!cache_on) {
+    MOED_ASSIGN_OR_RETURN(const cuda::WeightBytes bytes, cuda::MeasureWeights(*model_));
+    size_t free_b = 0, total_b = 0;
+    MOED_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_b, &total_b));
+    if (bytes.routed > 0) {
+      MOED_RETURN_IF_ERROR(cache::RequireResidentExpertsFit(bytes.dense, bytes.routed, static_cast<int64_t>(free_b)));
+    }
+    MOED_ASSIGN_OR_RETURN(weights_, cuda::UploadWeights(*model_, stream_));
+    return absl::OkStatus();
+  }
+  if (!grouped_moe_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cuda backend: the hot-expert cache runs on the grouped MoE path (--cuda-moe grouped, hidden %d and "
+        "moe_intermediate_size %d multiples of 8); got --cuda-moe %s",
+        s.hidden_size, s.moe_intermediate_size, options_.cuda_moe));
+  }
+  MOED_ASSIGN_OR_RETURN(weights_, cuda::UploadWeights(*model_, stream_, /*routed_on_host=*/true));
+  const int threads = options_.num_threads > 0 ? options_.num_threads
+                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  MOED_ASSIGN_OR_RETURN(host_tier_, cuda::ExpertHostTier::Build(*model_, threads));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::CreateExpertCache() {
+  size_t free_b = 0, total_b = 0;
+  MOED_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_b, &total_b));
+  cache::SlotSizingInput in;
+  in.slots = options_.expert_cache_slots;
+  in.bytes = options_.expert_cache_bytes;
+  in.routed_experts = host_tier_->routed_experts();
+  in.expert_bytes = (host_tier_->expert_bytes() + 255) / 256 * 256;  // CudaExpertTransfer's slot
+  in.free_device_bytes = std::max<int64_t>(0, static_cast<int64_t>(free_b) - kActivationHeadroom);
+  absl::StatusOr<int> slots = cache::DeviceSlotCount(in);
+  if (!slots.ok()) return absl::Status(slots.status().code(), "cuda backend: " + std::string(slots.status().message()));
+  cuda::CachedMoe::Options o;
+  o.num_slots = *slots;
+  o.policy = options_.expert_cache_policy;
+  o.router_zipf = options_.router_zipf;
+  MOED_ASSIGN_OR_RETURN(cached_, cuda::CachedMoe::Create(model_->spec, *host_tier_, o, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::PrefetchNext(int l, int tokens) {
+  const ModelSpec& s = model_->spec;
+  if (cached_ == nullptr || !options_.expert_cache_prefetch || l + 1 >= s.num_layers || !s.layer_is_moe[l + 1]) {
+    return absl::OkStatus();
+  }
+  // The hidden state after layer l, normalised as layer l+1's MoE input would be without its attention. The residual
+  // add happens here instead of at layer l+1's first norm: the same fp32 sum, so the output is unchanged.
+  const cuda::DeviceLayer& next = weights_->layers[l + 1];
+  MOED_RETURN_IF_ERROR(check_.After(
+      cuda::LaunchAddRmsNorm(residual_.as<float>(), delta_pending_ ? delta_.as<float>() : nullptr, tokens,
+                             s.hidden_size, next.post_attn_norm, s.rms_norm_eps, xn_.as<bf16>(), stream_),
+      stream_, "prefetch RMSNorm"));
+  delta_pending_ = false;
+  return cached_->Prefetch(cublas_, stream_, moe_shape_, l + 1, next, xn_.as<bf16>(), tokens, &moe_ws_, &check_)
+      .status();
 }
 
 // One validated, non-empty step: one upload, the launches (replayed as a graph for decode shapes), one download.

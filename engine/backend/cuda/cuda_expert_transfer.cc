@@ -1,10 +1,13 @@
 // CudaExpertTransfer: pinned host tier, device slot pool, async copies on the copy stream ordered by events.
 #include "engine/backend/cuda/cuda_expert_transfer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/host/pin_ranges.h"
 #include "engine/common/status_macros.h"
 
 namespace moed::cuda {
@@ -31,21 +34,49 @@ absl::StatusOr<std::unique_ptr<CudaExpertTransfer>> CudaExpertTransfer::Create(
   MOED_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&t->compute_mark_, cudaEventDisableTiming));
   t->slot_ready_.assign(num_slots, nullptr);
   for (cudaEvent_t& e : t->slot_ready_) MOED_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-  if (pin) {
-    for (const auto& parts : t->host_) {
-      for (const HostBytes& p : parts) {
-        if (p.bytes == 0) continue;
-        const cudaError_t r = cudaHostRegister(const_cast<void*>(p.data), p.bytes, cudaHostRegisterDefault);
-        if (r == cudaErrorHostMemoryAlreadyRegistered) {
-          (void)cudaGetLastError();  // pinned by its owner already
-          continue;
-        }
-        MOED_CUDA_RETURN_IF_ERROR(r);
-        t->registered_.push_back(p.data);
-      }
+  if (pin) MOED_RETURN_IF_ERROR(t->PinHostTier());
+  return t;
+}
+
+// Each page range once (host/pin_ranges.h). A read-only mapping (the checkpoint's mmap'd shards, PROT_READ) cannot
+// be registered with the default flags; it is registered read-only where the device supports that (the copies only
+// read it), else the error says so.
+absl::Status CudaExpertTransfer::PinHostTier() {
+  std::vector<AddressRange> parts;
+  for (const auto& expert : host_) {
+    for (const HostBytes& p : expert) {
+      const auto at = reinterpret_cast<uintptr_t>(p.data);
+      parts.push_back({at, at + static_cast<uintptr_t>(p.bytes)});
     }
   }
-  return t;
+  int device = 0, read_only_ok = 0;
+  MOED_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  if (cudaDeviceGetAttribute(&read_only_ok, cudaDevAttrHostRegisterReadOnlySupported, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    read_only_ok = 0;
+  }
+  for (const AddressRange& r : PageRanges(std::move(parts), static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE)))) {
+    void* ptr = reinterpret_cast<void*>(r.begin);
+    const size_t bytes = r.end - r.begin;
+    cudaError_t err = cudaHostRegister(ptr, bytes, cudaHostRegisterDefault);
+    if (err == cudaErrorHostMemoryAlreadyRegistered) {
+      (void)cudaGetLastError();  // pinned by its owner already
+      continue;
+    }
+    if (err != cudaSuccess && read_only_ok) {
+      (void)cudaGetLastError();
+      err = cudaHostRegister(ptr, bytes, cudaHostRegisterReadOnly);
+    }
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "expert cache: cannot pin %.2f MiB of host expert weights at %p (%s: %s)%s", bytes / 1048576.0, ptr,
+          cudaGetErrorName(err), cudaGetErrorString(err),
+          read_only_ok ? "" : "; the device does not support registering read-only memory (mmap'd shards)"));
+    }
+    registered_.push_back(ptr);
+  }
+  return absl::OkStatus();
 }
 
 CudaExpertTransfer::~CudaExpertTransfer() {

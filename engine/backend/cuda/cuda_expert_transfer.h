@@ -11,16 +11,12 @@
 
 #include "absl/status/statusor.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/host/expert_host_tier.h"
 #include "engine/cache/expert_transfer.h"
 
 namespace moed::cuda {
 
-// One contiguous run of host bytes of an expert (bf16 gate, up or down); an expert's parts land back to back in its
-// slot. Not owned: must outlive the transfer.
-struct HostBytes {
-  const void* data = nullptr;
-  int64_t bytes = 0;
-};
+// HostBytes (host/expert_host_tier.h): one run of an expert's host bytes; not owned, must outlive the transfer.
 
 // Engine thread only. Ordering, with no host synchronisation:
 // - Load(key, slot): the copy stream first waits for everything already queued on the compute stream (earlier
@@ -30,8 +26,9 @@ struct HostBytes {
 class CudaExpertTransfer : public cache::ExpertTransfer {
  public:
   // host: (num_layers * num_experts) entries indexed by ExpertKey::Flat (empty for experts that do not exist).
-  // Every slot holds the largest expert, rounded up to 256 bytes. `pin`: cudaHostRegister each part (the host
-  // tier must be pinned for the copies to be asynchronous; memory already registered is accepted).
+  // Every slot holds the largest expert, rounded up to 256 bytes. `pin`: cudaHostRegister the parts' pages, each
+  // page once, read-only mappings with cudaHostRegisterReadOnly (the host tier must be pinned for the copies to be
+  // asynchronous; memory already registered is accepted).
   // RESOURCE_EXHAUSTED when the slot pool does not fit in device memory.
   static absl::StatusOr<std::unique_ptr<CudaExpertTransfer>> Create(int num_experts,
                                                                     std::vector<std::vector<HostBytes>> host,
@@ -57,6 +54,7 @@ class CudaExpertTransfer : public cache::ExpertTransfer {
       : num_experts_(num_experts), host_(std::move(host)), num_slots_(num_slots), slot_bytes_(slot_bytes),
         compute_(compute_stream) {}
   const std::vector<HostBytes>* PartsOf(const cache::ExpertKey& key) const;
+  absl::Status PinHostTier();
 
   int num_experts_;
   std::vector<std::vector<HostBytes>> host_;

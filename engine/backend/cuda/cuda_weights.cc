@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/synthetic_fill.h"
@@ -142,7 +143,8 @@ class Placer {
 // Lays out (base == nullptr) or uploads the whole model into `w`, layer tensors in ForEachLayerWeight's order: a
 // tensor that follows_previous (k and v after q, up after gate) is placed right after it, so q|k|v and gate|up are
 // each one matrix for one GEMM.
-absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w) {
+// routed_on_host: the routed experts are left out (null pointers; the expert cache's host tier holds them).
+absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w, bool routed_on_host) {
   const ModelSpec& s = m.spec;
   const int64_t H = s.hidden_size, V = s.vocab_size;
   MOED_ASSIGN_OR_RETURN(w->embed, p.Place(m.weights.embed, V * H));
@@ -154,7 +156,11 @@ absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w) {
     MOED_ASSIGN_OR_RETURN(w->lm_head, p.Place(m.weights.lm_head, V * H));
   }
   w->layers.assign(s.num_layers, DeviceLayer{});
-  auto place = [&p](const TensorView& src, const bf16*& dst, const WeightSlot& slot) -> absl::Status {
+  auto place = [&p, routed_on_host](const TensorView& src, const bf16*& dst, const WeightSlot& slot) -> absl::Status {
+    if (routed_on_host && absl::StrContains(slot.what, ".experts.")) {
+      dst = nullptr;
+      return absl::OkStatus();
+    }
     int64_t numel = 1;
     for (int64_t d : slot.shape) numel *= d;
     MOED_ASSIGN_OR_RETURN(dst, p.Place(src, numel, /*align=*/!slot.follows_previous));
@@ -168,7 +174,20 @@ absl::Status PlaceAll(Placer& p, const Model& m, DeviceWeights* w) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadWeights(const Model& model, cudaStream_t stream) {
+absl::StatusOr<WeightBytes> MeasureWeights(const Model& model) {
+  WeightBytes b;
+  DeviceWeights scratch;
+  Placer all(model, nullptr, nullptr, nullptr);
+  MOED_RETURN_IF_ERROR(PlaceAll(all, model, &scratch, /*routed_on_host=*/false));
+  Placer dense(model, nullptr, nullptr, nullptr);
+  MOED_RETURN_IF_ERROR(PlaceAll(dense, model, &scratch, /*routed_on_host=*/true));
+  b.dense = dense.bytes();
+  b.routed = all.bytes() - dense.bytes();
+  return b;
+}
+
+absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadWeights(const Model& model, cudaStream_t stream,
+                                                             bool routed_on_host) {
   if (static_cast<int>(model.spec.layer_is_moe.size()) != model.spec.num_layers ||
       static_cast<int>(model.weights.layers.size()) != model.spec.num_layers) {
     return absl::InvalidArgumentError(absl::StrFormat("model '%s': %d layer weights / %d layer kinds for %d layers",
@@ -177,7 +196,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadWeights(const Model& model,
   }
   auto w = std::make_unique<DeviceWeights>();
   Placer measure(model, nullptr, stream, nullptr);
-  MOED_RETURN_IF_ERROR(PlaceAll(measure, model, w.get()));
+  MOED_RETURN_IF_ERROR(PlaceAll(measure, model, w.get(), routed_on_host));
   w->bytes = measure.bytes();
   size_t free_b = 0, total_b = 0;
   MOED_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_b, &total_b));
@@ -190,7 +209,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadWeights(const Model& model,
   w->layers.clear();
   StagedUploader uploader(w->arena.as<char>(), stream, std::min<size_t>(kStagingChunk, w->bytes));
   Placer copy(model, w->arena.as<char>(), stream, &uploader);
-  MOED_RETURN_IF_ERROR(PlaceAll(copy, model, w.get()));
+  MOED_RETURN_IF_ERROR(PlaceAll(copy, model, w.get(), routed_on_host));
   MOED_RETURN_IF_ERROR(uploader.Flush());
   MOED_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return w;

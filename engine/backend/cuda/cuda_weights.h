@@ -32,6 +32,16 @@ struct DeviceWeights : WeightsOf<const bf16*> {
 // tensors of a synthetic model are generated on the device. Not enough free device memory → RESOURCE_EXHAUSTED with
 // the bytes needed and free. Every copy and fill runs on `stream` (host data staged through pinned buffers in large
 // chunks); returns once they are done.
-absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadWeights(const Model& model, cudaStream_t stream);
+// routed_on_host: the routed experts are not uploaded (their DeviceLayer pointers stay null): the hot-expert cache
+// keeps them in its host tier (host/expert_host_tier.h) and copies them into device slots on demand.
+absl::StatusOr<std::unique_ptr<DeviceWeights>> UploadWeights(const Model& model, cudaStream_t stream,
+                                                             bool routed_on_host = false);
+
+// Device bytes UploadWeights would place (alignment included): without the routed experts, and the routed experts.
+struct WeightBytes {
+  int64_t dense = 0;
+  int64_t routed = 0;
+};
+absl::StatusOr<WeightBytes> MeasureWeights(const Model& model);
 
 }  // namespace moed::cuda

@@ -70,9 +70,21 @@ TEST(CudaHostTest, OptionsAreValidatedAsOnTheCpu) {
     const absl::Status gpu = cuda::ValidateCudaBackendOptions(o);
     EXPECT_EQ(gpu.code(), cpu.code()) << "factor " << o.moe_capacity_factor << ": cpu " << cpu << ", cuda " << gpu;
   }
+  // The cache flags are accepted (the GPU tier exists); the benchmark routing skew only with them.
   BackendOptions cache;
   cache.expert_cache_slots = 4;
-  EXPECT_EQ(cuda::ValidateCudaBackendOptions(cache).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(cuda::ValidateCudaBackendOptions(cache).ok());
+  cache.router_zipf = 1.2f;
+  EXPECT_TRUE(cuda::ValidateCudaBackendOptions(cache).ok());
+  cache.router_zipf = -1.0f;
+  EXPECT_EQ(cuda::ValidateCudaBackendOptions(cache).code(), absl::StatusCode::kInvalidArgument);
+  BackendOptions skew_alone;
+  skew_alone.router_zipf = 1.2f;
+  const absl::Status st = cuda::ValidateCudaBackendOptions(skew_alone);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("--expert-cache-"), std::string::npos) << st;
+  EXPECT_EQ(cpu::CpuBackend::Create(model, skew_alone).status().code(), absl::StatusCode::kInvalidArgument)
+      << "the CPU backend refuses the CUDA-only benchmark skew";
 }
 
 // The CUDA path selectors: the defaults are the new paths, the old names are accepted, anything else is refused by

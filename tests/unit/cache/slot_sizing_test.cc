@@ -31,9 +31,30 @@ TEST(SlotSizingTest, RefusedWhenTooSmallOrTooLarge) {
   EXPECT_NE(tiny.status().message().find("--expert-cache-bytes"), std::string::npos);
   auto big = DeviceSlotCount({200, 0, 256, kMixtralExpert, 100 * kMixtralExpert});
   EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(big.status().message().find("--expert-cache-slots asks for 200 slots"), std::string::npos);
+  EXPECT_NE(big.status().message().find("--expert-cache-slots (or --expert-cache-fraction) asks for 200 slots"), std::string::npos);
   EXPECT_EQ(*DeviceSlotCount({100, 0, 256, kMixtralExpert, 100 * kMixtralExpert}), 100) << "exactly fits";
   EXPECT_EQ(DeviceSlotCount({-1, 0, 256, kMixtralExpert, -1}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Without a cache flag, a model whose routed experts do not fit is refused at start-up with the flag to set.
+TEST(SlotSizingTest, ResidentModelsThatDoNotFitAreRefusedNamingTheFlag) {
+  constexpr int64_t kGiB = 1LL << 30;
+  const int64_t routed = 256 * kMixtralExpert;  // 84 GiB
+  EXPECT_TRUE(RequireResidentExpertsFit(3 * kGiB, routed, 100 * kGiB).ok());
+  const absl::Status h100 = RequireResidentExpertsFit(3 * kGiB, routed, 79 * kGiB);
+  EXPECT_EQ(h100.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(h100.message().find("--expert-cache-fraction (at most 0.90 here"), std::string::npos) << h100;
+  EXPECT_NE(h100.message().find("--expert-cache-bytes"), std::string::npos) << h100;
+  const absl::Status no_room = RequireResidentExpertsFit(80 * kGiB, routed, 79 * kGiB);
+  EXPECT_EQ(no_room.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(no_room.message().find("cannot run on this device"), std::string::npos) << no_room;
+}
+
+TEST(SlotSizingTest, LargestFittingFractionRoundsDown) {
+  EXPECT_DOUBLE_EQ(LargestFittingFraction(1000, 999), 0.99);
+  EXPECT_DOUBLE_EQ(LargestFittingFraction(1000, 5000), 1.0);
+  EXPECT_DOUBLE_EQ(LargestFittingFraction(1000, 9), 0.0);
+  EXPECT_DOUBLE_EQ(LargestFittingFraction(1000, 0), 0.0);
 }
 
 }  // namespace

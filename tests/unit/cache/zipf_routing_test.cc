@@ -52,5 +52,21 @@ TEST(ZipfRoutingTest, FirstPicksFollowTheZipfProbabilities) {
   EXPECT_GT(s.FirstPickProbability(0), 10 * s.FirstPickProbability(15) * 1.0) << "16^1.1 ≈ 21× skew";
 }
 
+// With equal router logits, the bias alone makes softmax first picks follow the Zipf weights of ZipfRouting.
+TEST(ZipfRoutingTest, LogitBiasGivesTheZipfOddsToEqualLogits) {
+  constexpr int kL = 3, kE = 8;
+  const std::vector<float> bias = ZipfLogitBias(kL, kE, 1.2, 9);
+  const ZipfRouting z(kL, kE, 1, 1.2, 9);
+  for (int l = 0; l < kL; ++l) {
+    double total = 0;
+    for (int e = 0; e < kE; ++e) total += std::exp(bias[l * kE + e]);
+    for (int r = 0; r < kE; ++r) {
+      EXPECT_NEAR(std::exp(bias[l * kE + z.ExpertOfRank(l, r)]) / total, z.FirstPickProbability(r), 1e-6)
+          << "layer " << l << " rank " << r;
+    }
+  }
+  EXPECT_NE(ZipfLogitBias(2, kE, 1.2, 9), ZipfLogitBias(2, kE, 1.2, 10)) << "the seed picks the popularity order";
+}
+
 }  // namespace
 }  // namespace moed::cache

@@ -35,10 +35,14 @@ absl::Status ValidateCudaBackendOptions(const BackendOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrFormat("cuda backend: cuda_sampling must be 'radix' or 'bisect', got '%s'", o.cuda_sampling));
   }
-  if (o.expert_cache_slots > 0 || o.expert_cache_bytes > 0) {
-    return absl::UnimplementedError(
-        "cuda backend: the hot-expert cache has no GPU tier yet (every expert stays resident); drop the "
-        "--expert-cache-* sizing flags or use --backend cpu, whose simulated tier implements it");
+  if (!(o.router_zipf >= 0.0f) || !std::isfinite(o.router_zipf)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda backend: router_zipf must be ≥ 0 and finite, got %g", o.router_zipf));
+  }
+  if (o.router_zipf > 0 && o.expert_cache_slots == 0 && o.expert_cache_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "cuda backend: router_zipf (a benchmark's imposed routing skew) applies to the expert cache's path only; "
+        "set an --expert-cache-* size with it");
   }
   return absl::OkStatus();
 }
