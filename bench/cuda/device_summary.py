@@ -15,7 +15,7 @@ import os
 import sys
 
 STEP_NAMES = ["device", "gpu_tests", "memcheck", "golden_parity", "fortune_text", "moe_layer_bench", "step_bench",
-              "serving"]
+              "serving", "expert_cache"]
 DEVICE_BUDGET_S = 480  # the whole run must fit 8 minutes on an H100 (the call is limited to 540 s)
 OUT_FILES = ["summary.json", "summary.md", "logs.tar.xz"]
 
@@ -71,6 +71,12 @@ def figures_of(step, figures):
         return {"floor": j.get("floor"), "rows": j.get("rows", []), "error": j.get("error")}
     if step == "serving":
         return serving_figures(figures)
+    if step == "expert_cache":
+        j = f("expert_cache.json") or {}
+        fl = j.get("floor") or {}
+        return {"routing": j.get("routing"), "shape": j.get("shape"), "fraction": j.get("fraction"),
+                "h2d_bytes_per_s": fl.get("h2d_bytes_per_s"), "copy_bytes_per_s": fl.get("copy_bytes_per_s"),
+                "free_bytes": fl.get("free_bytes"), "rows": j.get("rows", []), "error": j.get("error")}
     return {}
 
 
@@ -168,6 +174,18 @@ def markdown(s):
                 speedup = f"{ref['time_ms'] / r['time_ms']:.2f}×" if ref and ref is not r and r["time_ms"] else "–"
                 out.append(f"| {r['model']} ({r['bench']}) | {size} | {r.get('path', '–')} | {fmt(r['time_ms'])} | "
                            f"{fmt(r['floor_ms'])} | {fmt(100 * r['fraction'], '{:.1f}%')} | {speedup} |")
+        if st["step"] == "expert_cache" and st["figures"].get("rows"):
+            f = st["figures"]
+            out += ["", "#### expert_cache (moed, partial hot-expert cache)", "",
+                    f"{f.get('shape')}; routing: {f.get('routing')}; pinned H2D "
+                    f"{fmt((f.get('h2d_bytes_per_s') or 0) / 1e9)} GB/s", "",
+                    "| config | c | output tok/s | floor tok/s | of floor | hit rate | demand loads | prefetch used/wasted "
+                    "| stall s |", "|---|---|---|---|---|---|---|---|---|"]
+            for r in f["rows"]:
+                out.append(f"| {r['config']} | {r['concurrency']} | {fmt(r.get('output_tokens_per_s'))} | "
+                           f"{fmt(r.get('floor_tokens_per_s'))} | {fmt(r.get('of_floor'))} | {fmt(r.get('hit_rate'))} | "
+                           f"{fmt(r.get('demand_loads'))} | {fmt(r.get('prefetch_used'))}/{fmt(r.get('prefetch_wasted'))} | "
+                           f"{fmt(r.get('stall_s'))} |")
         if st["step"] == "serving" and st["figures"]:
             out += ["", "#### serving (moe-bench against moed)", "",
                     "| load | ok/failed | output tok/s | TTFT p50 ms | ITL p50 ms |", "|---|---|---|---|---|"]
@@ -196,6 +214,12 @@ def brief(st):
     if st["step"] == "golden_parity" and f:
         return ", ".join(f"{m} refused" if r.get("refused") else f"{m} {fmt(r['max_abs_err'])}{'' if r['pass'] else ' FAIL'}"
                          for m, r in f.items())
+    if st["step"] == "expert_cache" and f:
+        if f.get("error"):
+            return "error: " + str(f["error"])[:120]
+        cached = [r for r in f.get("rows", []) if r.get("config") != "resident" and r.get("of_floor") is not None]
+        return (f"fraction {f.get('fraction')}, " + ", ".join(f"{r['config']} c={r['concurrency']}: "
+                                                              f"{100 * r['of_floor']:.0f}% of floor" for r in cached))
     if st["step"] == "device" and f:
         return f"{f.get('name')} cc {f.get('compute_cap')}"
     if st["step"] in ("moe_layer_bench", "step_bench") and f.get("floor"):

@@ -10,6 +10,8 @@
 #   c memcheck: op tests under compute-sanitizer      g step_bench: backend decode/prefill vs floors
 #   d golden_parity: every fixture + fortune-moe      h serving: moed on synthetic:olmoe-1b-7b + moe-bench c=1/16/64
 #                                                       and one 2048-token prefill
+#   i expert_cache: moed on the Mixtral-8x7B geometry (4 layers) with a partial hot-expert cache, imposed Zipf
+#     routing, c=1/16, prefetch on/off, vs the floor measured in the run (bench/cuda/expert_cache_bench.py)
 # Writes to $OUT (default ./device-out): summary.json, summary.md (a table for bench/RESULTS.md), logs.tar.xz.
 # Exit status: non-zero when a correctness step (a–e, h) failed; rehearsal: also when a check failed.
 set -euo pipefail
@@ -90,6 +92,13 @@ step_step_bench() {
     --prefill 2048 --steps 10 --json "$WORK/figures/step_bench.json"
 }
 
+step_expert_cache() {
+  # Device: the Mixtral-8x7B geometry, 4 of 32 layers, the resident fraction the full model would get here.
+  # Rehearsal: the small variant on the CPU tier (no imposed routing, no floor): the plumbing only.
+  python3 "$ROOT/bench/cuda/expert_cache_bench.py" --runner "$B" --backend "$BACKEND" --layers 4 --zipf 1.0 \
+    --output-len 48 --json "$WORK/figures/expert_cache.json" --logs "$WORK/logs"
+}
+
 # Starts moed in the background on free ports and waits until it serves, giving up at once if it dies. Sets
 # MOED_PID and MOED_ADDR (host:port of gRPC). $1: log file; the rest: moed flags.
 start_moed() {
@@ -144,14 +153,15 @@ step_serving() {
 
 # name | kind (correctness|performance) | budget on device (s) | budget in rehearsal (s) | runs in rehearsal as
 STEPS=(
-  "device|correctness|10|0|not run: no device"
+  "device|correctness|5|0|not run: no device"
   "gpu_tests|correctness|60|60|gpu_tests_must_fail"
-  "memcheck|correctness|75|0|not run: no device"
+  "memcheck|correctness|65|0|not run: no device"
   "golden_parity|correctness|35|180|golden_parity"
   "fortune_text|correctness|15|60|fortune_text"
-  "moe_layer_bench|performance|70|0|not run: no device"
-  "step_bench|performance|100|0|not run: no device"
-  "serving|correctness|110|240|serving"
+  "moe_layer_bench|performance|60|0|not run: no device"
+  "step_bench|performance|85|0|not run: no device"
+  "serving|correctness|100|240|serving"
+  "expert_cache|performance|55|120|expert_cache"
 )
 
 run_steps() {

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD_DIR="${MOED_BUILD_DIR:-build}"
 LIMIT_MIB=60
-PROGRAMS=(moed moe-run moe-bench gpu-moe-layer-bench gpu-backend-step-bench tests/moed_gpu_tests)
+PROGRAMS=(moed moe-run moe-bench gpu-moe-layer-bench gpu-backend-step-bench gpu-expert-cache-floor-bench tests/moed_gpu_tests)
 # Present on the device image (driver, toolkit, glibc, the C++ runtime): never bundled.
 SKIP='^(linux-vdso|ld-linux|libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libgcc_s|libstdc\+\+|libcuda\.so|libcudart|libcublas|libcublasLt|libnvidia|libnccl)'
 
