@@ -26,7 +26,6 @@ import sys
 import time
 import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def scrape(url):
@@ -119,8 +118,7 @@ def main():
     try:
         kv = ["--max-running-seqs", "16", "--max-model-len", "512"]
         if cuda:
-            model = ["--model", "synthetic:mixtral-8x7b", "--synthetic-layers", str(a.layers),
-                     "--tokenizer", str(ROOT / "models/fortune-moe")]
+            model = ["--model", "synthetic:mixtral-8x7b", "--synthetic-layers", str(a.layers)]  # prompts as ids
             # The KV reservation the full model would take with these limits: 16 × 512 tokens × 32 layers × K,V.
             floor_json = logs / "expert_cache_floor.json"
             p = subprocess.run([*runner, "gpu-expert-cache-floor-bench", "--kv-bytes", str(16 * 512 * 32 * 2 * 1024 * 2),

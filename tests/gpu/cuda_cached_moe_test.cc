@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda/cuda_weights.h"
 #include "engine/cache/expert_cache.h"
 #include "engine/cache/memcpy_transfer.h"
 #include "engine/cache/wave_planner.h"
@@ -195,6 +196,26 @@ TEST(CudaCachedMoeTest, CacheFlagsAreAcceptedAndTheSkewOnlyWithThem) {
   const absl::Status per_expert = CreateBackend("cuda", m, o).status();
   EXPECT_EQ(per_expert.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(per_expert.message().find("grouped"), std::string::npos) << per_expert;
+}
+
+// Without a cache flag, the full Mixtral-8x7B shape (84 GiB of routed experts) is refused before anything is uploaded,
+// naming the flag to set (on a device that holds the whole model the test skips).
+TEST(CudaCachedMoeTest, ModelsTooLargeForTheDeviceAreRefusedNamingTheFlag) {
+  MOED_REQUIRE_GPU();
+  SyntheticOptions lazy;
+  lazy.materialize = false;
+  auto m = CreateSyntheticModel("mixtral-8x7b", lazy);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto bytes = cuda::MeasureWeights(**m);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  size_t free_b = 0, total_b = 0;
+  MOED_CUDA_ASSERT(cudaMemGetInfo(&free_b, &total_b));
+  if (bytes->dense + bytes->routed <= static_cast<int64_t>(free_b)) {
+    GTEST_SKIP() << "this device holds the whole model (" << free_b << " bytes free)";
+  }
+  const absl::Status st = CreateBackend("cuda", *m, BackendOptions{}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_NE(st.message().find("--expert-cache-fraction (at most"), std::string::npos) << st;
 }
 
 }  // namespace
