@@ -12,6 +12,7 @@
 #include "engine/cache/expert_cache.h"
 #include "engine/cache/memcpy_transfer.h"
 #include "engine/cache/wave_planner.h"
+#include "engine/model/model.h"
 #include "engine/model/synthetic_model.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/unit/backend/random_model.h"
@@ -33,11 +34,12 @@ std::unique_ptr<Backend> Make(std::shared_ptr<const Model> m, int slots, bool pr
   return std::move(b).value();
 }
 
-// Step `i` of a fixed run over 3 sequences: a prefill of 5/9/14 tokens, then decode steps feeding back token ids
-// derived from the step (the same for every backend, so the runs stay comparable even if a token differed).
+// Step `i` of a fixed run over 3 sequences: a prefill of 24/40/50 tokens (enough rows per expert for the tensor-core
+// kernels), then decode steps (the streaming kernels) feeding back token ids derived from the step (the same for
+// every backend, so the runs stay comparable even if a token differed).
 StepBatch Batch(int i, int vocab, bool token_routing) {
   StepBatch b;
-  const int lens[3] = {5, 9, 14};
+  const int lens[3] = {24, 40, 50};
   for (int q = 0; q < 3; ++q) {
     SequenceStep s;
     s.seq_id = q + 1;
@@ -121,6 +123,19 @@ TEST(CudaCachedMoeTest, SyntheticHostTierMatchesTheDeviceFill) {
     ASSERT_NE(cached, nullptr);
     ExpectIdentical(*resident, *cached, 4, name);
   }
+}
+
+// The built-in model's bf16 shards, mmap'd read-only, are the host tier in place (pinned with
+// cudaHostRegisterReadOnly where the default registration refuses a read-only mapping).
+TEST(CudaCachedMoeTest, MappedCheckpointServesAsTheHostTier) {
+  MOED_REQUIRE_GPU();
+  auto m = LoadModel(gpu_test::SourceDir() + "/models/fortune-moe");
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto resident = Make(*m, 0, false);
+  auto cached = Make(*m, 5, true);
+  ASSERT_NE(resident, nullptr);
+  ASSERT_NE(cached, nullptr);
+  ExpectIdentical(*resident, *cached, 4, "fortune-moe");
 }
 
 // The backend's hits, misses and evictions per step equal the CPU tier's over the backend's own routing (prefetch

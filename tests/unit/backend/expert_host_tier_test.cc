@@ -3,7 +3,9 @@
 #include "engine/backend/cuda/host/expert_host_tier.h"
 
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/model/dtype.h"
 #include "engine/model/model.h"
@@ -66,19 +68,36 @@ TEST(ExpertHostTierTest, Bf16TensorsAreUsedInPlace) {
   EXPECT_EQ(parts[2].data, f.down.data);
 }
 
-// An fp32 checkpoint (the built-in fortune-moe) is converted with round-to-nearest-even.
+// An expert with a tensor in another dtype goes to the arena: the fp32 tensor converted with round-to-nearest-even,
+// its bf16 tensors copied; the other experts stay in place.
 TEST(ExpertHostTierTest, OtherDtypesAreConvertedToBf16) {
-  auto m = LoadModel(std::string(MOED_SOURCE_DIR) + "/models/fortune-moe");
-  ASSERT_TRUE(m.ok()) << m.status();
-  ASSERT_EQ((*m)->weights.layers[0].experts[0].gate.dtype, DType::kF32);
-  auto tier = ExpertHostTier::Build(**m, 4);
+  SyntheticOptions full;
+  full.small = true;
+  auto base = CreateSyntheticModel("mixtral-8x7b", full);
+  ASSERT_TRUE(base.ok());
+  auto m = std::make_shared<Model>(**base);  // shares the base's storage
+  FfnOf<TensorView>& f = m->weights.layers[1].experts[2];
+  auto f32 = std::make_shared<std::vector<float>>(f.down.numel());
+  for (size_t i = 0; i < f32->size(); ++i) (*f32)[i] = f.down.at(static_cast<int64_t>(i)) * 1.0009765625f + 1e-7f;
+  m->storage.push_back(f32);
+  f.down.dtype = DType::kF32;
+  f.down.data = f32->data();
+  auto tier = ExpertHostTier::Build(*m, 4);
   ASSERT_TRUE(tier.ok()) << tier.status();
-  const ModelSpec& s = (*m)->spec;
-  EXPECT_EQ((*tier)->arena_bytes(), (*tier)->routed_bytes());
-  const int l = s.num_layers - 1, e = s.num_experts - 1;
-  const TensorView& down = (*m)->weights.layers[l].experts[e].down;
-  const auto* got = static_cast<const uint16_t*>((*tier)->parts()[static_cast<size_t>(l) * s.num_experts + e][2].data);
-  for (int64_t i = 0; i < down.numel(); ++i) ASSERT_EQ(got[i], FloatToBf16(down.at(i))) << i;
+  const ModelSpec& s = m->spec;
+  EXPECT_EQ((*tier)->arena_bytes(), (*tier)->expert_bytes()) << "one expert converted, the rest in place";
+  const auto& parts = (*tier)->parts()[static_cast<size_t>(s.num_experts) + 2];
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(std::memcmp(parts[0].data, f.gate.data, f.gate.numel() * 2), 0);
+  EXPECT_EQ(std::memcmp(parts[1].data, f.up.data, f.up.numel() * 2), 0);
+  const auto* got = static_cast<const uint16_t*>(parts[2].data);
+  int rounded = 0;
+  for (size_t i = 0; i < f32->size(); ++i) {
+    ASSERT_EQ(got[i], FloatToBf16((*f32)[i])) << i;
+    rounded += Bf16ToFloat(got[i]) != (*f32)[i];
+  }
+  EXPECT_GT(rounded, 0) << "the values were not all bf16 already";
+  EXPECT_EQ((*tier)->parts()[0][0].data, m->weights.layers[0].experts[0].gate.data);
 }
 
 }  // namespace
