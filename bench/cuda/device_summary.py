@@ -178,7 +178,7 @@ def markdown(s):
             f = st["figures"]
             out += ["", "#### expert_cache (moed, partial hot-expert cache)", "",
                     f"{f.get('shape')}; routing: {f.get('routing')}; pinned H2D "
-                    f"{fmt((f.get('h2d_bytes_per_s') or 0) / 1e9)} GB/s", "",
+                    f"{fmt(f['h2d_bytes_per_s'] / 1e9) if f.get('h2d_bytes_per_s') else '–'} GB/s", "",
                     "| config | c | output tok/s | floor tok/s | of floor | hit rate | demand loads | prefetch used/wasted "
                     "| stall s |", "|---|---|---|---|---|---|---|---|---|"]
             for r in f["rows"]:
@@ -217,9 +217,10 @@ def brief(st):
     if st["step"] == "expert_cache" and f:
         if f.get("error"):
             return "error: " + str(f["error"])[:120]
-        cached = [r for r in f.get("rows", []) if r.get("config") != "resident" and r.get("of_floor") is not None]
-        return (f"fraction {f.get('fraction')}, " + ", ".join(f"{r['config']} c={r['concurrency']}: "
-                                                              f"{100 * r['of_floor']:.0f}% of floor" for r in cached))
+        cached = [r for r in f.get("rows", []) if r.get("config") != "resident"]
+        return f"fraction {f.get('fraction')}; " + ", ".join(
+            f"{r['config']} c={r['concurrency']}: hit rate {fmt(r.get('hit_rate'))}"
+            + (f", {100 * r['of_floor']:.0f}% of floor" if r.get("of_floor") is not None else "") for r in cached)
     if st["step"] == "device" and f:
         return f"{f.get('name')} cc {f.get('compute_cap')}"
     if st["step"] in ("moe_layer_bench", "step_bench") and f.get("floor"):
