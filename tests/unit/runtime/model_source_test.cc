@@ -29,6 +29,25 @@ TEST(ModelSourceTest, SmallSyntheticModelWithoutTokenizerTakesIdsOnly) {
   EXPECT_EQ(m->tokenizer->TokenBytes(m->model->spec.vocab_size), "");  // out of range
 }
 
+// synthetic_layers keeps the first N layers of a synthetic shape (benchmarks: the per-layer geometry with less
+// memory); more layers than the shape has are refused.
+TEST(ModelSourceTest, SyntheticLayersKeepTheFirstLayers) {
+  ModelSourceOptions o;
+  o.backend = "cuda";  // nothing materialised: the full Mixtral shape costs nothing here
+  o.synthetic_layers = 4;
+  auto m = OpenModel("synthetic:mixtral-8x7b", o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->model->spec.num_layers, 4);
+  EXPECT_EQ(m->model->spec.layer_is_moe.size(), 4u);
+  EXPECT_EQ(m->model->weights.layers.size(), 4u);
+  EXPECT_EQ(m->model->spec.hidden_size, 4096);
+  EXPECT_EQ(m->model->spec.moe_intermediate_size, 14336);
+  o.synthetic_layers = 33;
+  auto too_many = OpenModel("synthetic:mixtral-8x7b", o);
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_many.status().message().find("num_layers 33 outside [0, 32]"), std::string::npos) << too_many.status();
+}
+
 TEST(ModelSourceTest, BorrowedTokenizerMustFitTheVocabulary) {
   ModelSourceOptions o;
   o.tokenizer_dir = kFortune;  // 4096 ids
