@@ -21,6 +21,7 @@ import argparse
 import json
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -107,6 +108,8 @@ def main():
     ap.add_argument("--output-len", type=int, default=48)
     ap.add_argument("--concurrency", default="1,16")
     a = ap.parse_args()
+    # The step's `timeout` sends SIGTERM: leave through the finally blocks, so no moed outlives the step.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     runner = a.runner.split()
     cuda = a.backend == "cuda"
     report = {"backend": a.backend, "routing": None, "rows": [], "error": None}
