@@ -170,6 +170,36 @@ def test_tls_mtls_and_token_on_http(make_daemon, pki, tmp_path):
     error_of(lambda: sdk(d, api_key="secret").completions.create(model=MODEL, prompt="x"), openai.APIConnectionError)
 
 
+def health_over(sock: socket.socket) -> bytes:
+    """The first bytes answering GET /health on an open connection; b"" when the server closed it."""
+    try:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: moed\r\n\r\n")
+        return sock.recv(4096)
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+def test_connections_over_the_cap_are_closed(make_daemon):
+    d = make_daemon("--http-port", "-1", "--http-max-connections", "2")
+    host, port = d.http_addr.rsplit(":", 1)
+    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+    for sock in held:  # both answered and kept alive: two sessions open on the server
+        assert health_over(sock).startswith(b"HTTP/1.1 200")
+    with socket.create_connection((host, int(port)), timeout=10) as extra:
+        assert health_over(extra) == b""
+    held[0].close()
+    # Once the server has seen that close, a new connection is served (polled: the close travels asynchronously).
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.create_connection((host, int(port)), timeout=10) as again:
+            if health_over(again).startswith(b"HTTP/1.1 200"):
+                break
+        assert time.monotonic() < deadline, "a slot freed by a closed connection was never reused"
+        time.sleep(0.05)
+    assert health_over(held[1]).startswith(b"HTTP/1.1 200")  # the held connection was never disturbed
+    held[1].close()
+
+
 def test_full_queue_is_429(make_daemon):
     # --min-step-time 10ms: the 1000-token request runs for at least 10 s on any machine, so the queue stays full
     # for the whole test (they are cancelled at its end).
