@@ -10,6 +10,7 @@
 #include "engine/backend/cpu/ops.h"
 #include "engine/backend/cuda/cublas_gemm.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/host/tc_gemm_plan.h"
 #include "engine/backend/cuda/moe_layer.h"
 #include "engine/backend/cuda/permute.h"
 #include "engine/backend/cuda/router.h"
@@ -406,10 +407,13 @@ void ExpectGroupedMatches(const std::vector<cuda::MoeShape>& shapes, const std::
         for (float v : ref) scale = std::max(scale, std::abs(v));
         const double bound = 2e-2 * std::max(scale, 1e-3f);
         const std::vector<float> old_out = d_old.Download();
-        for (cuda::GroupedKernel k : {cuda::GroupedKernel::kGemv, cuda::GroupedKernel::kMma}) {
+        for (cuda::GroupedKernel k :
+             {cuda::GroupedKernel::kGemv, cuda::GroupedKernel::kMma, cuda::GroupedKernel::kWmma}) {
           const std::string what = "E " + std::to_string(s.num_experts) + " H " + std::to_string(s.hidden) + " n " +
                                    std::to_string(n) + " factor " + std::to_string(factor) +
-                                   (k == cuda::GroupedKernel::kGemv ? " gemv" : " mma");
+                                   (k == cuda::GroupedKernel::kGemv ? " gemv"
+                                    : k == cuda::GroupedKernel::kMma ? " mma"
+                                                                      : " wmma");
           DevVec<float> d_new(static_cast<size_t>(n) * s.hidden);
           DevVec<int32_t> d_counts(2 * s.num_experts), d_experts(static_cast<size_t>(n) * s.top_k);
           cuda::GroupedMoeOutputs outs{d_counts.get(), d_experts.get()};
@@ -443,6 +447,15 @@ TEST(CudaMoeOpsTest, GroupedMoeMatchesCpuAndThePerExpertPath) {
   ExpectGroupedMatches({{128, 8, 2, 64, true, 0}, {128, 16, 4, 32, false, 96}, {256, 64, 8, 64, false, 0},
                         {128, 128, 8, 48, true, 0}, {64, 8, 1, 32, true, 0}, {128, 8, 2, 2048, true, 0}},
                        {std::begin(kTokenCounts), std::end(kTokenCounts)}, 21);
+}
+
+// Enough rows per expert for the tall tensor-core tiles (host/tc_gemm_plan.h TcTileRows: ≥ 256 on average), with
+// K, ffn and hidden off the tile sizes (136 = 4·32 + 8, 200 = 3·64 + 8).
+TEST(CudaMoeOpsTest, GroupedMoeTallTilesMatchCpuAndThePerExpertPath) {
+  MOED_REQUIRE_GPU();
+  ASSERT_EQ(cuda::TcTileRows(1100, 1, 4), cuda::kTcLargeRows);
+  ASSERT_EQ(cuda::TcTileRows(1100, 2, 8), cuda::kTcLargeRows);
+  ExpectGroupedMatches({{64, 4, 1, 32, true, 0}, {136, 8, 2, 200, true, 0}}, {1100}, 23);
 }
 
 // A light version for the device run's compute-sanitizer step (bench/cuda/on_device.sh memcheck): both kernels,

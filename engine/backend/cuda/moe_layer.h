@@ -61,8 +61,10 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
                     std::vector<int32_t>* experts_out, std::vector<float>* weights_out,
                     const LaunchChecker* check = nullptr);
 
-// The grouped path's expert kernels: chosen from tokens/top_k/E (host/moe_schedule.h UseGemv), or forced (tests).
-enum class GroupedKernel { kAuto, kGemv, kMma };
+// The grouped path's expert kernels: chosen from tokens/top_k/E (host/moe_schedule.h UseGemv: kGemv or kMma), or
+// forced (tests, benches). kMma: the tensor-core tiles (grouped_gemm_tc.cu); kWmma: the older WMMA tiles, their
+// reference.
+enum class GroupedKernel { kAuto, kGemv, kMma, kWmma };
 
 // Whether the grouped path takes this shape (16-byte rows: hidden and ffn multiples of 8).
 bool GroupedMoeSupported(const MoeShape& s);
