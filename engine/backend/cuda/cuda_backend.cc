@@ -23,6 +23,7 @@
 #include "engine/backend/cuda/rmsnorm.h"
 #include "engine/backend/cuda/router.h"
 #include "engine/backend/cuda/sampling.h"
+#include "engine/backend/cuda/side_stream.h"
 #include "engine/backend/cuda/step_io.h"
 #include "engine/common/status_macros.h"
 #include "engine/moe/router.h"
@@ -101,6 +102,11 @@ class CudaBackend final : public Backend {
     moe_shape_.ffn = s.moe_intermediate_size;
     moe_shape_.normalize = s.router.norm_topk_prob;
     moe_shape_.shared_ffn = s.shared_experts.intermediate_size;
+    // The shared expert runs on a second stream, overlapping the routed experts (same kernels, same bits).
+    if (s.num_experts > 0 && moe_shape_.shared_ffn > 0) {
+      MOED_ASSIGN_OR_RETURN(side_, cuda::SideStream::Create(kCublasWorkspaceBytes));
+      moe_ws_.side = side_.get();
+    }
     // The grouped path when asked for and the shape allows it (16-byte rows); else the per-expert reference.
     grouped_moe_ = options_.cuda_moe == "grouped" && s.num_experts > 0 && cuda::GroupedMoeSupported(moe_shape_);
     if (grouped_moe_) {
@@ -174,6 +180,7 @@ class CudaBackend final : public Backend {
   BackendOptions options_;
   cudaStream_t stream_ = nullptr;
   cuda::CublasHandle cublas_;
+  std::unique_ptr<cuda::SideStream> side_;  // models with a shared expert: where it runs (moe_ws_.side)
   std::unique_ptr<cuda::DeviceWeights> weights_;
   cuda::LaunchChecker check_;  // MOED_CUDA_CHECK=1: synchronise and check after every launch
   DeviceBuffer cublas_ws_;
