@@ -3,8 +3,8 @@
 // touched in the step, LM head, KV) / copy bandwidth; prefill floor = FLOPs / bf16 rate. Both measured here.
 // Each model runs once per path (one backend at a time): "new" = the defaults (grouped MoE, flash-decoding, decode
 // CUDA graphs, radix sampling), "reference" = per-expert cuBLAS MoE, simple attention, eager steps, bisection sampling.
-// Also the attention of that prefill alone (every layer's, one sequence of --prefill tokens from position 0), tensor-core
-// tiles ("new", flash_prefill.h) against the simple kernel ("reference"); floor = causal FLOPs / bf16 rate.
+// Also the attention of that prefill alone (every layer's, one sequence of --prefill tokens from position 0),
+// tensor-core tiles ("new", flash_prefill.h) against the simple kernel ("reference"); floor = causal FLOPs / bf16 rate.
 // Usage: gpu-backend-step-bench [--models olmoe-1b-7b,qwen3-30b-a3b] [--batches 1,16,64] [--context 512]
 //        [--prefill 2048] [--skew 1.0] [--steps 20] [--paths new,reference] [--json FILE]
 #include <algorithm>

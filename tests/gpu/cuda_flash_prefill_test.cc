@@ -74,7 +74,8 @@ void ExpectPrefillMatches(const std::vector<Case>& cases, const std::vector<std:
 
     DevVec<float> d_q(q);
     DevVec<bf16> d_k(ToBf16(kc)), d_v(ToBf16(vc)), d_ref(static_cast<size_t>(n) * qd), d_out(d_ref.size());
-    DevVec<int32_t> d_pos(positions), d_off(table_offsets), d_tables(flat), d_rows(std::max<size_t>(1, decode_rows.size()));
+    DevVec<int32_t> d_pos(positions), d_off(table_offsets), d_tables(flat);
+    DevVec<int32_t> d_rows(std::max<size_t>(1, decode_rows.size()));
     if (!decode_rows.empty()) d_rows.Upload(decode_rows);
     DevVec<cuda::PrefillTile> d_tiles(tiles);
     cuda::PagedAttentionArgs a;
@@ -112,8 +113,10 @@ void ExpectPrefillMatches(const std::vector<Case>& cases, const std::vector<std:
       for (int i = 0; i < t.rows; ++i) in_tile[t.row0 + i] = true;
     }
     for (int t = 0; t < n; ++t) {
-      const bool nan = std::isnan(got[static_cast<size_t>(t) * qd]) && std::isnan(got[static_cast<size_t>(t + 1) * qd - 1]);
-      EXPECT_EQ(nan, !in_tile[t]) << what << " row " << t << (in_tile[t] ? " not written" : " written outside the tiles");
+      const size_t first = static_cast<size_t>(t) * qd, last = first + qd - 1;
+      const bool nan = std::isnan(got[first]) && std::isnan(got[last]);
+      EXPECT_EQ(nan, !in_tile[t]) << what << " row " << t
+                                  << (in_tile[t] ? " not written" : " written outside the tiles");
     }
     // Then flash-decoding over the rest, as the backend does: the whole output against both references.
     a.rows = decode_rows.empty() ? nullptr : d_rows.get();

@@ -1,4 +1,5 @@
-// CudaBackend: one forward step over a mixed prefill/decode batch, layer by layer on one stream.
+// CudaBackend: one forward step over a mixed prefill/decode batch, layer by layer on one stream (the shared expert
+// of a MoE layer on a second one, side_stream.h).
 #include "engine/backend/cuda/cuda_backend.h"
 
 #include <algorithm>
