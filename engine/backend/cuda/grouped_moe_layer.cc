@@ -107,6 +107,7 @@ absl::Status RunMoeGrouped(const CublasHandle& cublas, cudaStream_t stream, cons
     MOED_RETURN_IF_ERROR(
         c.After(LaunchGroupedDownMma(sched, ptrs, hbuf, H, F, A, partial, stream), stream, "grouped down MMA"));
   }
+  MOED_RETURN_IF_ERROR(JoinSharedExpert(stream, ws));
   return c.After(LaunchCombine(partial, splits, A, pa.assign_row, weights, tokens, s.top_k, H, shared_out,
                                shared_gate, out, stream),
                  stream, "expert combine");
