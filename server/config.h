@@ -28,6 +28,7 @@ struct ServerConfig {
   bool enable_reflection = false;
   int http_port = 0;         // > 0: the OpenAI-compatible HTTP API; -1 = a free port; 0 = off
   std::string http_host;     // empty = --host
+  int http_max_connections = 1024;  // open HTTP connections on the OpenAI port; more are closed at accept
   std::string chat_template; // Jinja file for chat instead of the model's template; empty = the model's
 
   // Security of the front ends (health and /metrics are exempt).

@@ -34,7 +34,7 @@ OutboxLimits EngineService::outbox_limits() const {
 std::string EngineService::EngineId(uint64_t number) { return absl::StrCat("r", number); }
 
 void EngineService::Fail(Outbox& outbox, const std::string& engine_id, absl::Status status) {
-  if (absl::IsInvalidArgument(status)) metrics_->Rejected(RejectReason::kInvalidArgument);
+  if (absl::IsInvalidArgument(status)) metrics_->Rejected(RejectReason::kInvalidArgument, outbox.front());
   OutboxAction action = outbox.Push(FailedOutput(engine_id, std::move(status)));
   if (action.kind != OutboxAction::Kind::kNone) outbox.writer()->Act(std::move(action));
 }
@@ -43,7 +43,7 @@ absl::Status EngineService::Generate(uint64_t number, CoreRequest request, const
                                      std::shared_ptr<Outbox> outbox) {
   const absl::Time arrival = absl::Now();
   if (absl::Status s = CheckRequest(request, limits_, caller); !s.ok()) {
-    metrics_->Rejected(RejectReason::kInvalidArgument);
+    metrics_->Rejected(RejectReason::kInvalidArgument, outbox->front());
     return s;
   }
   const std::string engine_id = EngineId(number);
@@ -72,7 +72,7 @@ absl::Status EngineService::Generate(uint64_t number, CoreRequest request, const
     submit(request, *std::move(ids));
   };
   if (!pool_.TrySubmit(std::move(job))) {
-    metrics_->Rejected(RejectReason::kQueueFull);
+    metrics_->Rejected(RejectReason::kQueueFull, outbox->front());
     return absl::ResourceExhaustedError(absl::StrCat("the tokenizer queue is full (--tokenizer-queue=",
                                                      config_.tokenizer_queue, "); retry later"));
   }
@@ -131,8 +131,10 @@ void EngineService::AbortStreams(const absl::Status& status) {
   }
 }
 
-void EngineService::Unparseable(const absl::Status& status) {
-  metrics_->Rejected(RejectReason::kUnparseable);
+void EngineService::Rejected(RejectReason reason, Front front) { metrics_->Rejected(reason, front); }
+
+void EngineService::Unparseable(const absl::Status& status, Front front) {
+  metrics_->Rejected(RejectReason::kUnparseable, front);
   LogEvent(LogSeverity::kWarning, "unparseable request", {{"error", std::string(status.message())}});
 }
 

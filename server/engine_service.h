@@ -73,7 +73,10 @@ class EngineService {
   void Ended(const RequestRecord& record);
   // A request of any method whose bytes did not parse: moed_requests_rejected_total{reason="unparseable"} and
   // a warning line (a Generate call also ends through Ended).
-  void Unparseable(const absl::Status& status);
+  void Unparseable(const absl::Status& status, Front front);
+  // A request a front end refused itself, before Generate (an HTTP body whose fields are wrong, an unknown model):
+  // moed_requests_rejected_total{front, reason}. The front still ends it through Ended.
+  void Rejected(RejectReason reason, Front front);
 
   // Streams the front ends hold open (accepted by Generate, not yet Ended): moed_streams_open, and what the
   // drain waits for. A front end calls Opened after an accepted Generate and Closed just before Ended.

@@ -36,6 +36,8 @@ ABSL_FLAG(int, http_port, kDefaults.http_port,
           "OpenAI-compatible HTTP API port (/v1/completions, /v1/chat/completions, /v1/models, /health); "
           "0 = off, -1 = a free one");
 ABSL_FLAG(std::string, http_host, kDefaults.http_host, "address the OpenAI HTTP API binds; empty = --host");
+ABSL_FLAG(int, http_max_connections, kDefaults.http_max_connections,
+          "open connections the OpenAI HTTP API holds at most; a connection over it is closed as it is accepted");
 ABSL_FLAG(std::string, chat_template, kDefaults.chat_template,
           "Jinja chat template file for /v1/chat/completions instead of the model's tokenizer_config.json one");
 ABSL_FLAG(bool, enable_reflection, kDefaults.enable_reflection, "serve gRPC server reflection (for grpcurl)");
@@ -172,6 +174,7 @@ absl::StatusOr<ServerConfig> ServerConfigFromFlags() {
   c.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
   c.http_port = absl::GetFlag(FLAGS_http_port);
   c.http_host = absl::GetFlag(FLAGS_http_host);
+  c.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
   c.chat_template = absl::GetFlag(FLAGS_chat_template);
   c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   c.tls_key = absl::GetFlag(FLAGS_tls_key);
@@ -249,6 +252,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-running-seqs", c.max_running_seqs, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-batch-tokens", c.max_batch_tokens, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-queue", c.max_queue, 1));
+  MOED_RETURN_IF_ERROR(RequireAtLeast("http-max-connections", c.http_max_connections, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-model-len", c.max_model_len, 0));
   MOED_RETURN_IF_ERROR(RequireAtLeast("kv-block-size", c.kv_block_size, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("kv-cache-bytes", c.kv_cache_bytes, 0));

@@ -33,7 +33,7 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context, const grp
   }
   v1::GenerateRequest request;
   if (absl::Status parsed = ParseMessage(raw, &request); !parsed.ok()) {
-    core_->Unparseable(parsed);
+    core_->Unparseable(parsed, Front::kGrpc);
     Refuse(parsed);
     return;
   }

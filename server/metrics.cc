@@ -14,11 +14,11 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 using Buckets = prometheus::Histogram::BucketBoundaries;
 
-constexpr std::array<std::string_view, 9> kResultNames = {
+constexpr std::array<std::string_view, static_cast<size_t>(RequestResult::kCount)> kResultNames = {
     "ok", "invalid_argument", "resource_exhausted", "deadline_exceeded", "cancelled", "unavailable",
-    "unauthenticated", "permission_denied", "internal"};
-constexpr std::array<std::string_view, 4> kRejectNames = {"queue_full", "invalid_argument", "shutting_down",
-                                                          "unparseable"};
+    "unauthenticated", "permission_denied", "not_found", "internal"};
+constexpr std::array<std::string_view, static_cast<size_t>(RejectReason::kCount)> kRejectNames = {
+    "queue_full", "invalid_argument", "shutting_down", "unparseable", "unknown_model"};
 constexpr std::array<std::string_view, 3> kPhaseNames = {"prefill", "decode", "mixed"};
 
 const Buckets kLatencyBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -45,6 +45,7 @@ RequestResult RequestResultFromStatus(const absl::Status& status) {
     case absl::StatusCode::kUnavailable: return RequestResult::kUnavailable;
     case absl::StatusCode::kUnauthenticated: return RequestResult::kUnauthenticated;
     case absl::StatusCode::kPermissionDenied: return RequestResult::kPermissionDenied;
+    case absl::StatusCode::kNotFound: return RequestResult::kNotFound;
     default: return RequestResult::kInternal;
   }
 }
@@ -76,8 +77,13 @@ ServerMetrics::ServerMetrics(const MetricsModelInfo& info, PerExpertMetrics mode
     }
   }
   auto& rejected = BuildCounter().Name("moed_requests_rejected_total")
-      .Help("Generate requests refused before reaching the engine, by reason.").Register(reg);
-  for (size_t i = 0; i < rejected_.size(); ++i) rejected_[i] = &rejected.Add({{"reason", std::string(kRejectNames[i])}});
+      .Help("Generate requests refused before reaching the engine, by front end and reason.").Register(reg);
+  for (size_t f = 0; f < rejected_.size(); ++f) {
+    for (size_t i = 0; i < rejected_[f].size(); ++i) {
+      rejected_[f][i] = &rejected.Add({{"front", std::string(FrontName(static_cast<Front>(f)))},
+                                       {"reason", std::string(kRejectNames[i])}});
+    }
+  }
 
   streams_open_ = &BuildGauge().Name("moed_streams_open")
       .Help("Generate streams open: accepted and not yet ended (still generating, or waiting for the client).")
@@ -174,7 +180,9 @@ void ServerMetrics::RequestFinished(RequestResult result, Front front) {
   requests_.at(static_cast<size_t>(front)).at(static_cast<size_t>(result))->Increment();
 }
 void ServerMetrics::SetStreamsOpen(int n) { streams_open_->Set(n); }
-void ServerMetrics::Rejected(RejectReason reason) { rejected_.at(static_cast<size_t>(reason))->Increment(); }
+void ServerMetrics::Rejected(RejectReason reason, Front front) {
+  rejected_.at(static_cast<size_t>(front)).at(static_cast<size_t>(reason))->Increment();
+}
 void ServerMetrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }
 void ServerMetrics::ObserveInterTokenLatency(double s) { itl_->Observe(s); }
 void ServerMetrics::ObserveQueueTime(double s) { queue_time_->Observe(s); }

@@ -18,6 +18,7 @@
 #include "server/expert_cache_metrics.h"
 #include "server/balance_metrics.h"
 #include "server/expert_load.h"
+#include "server/front.h"
 #include "server/process_metrics.h"
 #include "server/request_metrics.h"
 #include "server/specialization_metrics.h"
@@ -27,19 +28,16 @@ namespace moed::server {
 // moed_requests_total{front, status}: how each request ended, by front end.
 enum class RequestResult {
   kOk, kInvalidArgument, kResourceExhausted, kDeadlineExceeded, kCancelled, kUnavailable, kUnauthenticated,
-  kPermissionDenied, kInternal, kCount
+  kPermissionDenied, kNotFound, kInternal, kCount
 };
 std::string_view RequestResultName(RequestResult r);  // "ok", "invalid_argument", ...
 RequestResult RequestResultFromStatus(const absl::Status& status);
 
-// The front end a request came through: the `front` label of moed_requests_total.
-enum class Front { kGrpc, kHttp, kCount };
-std::string_view FrontName(Front f);  // "grpc" | "http"
-
-// moed_requests_rejected_total{reason}: requests refused before reaching the engine.
-// kUnparseable: the message could not be parsed (bad protobuf, invalid UTF-8 in a string field).
-enum class RejectReason { kQueueFull, kInvalidArgument, kShuttingDown, kUnparseable, kCount };
-std::string_view RejectReasonName(RejectReason r);  // "queue_full", "invalid_argument", "shutting_down", "unparseable"
+// moed_requests_rejected_total{front, reason}: requests refused before reaching the engine.
+// kUnparseable: the message could not be parsed (bad protobuf, invalid UTF-8 in a string field, a body that is not
+// JSON). kUnknownModel: an HTTP request naming a model this daemon does not serve (404).
+enum class RejectReason { kQueueFull, kInvalidArgument, kShuttingDown, kUnparseable, kUnknownModel, kCount };
+std::string_view RejectReasonName(RejectReason r);  // "queue_full", "invalid_argument", ..., "unknown_model"
 
 struct MetricsModelInfo {
   std::string model;    // --model value
@@ -67,7 +65,7 @@ class ServerMetrics {
 
   void RequestFinished(RequestResult result, Front front = Front::kGrpc);
   void SetStreamsOpen(int n);
-  void Rejected(RejectReason reason);
+  void Rejected(RejectReason reason, Front front);
   void ObserveTimeToFirstToken(double seconds);
   void ObserveInterTokenLatency(double seconds);
   void ObserveQueueTime(double seconds);
@@ -91,7 +89,9 @@ class ServerMetrics {
   // [front][result]
   std::array<std::array<prometheus::Counter*, static_cast<size_t>(RequestResult::kCount)>,
              static_cast<size_t>(Front::kCount)> requests_{};
-  std::array<prometheus::Counter*, static_cast<size_t>(RejectReason::kCount)> rejected_{};
+  // [front][reason]
+  std::array<std::array<prometheus::Counter*, static_cast<size_t>(RejectReason::kCount)>,
+             static_cast<size_t>(Front::kCount)> rejected_{};
   prometheus::Gauge* running_ = nullptr;
   prometheus::Gauge* streams_open_ = nullptr;
   prometheus::Gauge* waiting_ = nullptr;

@@ -35,7 +35,7 @@ bool MoedService::AdmitOrFinish(grpc::CallbackServerContext* context, const grpc
   }
   absl::Status status = ParseMessage(request, message);
   if (status.ok()) return true;
-  core_->Unparseable(status);
+  core_->Unparseable(status, Front::kGrpc);
   reactor->Finish(ToGrpcStatus(status));
   return false;
 }

@@ -155,13 +155,13 @@ absl::Status RequestQueue::Submit(EngineRequest request, std::shared_ptr<Outbox>
   // Under mu_: a cancel recorded after this point finds the request among pending_ (see OnCancel).
   if (outbox->cancelled()) return absl::CancelledError("the client cancelled the stream");
   if (!accepting_) {
-    metrics_->Rejected(RejectReason::kShuttingDown);
+    metrics_->Rejected(RejectReason::kShuttingDown, outbox->front());
     return absl::UnavailableError("the server is shutting down; retry on another replica");
   }
   const int max_queue = info_.config.max_queue;
   const int queued = engine_waiting_ + static_cast<int>(pending_.size());
   if (queued >= max_queue) {
-    metrics_->Rejected(RejectReason::kQueueFull);
+    metrics_->Rejected(RejectReason::kQueueFull, outbox->front());
     return absl::ResourceExhaustedError(
         absl::StrCat("request queue is full: ", queued, " requests waiting (--max-queue=", max_queue, ")"));
   }
@@ -286,7 +286,7 @@ void RequestQueue::Admit(std::vector<EngineRequest> pending) {
     stream.arrival = request.arrival_time == absl::InfinitePast() ? now : request.arrival_time;
     absl::Status status = engine_->AddRequest(std::move(request));
     if (!status.ok()) {
-      if (absl::IsResourceExhausted(status)) metrics_->Rejected(RejectReason::kQueueFull);
+      if (absl::IsResourceExhausted(status)) metrics_->Rejected(RejectReason::kQueueFull, stream.outbox->front());
       Hand(id, false, *stream.outbox, FailedOutput(id, std::move(status)));
       ++failed;
     }

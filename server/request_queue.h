@@ -56,8 +56,11 @@ class StreamWriter {
 // One stream's mailbox. Thread-safe. After a kFinish action nothing more is handed out.
 class Outbox {
  public:
-  explicit Outbox(StreamWriter* writer, OutboxLimits limits = {}) : writer_(writer), limits_(limits) {}
+  // `front`: the front end that owns the stream, for the request metrics' `front` label.
+  explicit Outbox(StreamWriter* writer, OutboxLimits limits = {}, Front front = Front::kGrpc)
+      : writer_(writer), limits_(limits), front_(front) {}
   StreamWriter* writer() const { return writer_; }
+  Front front() const { return front_; }
 
   // Any thread: queue an output. Returns the action the caller must pass to writer() (it then
   // holds the token), or kNone when a write is already in flight or the stream has ended. `now`
@@ -81,6 +84,7 @@ class Outbox {
 
   StreamWriter* const writer_;
   const OutboxLimits limits_;
+  const Front front_;
   mutable std::mutex mu_;
   std::deque<RequestOutput> queue_;
   int64_t queued_bytes_ = 0;

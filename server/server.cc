@@ -85,6 +85,7 @@ std::map<std::string, HttpServer::Handler> MetricsRoutes(std::shared_ptr<prometh
 HttpServerOptions OpenAIHttpOptions(const ServerConfig& c, const RequestLimits& limits) {
   HttpServerOptions o;
   o.flag_name = "--http-port";
+  o.max_connections = c.http_max_connections;
   o.max_body_bytes = static_cast<size_t>(6 * limits.max_prompt_bytes + (64 << 10));
   o.write_timeout = c.stream_stall_timeout;
   o.send_buffer_bytes = 64 << 10;

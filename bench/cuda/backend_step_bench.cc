@@ -3,19 +3,30 @@
 // touched in the step, LM head, KV) / copy bandwidth; prefill floor = FLOPs / bf16 rate. Both measured here.
 // Each model runs once per path (one backend at a time): "new" = the defaults (grouped MoE, flash-decoding, decode
 // CUDA graphs, radix sampling), "reference" = per-expert cuBLAS MoE, simple attention, eager steps, bisection sampling.
+// Also the attention of that prefill alone (every layer's, one sequence of --prefill tokens from position 0),
+// tensor-core tiles ("new", flash_prefill.h) against the simple kernel ("reference"); floor = causal FLOPs / bf16 rate.
 // Usage: gpu-backend-step-bench [--models olmoe-1b-7b,qwen3-30b-a3b] [--batches 1,16,64] [--context 512]
 //        [--prefill 2048] [--skew 1.0] [--steps 20] [--paths new,reference] [--json FILE]
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <string>
 #include <vector>
 
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/cuda/device_floor.h"
+#include "engine/backend/cuda/attention.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/flash_prefill.h"
+#include "engine/backend/cuda/synthetic_fill.h"
 #include "engine/common/status_macros.h"
 #include "engine/model/synthetic_model.h"
 
@@ -191,7 +202,93 @@ absl::Status BenchPath(const std::string& name, const std::string& path, const A
   return absl::OkStatus();
 }
 
+// One layer's prefill attention timed with events, times the layer count: the tiles (when the shape takes them) and
+// the simple kernel over the same cache, queries and block table.
+absl::Status BenchPrefillAttention(const std::string& name, const Args& args, const DeviceFloor& floor,
+                                   BenchRows& rows) {
+  SyntheticOptions so;
+  so.materialize = false;
+  MOED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, CreateSyntheticModel(name, so));
+  const AttentionSpec& at = model->spec.attention;
+  const int T = args.prefill, block = 16, layers = model->spec.num_layers;
+  const int64_t kv_elems = static_cast<int64_t>((T + block - 1) / block) * block * at.kv_dim();
+  cuda::DeviceBuffer k, v, q, out, meta;
+  MOED_RETURN_IF_ERROR(k.Reserve(kv_elems * sizeof(__nv_bfloat16), "bench K cache"));
+  MOED_RETURN_IF_ERROR(v.Reserve(kv_elems * sizeof(__nv_bfloat16), "bench V cache"));
+  MOED_RETURN_IF_ERROR(q.Reserve(static_cast<size_t>(T) * at.q_dim() * sizeof(float), "bench queries"));
+  MOED_RETURN_IF_ERROR(out.Reserve(static_cast<size_t>(T) * at.q_dim() * sizeof(__nv_bfloat16), "bench output"));
+  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchSyntheticFill(k.as<__nv_bfloat16>(), kv_elems, 1, 1.0f, nullptr));
+  MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchSyntheticFill(v.as<__nv_bfloat16>(), kv_elems, 2, 1.0f, nullptr));
+  MOED_CUDA_RETURN_IF_ERROR(cudaMemset(q.get(), 0x3c, static_cast<size_t>(T) * at.q_dim() * sizeof(float)));  // 0.0115
+  std::vector<int32_t> positions(T), offsets(T, 0), seq(T, 0), table((T + block - 1) / block);
+  std::iota(positions.begin(), positions.end(), 0);
+  std::iota(table.begin(), table.end(), 0);
+  std::vector<cuda::PrefillTile> tiles;
+  std::vector<int32_t> decode_rows;
+  cuda::PlanFlashPrefill(seq, positions, offsets, at.sliding_window, &tiles, &decode_rows);
+  // meta: positions | offsets | table | tiles, 16-byte aligned pieces.
+  const size_t o_off = T * 4, o_tab = o_off + T * 4, o_tiles = (o_tab + table.size() * 4 + 15) / 16 * 16;
+  MOED_RETURN_IF_ERROR(meta.Reserve(o_tiles + tiles.size() * sizeof(cuda::PrefillTile) + 16, "bench step inputs"));
+  char* m = meta.as<char>();
+  MOED_CUDA_RETURN_IF_ERROR(cudaMemcpy(m, positions.data(), T * 4, cudaMemcpyHostToDevice));
+  MOED_CUDA_RETURN_IF_ERROR(cudaMemcpy(m + o_off, offsets.data(), T * 4, cudaMemcpyHostToDevice));
+  MOED_CUDA_RETURN_IF_ERROR(cudaMemcpy(m + o_tab, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
+  MOED_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(m + o_tiles, tiles.data(), tiles.size() * sizeof(cuda::PrefillTile), cudaMemcpyHostToDevice));
+  cuda::PagedAttentionArgs a;
+  a.q = q.as<float>();
+  a.k_cache = k.as<__nv_bfloat16>();
+  a.v_cache = v.as<__nv_bfloat16>();
+  a.positions = reinterpret_cast<const int32_t*>(m);
+  a.table_offsets = reinterpret_cast<const int32_t*>(m + o_off);
+  a.block_tables = reinterpret_cast<const int32_t*>(m + o_tab);
+  a.tokens = T;
+  a.num_heads = at.num_heads;
+  a.num_kv_heads = at.num_kv_heads;
+  a.head_dim = at.head_dim;
+  a.block_size = block;
+  a.sliding_window = at.sliding_window;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(at.head_dim));
+  a.out = out.as<__nv_bfloat16>();
+  const auto* d_tiles = reinterpret_cast<const cuda::PrefillTile*>(m + o_tiles);
+  // Causal (query, key) pairs, each 2·head_dim FLOPs for Q·Kᵀ and as many for P·V, every head and layer.
+  double pairs = 0.0;
+  for (int t = 0; t < T; ++t) pairs += at.sliding_window > 0 ? std::min(t + 1, at.sliding_window) : t + 1;
+  const double floor_ms = 4.0 * pairs * at.head_dim * at.num_heads * layers / floor.bf16_flops_per_s * 1e3;
+  const bool tiled = cuda::FlashPrefillSupported(at.num_heads, at.num_kv_heads, at.head_dim);
+  for (const std::string& path : args.paths) {
+    if (path == "new" && !tiled) {
+      std::printf("%-9s prefill attention: shape not taken by the tiles (head_dim %d)\n", path.c_str(), at.head_dim);
+      continue;
+    }
+    auto launch = [&]() {
+      return path == "new" ? cuda::LaunchFlashPrefill(a, d_tiles, static_cast<int>(tiles.size()), nullptr)
+                           : cuda::LaunchPagedAttention(a, nullptr);
+    };
+    MOED_CUDA_RETURN_IF_ERROR(launch());  // warm-up
+    cudaEvent_t e0, e1;
+    MOED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&e0));
+    MOED_CUDA_RETURN_IF_ERROR(cudaEventCreate(&e1));
+    const int reps = path == "new" ? 10 : 3;
+    MOED_CUDA_RETURN_IF_ERROR(cudaEventRecord(e0, nullptr));
+    for (int i = 0; i < reps; ++i) MOED_CUDA_RETURN_IF_ERROR(launch());
+    MOED_CUDA_RETURN_IF_ERROR(cudaEventRecord(e1, nullptr));
+    MOED_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(e1));
+    float ms = 0.0f;
+    MOED_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, e0, e1));
+    (void)cudaEventDestroy(e0);
+    (void)cudaEventDestroy(e1);
+    const double t_ms = static_cast<double>(ms) / reps * layers;
+    std::printf("%-9s prefill attention %5d tokens, %d layers: %8.2f ms   floor %7.2f ms (%5.1f%%)\n", path.c_str(), T,
+                layers, t_ms, floor_ms, 100.0 * floor_ms / t_ms);
+    rows.push_back({{"bench", "prefill_attention"}, {"model", name}, {"path", path}, {"tokens", T}, {"time_ms", t_ms},
+                    {"floor_ms", floor_ms}, {"fraction", floor_ms / t_ms}, {"floor_kind", "flop"}});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status BenchModel(const std::string& name, const Args& args, const DeviceFloor& floor, BenchRows& rows) {
+  MOED_RETURN_IF_ERROR(BenchPrefillAttention(name, args, floor, rows));
   for (const std::string& path : args.paths) MOED_RETURN_IF_ERROR(BenchPath(name, path, args, floor, rows));
   return absl::OkStatus();
 }

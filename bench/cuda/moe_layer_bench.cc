@@ -1,9 +1,11 @@
 // MoE layer alone at published shapes (Mixtral-8x7B, OLMoE-1B-7B, Qwen3-30B-A3B), 1..16384 tokens: time per call
 // vs the floor max(bytes of the experts touched / copy bandwidth, FLOPs / bf16 GEMM rate), both measured here.
-// Both paths in one run, each row naming its path: "grouped" (device-side, RunMoeGrouped) and "per-expert" (cuBLAS per
-// expert, RunMoe, the reference).
+// All paths in one run, each row naming its path: "grouped" (device-side, RunMoeGrouped, its kernels chosen as moed
+// chooses them: GEMV for few rows, tensor-core tiles for many), "grouped-wmma" (the same with the older WMMA tiles,
+// the tensor-core kernel's reference; only where the tiles are chosen) and "per-expert" (cuBLAS per expert, RunMoe,
+// the reference).
 // Usage: gpu-moe-layer-bench [--models a,b] [--tokens 1,64,16384] [--skew 0] [--iters 20]
-//        [--paths grouped,per-expert] [--json FILE]
+//        [--paths grouped,grouped-wmma,per-expert] [--json FILE]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/cuda/device_floor.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/host/moe_schedule.h"
 #include "engine/backend/cuda/moe_layer.h"
 #include "engine/backend/cuda/synthetic_fill.h"
 #include "engine/common/status_macros.h"
@@ -34,7 +37,7 @@ struct Args {
   std::vector<int> tokens = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
   float skew = 0.0f;
   int iters = 20;
-  std::vector<std::string> paths = {"grouped", "per-expert"};
+  std::vector<std::string> paths = {"grouped", "grouped-wmma", "per-expert"};
   std::string json;  // rows written here as JSON (device_floor.h)
 };
 
@@ -54,7 +57,9 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
     } else if (flag == "--paths") {
       a.paths = absl::StrSplit(value, ',');
       for (const std::string& p : a.paths) {
-        if (p != "grouped" && p != "per-expert") return absl::InvalidArgumentError("--paths: grouped or per-expert");
+        if (p != "grouped" && p != "grouped-wmma" && p != "per-expert") {
+          return absl::InvalidArgumentError("--paths: grouped, grouped-wmma or per-expert");
+        }
       }
     } else if (flag == "--skew") {
       if (!absl::SimpleAtof(value, &a.skew)) return absl::InvalidArgumentError("--skew: not a number");
@@ -103,20 +108,22 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
   MOED_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0));
   std::printf("\n## MoE layer, %s shape: hidden %ld, ffn %ld, %ld experts, top-%d, router skew %.2f\n", name.c_str(),
               static_cast<long>(H), static_cast<long>(F), static_cast<long>(E), spec.top_k, args.skew);
-  std::printf("%-10s %8s %10s %10s %8s %9s %12s %10s\n", "path", "tokens", "time_ms", "floor_ms", "of_floor",
+  std::printf("%-13s %8s %10s %10s %8s %9s %12s %10s\n", "path", "tokens", "time_ms", "floor_ms", "of_floor",
               "touched", "GB/s_eff", "TFLOP/s");
   for (int T : args.tokens) {
     MOED_RETURN_IF_ERROR(x_buf.Reserve(static_cast<size_t>(T) * H * sizeof(bf16), "activations"));
     MOED_RETURN_IF_ERROR(out_buf.Reserve(static_cast<size_t>(T) * H * sizeof(float), "outputs"));
     MOED_CUDA_RETURN_IF_ERROR(cuda::LaunchSyntheticFill(x_buf.as<bf16>(), T * H, 1000 + T, 1.0f, nullptr));
     for (const std::string& path : args.paths) {
-      const bool grouped = path == "grouped";
+      const bool wmma = path == "grouped-wmma", grouped = path == "grouped" || wmma;
+      if (wmma && cuda::UseGemv(T, s.top_k, static_cast<int>(E))) continue;  // the tiles are not used here
       cuda::MoeCounts counts;
       auto run = [&]() {
         if (grouped) {
           return cuda::RunMoeGrouped(cublas, nullptr, s, layer, ptrs, x_buf.as<bf16>(), T,
                                      static_cast<int64_t>(T) * s.top_k, out_buf.as<float>(), &ws,
-                                     {d_counts.as<int32_t>(), nullptr}, sm_count);
+                                     {d_counts.as<int32_t>(), nullptr}, sm_count,
+                                     wmma ? cuda::GroupedKernel::kWmma : cuda::GroupedKernel::kAuto);
         }
         return cuda::RunMoe(cublas, nullptr, s, layer, x_buf.as<bf16>(), T, static_cast<int64_t>(T) * s.top_k,
                             out_buf.as<float>(), &ws, &counts, nullptr, nullptr);
@@ -145,7 +152,7 @@ absl::Status BenchModel(const std::string& name, const Args& args, const DeviceF
       const double bytes = (static_cast<double>(touched) * per_expert + E * H) * sizeof(bf16);
       const double flops = 2.0 * T * (static_cast<double>(s.top_k) * per_expert + E * H);
       const double fl = std::max(bytes / floor.bandwidth_bytes_per_s, flops / floor.bf16_flops_per_s);
-      std::printf("%-10s %8d %10.4f %10.4f %7.1f%% %9d %12.1f %10.1f\n", path.c_str(), T, t * 1e3, fl * 1e3,
+      std::printf("%-13s %8d %10.4f %10.4f %7.1f%% %9d %12.1f %10.1f\n", path.c_str(), T, t * 1e3, fl * 1e3,
                   100.0 * fl / t, touched, bytes / t / 1e9, flops / t / 1e12);
       rows.push_back(
           {{"bench", "moe_layer"},

@@ -29,7 +29,7 @@ OpenAICall::OpenAICall(const CallContext& context, OpenAIRequest request, const 
     c->call = this;
     c->index = i;
     c->number = core->NextRequestNumber();
-    c->outbox = std::make_shared<Outbox>(c.get(), core->outbox_limits());
+    c->outbox = std::make_shared<Outbox>(c.get(), core->outbox_limits(), Front::kHttp);
     c->arrival = now;
     c->record.engine_id = EngineService::EngineId(c->number);
     c->record.front = Front::kHttp;

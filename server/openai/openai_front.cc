@@ -147,14 +147,20 @@ void OpenAIFront::Generate(ApiKind kind, HttpRequest request, std::shared_ptr<Ht
   if (!caller.ok()) return Refuse(caller.status(), *responder);  // counted, as gRPC counts it
   absl::StatusOr<OpenAIRequest> parsed = ParseOpenAIRequest(kind, request.body);
   if (!parsed.ok()) {
-    if (ParamOf(parsed.status()).empty()) core_->Unparseable(parsed.status());  // not JSON at all
+    if (ParamOf(parsed.status()).empty()) {
+      core_->Unparseable(parsed.status(), Front::kHttp);  // not JSON at all
+    } else {
+      core_->Rejected(RejectReason::kInvalidArgument, Front::kHttp);  // as gRPC's field checks count
+    }
     return Refuse(parsed.status(), *responder);
   }
   if (!parsed->model.empty() && parsed->model != model_name_ && parsed->model != model_path_) {
-    return responder->Respond(ErrorResponse(WithParam(
-        absl::NotFoundError(absl::StrCat("the model '", parsed->model, "' does not exist; this server serves '",
-                                         model_name_, "'")),
-        "model")));
+    core_->Rejected(RejectReason::kUnknownModel, Front::kHttp);
+    return Refuse(WithParam(absl::NotFoundError(absl::StrCat("the model '", parsed->model,
+                                                             "' does not exist; this server serves '", model_name_,
+                                                             "'")),
+                            "model"),
+                  *responder);
   }
   OpenAICall::Run(context_, *std::move(parsed), *caller, std::move(responder));
 }

@@ -10,6 +10,7 @@
 #include "engine/backend/cpu/ops.h"
 #include "engine/backend/cuda/cublas_gemm.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/host/tc_gemm_plan.h"
 #include "engine/backend/cuda/moe_layer.h"
 #include "engine/backend/cuda/permute.h"
 #include "engine/backend/cuda/router.h"
@@ -406,10 +407,13 @@ void ExpectGroupedMatches(const std::vector<cuda::MoeShape>& shapes, const std::
         for (float v : ref) scale = std::max(scale, std::abs(v));
         const double bound = 2e-2 * std::max(scale, 1e-3f);
         const std::vector<float> old_out = d_old.Download();
-        for (cuda::GroupedKernel k : {cuda::GroupedKernel::kGemv, cuda::GroupedKernel::kMma}) {
+        for (cuda::GroupedKernel k :
+             {cuda::GroupedKernel::kGemv, cuda::GroupedKernel::kMma, cuda::GroupedKernel::kWmma}) {
           const std::string what = "E " + std::to_string(s.num_experts) + " H " + std::to_string(s.hidden) + " n " +
                                    std::to_string(n) + " factor " + std::to_string(factor) +
-                                   (k == cuda::GroupedKernel::kGemv ? " gemv" : " mma");
+                                   (k == cuda::GroupedKernel::kGemv ? " gemv"
+                                    : k == cuda::GroupedKernel::kMma ? " mma"
+                                                                      : " wmma");
           DevVec<float> d_new(static_cast<size_t>(n) * s.hidden);
           DevVec<int32_t> d_counts(2 * s.num_experts), d_experts(static_cast<size_t>(n) * s.top_k);
           cuda::GroupedMoeOutputs outs{d_counts.get(), d_experts.get()};
@@ -445,11 +449,88 @@ TEST(CudaMoeOpsTest, GroupedMoeMatchesCpuAndThePerExpertPath) {
                        {std::begin(kTokenCounts), std::end(kTokenCounts)}, 21);
 }
 
+// Enough rows per expert for the tall tensor-core tiles (host/tc_gemm_plan.h TcTileRows: ≥ 256 on average), with
+// K, ffn and hidden off the tile sizes (136 = 4·32 + 8, 200 = 3·64 + 8).
+TEST(CudaMoeOpsTest, GroupedMoeTallTilesMatchCpuAndThePerExpertPath) {
+  MOED_REQUIRE_GPU();
+  ASSERT_EQ(cuda::TcTileRows(1100, 1, 4), cuda::kTcLargeRows);
+  ASSERT_EQ(cuda::TcTileRows(1100, 2, 8), cuda::kTcLargeRows);
+  ExpectGroupedMatches({{64, 4, 1, 32, true, 0}, {136, 8, 2, 200, true, 0}}, {1100}, 23);
+}
+
 // A light version for the device run's compute-sanitizer step (bench/cuda/on_device.sh memcheck): both kernels,
 // partial tiles, split-K, capacity drops, a shared expert.
 TEST(CudaMoeOpsTest, GroupedMoeLight) {
   MOED_REQUIRE_GPU();
   ExpectGroupedMatches({{128, 16, 4, 32, false, 96}, {128, 8, 2, 2048, true, 0}}, {1, 70}, 22);
+}
+
+// The shared expert on a second stream (MoeWorkspace::side): the same bits as on the compute stream, for both MoE
+// paths, eager and replayed from a captured CUDA graph (the fork/join events must carry the capture across).
+TEST(CudaMoeOpsTest, SharedExpertOnASideStreamIsBitIdenticalAndCapturable) {
+  MOED_REQUIRE_GPU();
+  std::mt19937 rng(31);
+  cudaStream_t main = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&main, cudaStreamNonBlocking), cudaSuccess);
+  {
+    auto handle = cuda::CublasHandle::Create(main);
+    ASSERT_TRUE(handle.ok()) << handle.status();
+    cuda::DeviceBuffer cublas_ws;  // fixed, as the backend's: a capture must not see cuBLAS allocate
+    constexpr size_t kWs = 32u << 20;
+    ASSERT_TRUE(cublas_ws.Reserve(kWs, "cuBLAS workspace").ok());
+    ASSERT_EQ(cublasSetWorkspace(handle->get(), cublas_ws.get(), kWs), CUBLAS_STATUS_SUCCESS);
+    auto side = cuda::SideStream::Create(kWs);
+    ASSERT_TRUE(side.ok()) << side.status();
+    int sm_count = 0;
+    ASSERT_EQ(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+    const cuda::MoeShape s{128, 16, 4, 32, false, 96};
+    RandomMoe moe(s, rng);
+    cuda::DeviceBuffer table;
+    cuda::ExpertPointers ptrs;
+    ASSERT_TRUE(cuda::BuildExpertPointers(moe.layer, s.num_experts, main, &table, &ptrs).ok());
+    for (int n : {1, 70}) {
+      const std::string what = "n " + std::to_string(n);
+      const std::vector<float> x = RandomBf16Values(static_cast<size_t>(n) * s.hidden, 1.0f, rng);
+      DevVec<bf16> d_x(ToBf16(x));
+      const int64_t cap = ExpertCapacity(0.0f, static_cast<int64_t>(n) * s.top_k, s.num_experts);
+      cuda::MoeWorkspace ws_one, ws_two;
+      ws_two.side = side->get();
+      auto grouped = [&](cuda::MoeWorkspace* ws, float* out) {
+        return cuda::RunMoeGrouped(*handle, main, s, moe.layer, ptrs, d_x.get(), n, cap, out, ws,
+                                   cuda::GroupedMoeOutputs{}, sm_count);
+      };
+      DevVec<float> one(static_cast<size_t>(n) * s.hidden), two(one.size()), graphed(one.size());
+      ASSERT_TRUE(grouped(&ws_one, one.get()).ok()) << what;
+      ASSERT_TRUE(grouped(&ws_two, two.get()).ok()) << what;
+      EXPECT_FALSE(ws_two.side_pending) << what;
+      ASSERT_EQ(cudaStreamSynchronize(main), cudaSuccess) << what;
+      const std::vector<float> want = one.Download();
+      EXPECT_EQ(two.Download(), want) << what << ": grouped path";
+      // Captured (the workspaces are reserved by the eager call) and replayed.
+      ASSERT_EQ(cudaStreamBeginCapture(main, cudaStreamCaptureModeThreadLocal), cudaSuccess) << what;
+      const absl::Status st = grouped(&ws_two, graphed.get());
+      cudaGraph_t graph = nullptr;
+      ASSERT_EQ(cudaStreamEndCapture(main, &graph), cudaSuccess) << what << ": the side stream was not joined";
+      ASSERT_TRUE(st.ok()) << st << " " << what;
+      cudaGraphExec_t exec = nullptr;
+      ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess) << what;
+      ASSERT_EQ(cudaGraphLaunch(exec, main), cudaSuccess) << what;
+      ASSERT_EQ(cudaStreamSynchronize(main), cudaSuccess) << what;
+      EXPECT_EQ(graphed.Download(), want) << what << ": graph replay";
+      (void)cudaGraphExecDestroy(exec);
+      (void)cudaGraphDestroy(graph);
+      // The per-expert path (host-synchronised) with and without the side stream.
+      DevVec<float> p_one(one.size()), p_two(one.size());
+      cuda::MoeCounts counts;
+      ASSERT_TRUE(cuda::RunMoe(*handle, main, s, moe.layer, d_x.get(), n, cap, p_one.get(), &ws_one, &counts, nullptr,
+                               nullptr).ok());
+      ASSERT_TRUE(cuda::RunMoe(*handle, main, s, moe.layer, d_x.get(), n, cap, p_two.get(), &ws_two, &counts, nullptr,
+                               nullptr).ok());
+      ASSERT_EQ(cudaStreamSynchronize(main), cudaSuccess) << what;
+      EXPECT_EQ(p_two.Download(), p_one.Download()) << what << ": per-expert path";
+    }
+  }
+  ASSERT_EQ(cudaStreamDestroy(main), cudaSuccess);
 }
 
 }  // namespace

@@ -123,7 +123,7 @@ void ExpectPathsAgree(std::shared_ptr<const Model> m, const std::string& what) {
 TEST(CudaPathsTest, NewPathsAgreeWithTheReferencePaths) {
   MOED_REQUIRE_GPU();
   using test_models::RandomModelOptions;
-  std::vector<RandomModelOptions> cases(4);
+  std::vector<RandomModelOptions> cases(6);
   for (RandomModelOptions& o : cases) {
     o.hidden = 64;
     o.heads = 8;
@@ -139,6 +139,15 @@ TEST(CudaPathsTest, NewPathsAgreeWithTheReferencePaths) {
   cases[2].experts = 32;
   cases[2].top_k = 4;
   cases[3].sliding_window = 6;
+  // head_dim 64 and 128: the first step's 23-token prompt runs on the tensor-core prefill tiles, its 5- and 14-token
+  // prompts on flash-decoding through the row list; with a shared expert on the side stream, and with a window.
+  cases[4].family = Family::kQwen2Moe;
+  cases[4].shared_ffn = 40;
+  cases[4].head_dim = 64;
+  cases[5].heads = 4;
+  cases[5].kv_heads = 1;
+  cases[5].head_dim = 128;
+  cases[5].sliding_window = 9;
   for (const RandomModelOptions& o : cases) {
     ExpectPathsAgree(test_models::MakeRandomModel(o), std::string(FamilyName(o.family)));
   }

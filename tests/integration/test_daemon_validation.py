@@ -64,11 +64,11 @@ def background_stream(daemon):
 
 @pytest.mark.parametrize("name,request_msg,field", CASES, ids=[c[0] for c in CASES])
 def test_invalid_request_is_refused_naming_the_field(daemon, background_stream, name, request_msg, field):
-    before = daemon.metrics().get("moed_requests_rejected_total", reason="invalid_argument")
+    before = daemon.metrics().get("moed_requests_rejected_total", front="grpc", reason="invalid_argument")
     err = rpc_error(lambda: list(daemon.client.generate_stream(request_msg, timeout=30)))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {err.code()} {err.details()}"
     assert field in err.details(), f"{name}: message does not name '{field}': {err.details()!r}"
-    after = daemon.metrics().get("moed_requests_rejected_total", reason="invalid_argument")
+    after = daemon.metrics().get("moed_requests_rejected_total", front="grpc", reason="invalid_argument")
     assert after == before + 1
 
 

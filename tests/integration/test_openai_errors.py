@@ -68,6 +68,8 @@ def test_unknown_parameter_is_refused_by_name(http):
 
 
 def test_bad_values_name_the_field_and_limit(http):
+    rejected = lambda reason: http.metrics().get("moed_requests_rejected_total", front="http", reason=reason)
+    invalid, unparseable = rejected("invalid_argument"), rejected("unparseable")
     e = error_of(lambda: sdk(http).completions.create(model=MODEL, prompt="x", max_tokens=5000),
                  openai.BadRequestError)
     assert e.param == "max_tokens" and "512" in e.message, e.message
@@ -85,11 +87,18 @@ def test_bad_values_name_the_field_and_limit(http):
     assert e.param == "prompt" and "vocabulary" in e.message, e.message
     status, body = raw(http, "/v1/completions", b"{not json", "POST")
     assert status == 400 and "JSON" in body["error"]["message"]
+    # Each refusal counted once, under the HTTP front, whichever layer refused it (parser, validator, tokenizer).
+    assert rejected("invalid_argument") - invalid == 6 and rejected("unparseable") - unparseable == 1
 
 
 def test_unknown_model_and_path_are_404(http):
+    before = http.metrics()
     e = error_of(lambda: sdk(http).completions.create(model="gpt-9", prompt="x"), openai.NotFoundError)
     assert e.status_code == 404 and e.code == "model_not_found" and "gpt-9" in e.message
+    after = http.metrics()
+    for name, labels in (("moed_requests_rejected_total", {"reason": "unknown_model"}),
+                         ("moed_requests_total", {"status": "not_found"})):
+        assert after.get(name, front="http", **labels) - before.get(name, front="http", **labels) == 1, name
     status, body = raw(http, "/v1/embeddings")
     assert status == 404 and body["error"]["type"] == "not_found_error"
     assert raw(http, "/v1/completions")[0] == 405
@@ -161,6 +170,36 @@ def test_tls_mtls_and_token_on_http(make_daemon, pki, tmp_path):
     error_of(lambda: sdk(d, api_key="secret").completions.create(model=MODEL, prompt="x"), openai.APIConnectionError)
 
 
+def health_over(sock: socket.socket) -> bytes:
+    """The first bytes answering GET /health on an open connection; b"" when the server closed it."""
+    try:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: moed\r\n\r\n")
+        return sock.recv(4096)
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+def test_connections_over_the_cap_are_closed(make_daemon):
+    d = make_daemon("--http-port", "-1", "--http-max-connections", "2")
+    host, port = d.http_addr.rsplit(":", 1)
+    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+    for sock in held:  # both answered and kept alive: two sessions open on the server
+        assert health_over(sock).startswith(b"HTTP/1.1 200")
+    with socket.create_connection((host, int(port)), timeout=10) as extra:
+        assert health_over(extra) == b""
+    held[0].close()
+    # Once the server has seen that close, a new connection is served (polled: the close travels asynchronously).
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.create_connection((host, int(port)), timeout=10) as again:
+            if health_over(again).startswith(b"HTTP/1.1 200"):
+                break
+        assert time.monotonic() < deadline, "a slot freed by a closed connection was never reused"
+        time.sleep(0.05)
+    assert health_over(held[1]).startswith(b"HTTP/1.1 200")  # the held connection was never disturbed
+    held[1].close()
+
+
 def test_full_queue_is_429(make_daemon):
     # --min-step-time 10ms: the 1000-token request runs for at least 10 s on any machine, so the queue stays full
     # for the whole test (they are cancelled at its end).
@@ -184,6 +223,8 @@ def test_full_queue_is_429(make_daemon):
                      openai.RateLimitError)
         assert e.status_code == 429 and e.type == "rate_limit_error"
         assert d.metrics().get("moed_requests_total", front="http", status="resource_exhausted") == 1
+        assert d.metrics().get("moed_requests_rejected_total", front="http", reason="queue_full") == 1
+        assert d.metrics().get("moed_requests_rejected_total", front="grpc", reason="queue_full") == 0
     finally:
         for c in calls:
             c.cancel()

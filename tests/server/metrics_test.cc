@@ -91,10 +91,12 @@ TEST(Metrics, EveryFamilyWithItsStartUpLabelSets) {
   EXPECT_EQ(Find(families, "moed_layer_tokens_total"), nullptr);
   EXPECT_EQ(LabelValues(*Find(families, "moed_requests_total"), "status"),
             (std::set<std::string>{"ok", "invalid_argument", "resource_exhausted", "deadline_exceeded", "cancelled",
-                                   "unavailable", "unauthenticated", "permission_denied", "internal"}));
+                                   "unavailable", "unauthenticated", "permission_denied", "not_found", "internal"}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_requests_total"), "front"), (std::set<std::string>{"grpc", "http"}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_requests_rejected_total"), "reason"),
-            (std::set<std::string>{"queue_full", "invalid_argument", "shutting_down", "unparseable"}));
+            (std::set<std::string>{"queue_full", "invalid_argument", "shutting_down", "unparseable", "unknown_model"}));
+  EXPECT_EQ(LabelValues(*Find(families, "moed_requests_rejected_total"), "front"),
+            (std::set<std::string>{"grpc", "http"}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_build_info"), "version"), (std::set<std::string>{MOED_VERSION}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_build_info"), "revision"), (std::set<std::string>{MOED_REVISION}));
   EXPECT_EQ(LabelValues(*Find(families, "moed_engine_step_seconds"), "phase"),
@@ -172,16 +174,21 @@ TEST(Metrics, RequestCountersByStatusAndReason) {
   ServerMetrics m(Info(1, 2), PerExpertMetrics::kAuto);
   m.RequestFinished(RequestResultFromStatus(absl::CancelledError("x")));
   m.RequestFinished(RequestResultFromStatus(absl::OkStatus()));
-  m.RequestFinished(RequestResultFromStatus(absl::NotFoundError("x")));  // anything else: internal
+  m.RequestFinished(RequestResultFromStatus(absl::NotFoundError("x")), Front::kHttp);
+  m.RequestFinished(RequestResultFromStatus(absl::DataLossError("x")));  // anything else: internal
   m.RequestFinished(RequestResultFromStatus(absl::OkStatus()), Front::kHttp);
-  m.Rejected(RejectReason::kQueueFull);
+  m.Rejected(RejectReason::kQueueFull, Front::kGrpc);
+  m.Rejected(RejectReason::kUnknownModel, Front::kHttp);
   const std::string text = prometheus::TextSerializer().Serialize(m.registry()->Collect());
   EXPECT_NE(text.find("moed_requests_total{front=\"grpc\",status=\"cancelled\"} 1"), std::string::npos) << text;
   EXPECT_NE(text.find("moed_requests_total{front=\"grpc\",status=\"ok\"} 1"), std::string::npos);
   EXPECT_NE(text.find("moed_requests_total{front=\"grpc\",status=\"internal\"} 1"), std::string::npos);
   EXPECT_NE(text.find("moed_requests_total{front=\"http\",status=\"ok\"} 1"), std::string::npos);
-  EXPECT_NE(text.find("moed_requests_rejected_total{reason=\"queue_full\"} 1"), std::string::npos);
-  EXPECT_NE(text.find("moed_requests_rejected_total{reason=\"shutting_down\"} 0"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_total{front=\"http\",status=\"not_found\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_rejected_total{front=\"grpc\",reason=\"queue_full\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_rejected_total{front=\"http\",reason=\"queue_full\"} 0"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_rejected_total{front=\"http\",reason=\"unknown_model\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("moed_requests_rejected_total{front=\"grpc\",reason=\"shutting_down\"} 0"), std::string::npos);
 }
 
 }  // namespace

@@ -296,7 +296,8 @@ TEST_F(ServerTest, MetricsExpositionPassesPromtool) {
   const std::string url = "http://127.0.0.1:" + std::to_string(server_->metrics_port()) + "/metrics";
   const std::string metrics = RunCommand("curl -sf " + url, &rc);
   ASSERT_EQ(rc, 0);
-  for (const char* family : {"moed_requests_total{front=\"grpc\",status=\"ok\"}", "moed_requests_rejected_total{reason=\"queue_full\"}",
+  for (const char* family : {"moed_requests_total{front=\"grpc\",status=\"ok\"}",
+                             "moed_requests_rejected_total{front=\"grpc\",reason=\"queue_full\"}",
                              "moed_expert_tokens_total{expert=\"7\",layer=\"3\"}", "moed_expert_load_ratio_bucket",
                              "moed_expert_imbalance_ratio{layer=\"0\"}", "moed_engine_step_seconds_count{phase=\"mixed\"}",
                              "moed_info{backend=\"cpu\",family=\"mixtral\",model=\"fortune-moe\",model_name=\"fortune-moe\"} 1",

@@ -12,7 +12,8 @@ constexpr int kMaxPerLane = 8;  // head_dim ≤ 256
 __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttentionArgs a) {
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][256];
-  const int t = blockIdx.x / a.num_heads, h = blockIdx.x % a.num_heads;
+  const int i = blockIdx.x / a.num_heads, h = blockIdx.x % a.num_heads;
+  const int t = a.rows != nullptr ? a.rows[i] : i;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int hd = a.head_dim, q_dim = a.num_heads * hd, kv_dim = a.num_kv_heads * hd;
   const int kvh = h / (a.num_heads / a.num_kv_heads);

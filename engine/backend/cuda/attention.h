@@ -15,6 +15,9 @@ struct PagedAttentionArgs {
   const int32_t* positions = nullptr;        // (tokens) position of each query token
   const int32_t* block_tables = nullptr;     // all sequences' block tables back to back
   const int32_t* table_offsets = nullptr;    // (tokens) index in block_tables of the token's sequence table
+  // When set: (tokens) the rows to compute, indices into q, positions, table_offsets and out, which are then indexed
+  // by row (the other rows are not touched); null: rows 0 .. tokens-1.
+  const int32_t* rows = nullptr;
   int tokens = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;  // head_dim ≤ 256
   int block_size = 16;
   int sliding_window = 0;                    // 0 = full causal; else positions (pos - window, pos]

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/backend/cuda/host/moe_schedule.h"
+#include "engine/backend/cuda/host/tc_gemm_plan.h"
 #include "engine/backend/cuda/host/wave_launch.h"
 #include "engine/backend/cuda/logit_bias.h"
 #include "engine/backend/cuda/permute.h"
@@ -73,7 +74,9 @@ absl::Status CachedMoe::RunLayer(const CublasHandle& cublas, cudaStream_t stream
   if (outs.counts == nullptr) return absl::InvalidArgumentError("cached MoE: outs.counts is required");
   const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
   const int E = s.num_experts, A = tokens * s.top_k, H = s.hidden, F = s.ffn;
-  const bool gemv = UseGemv(tokens, s.top_k, E);  // as RunMoeGrouped's kAuto, so both paths run the same kernels
+  // As RunMoeGrouped's kAuto, so both paths run the same kernels on the same tiles.
+  const bool gemv = UseGemv(tokens, s.top_k, E);
+  const int tile_rows = TcTileRows(tokens, s.top_k, E);
   MOED_RETURN_IF_ERROR(ws->Reserve(s, tokens));
   MOED_RETURN_IF_ERROR(ws->partial.Reserve(static_cast<size_t>(gemv ? kMaxSplits : 1) * A * H * sizeof(float),
                                            "expert partial sums"));
@@ -115,7 +118,7 @@ absl::Status CachedMoe::RunLayer(const CublasHandle& cublas, cudaStream_t stream
     char* host = host_records_.as<char>() + launches * record_bytes_;
     char* dev = records_.as<char>() + launches * record_bytes_;
     ++launches;
-    WriteLaunchRecord(kept, E, group, F, H, kMmaTileRows, host);
+    WriteLaunchRecord(kept, E, group, F, H, tile_rows, host);
     MOED_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev, host, record_bytes_, cudaMemcpyHostToDevice, stream));
     ExpertPointers ptrs;
     ptrs.gate_up = reinterpret_cast<const bf16* const*>(dev);
@@ -126,6 +129,7 @@ absl::Status CachedMoe::RunLayer(const CublasHandle& cublas, cudaStream_t stream
     sched.active = sched.tile_prefix + E + 1;
     sched.row_token = pa.row_token;
     sched.num_experts = E;
+    sched.tile_rows = tile_rows;
     group.clear();
     if (gemv) {
       MOED_RETURN_IF_ERROR(c.After(LaunchGroupedGateUpGemv(sched, ptrs, x, H, F, A, hbuf, stream), stream,
@@ -155,6 +159,7 @@ absl::Status CachedMoe::RunLayer(const CublasHandle& cublas, cudaStream_t stream
     }
   }
   // Every kept assignment's partial row was written by exactly one group: one combine in the fixed order.
+  MOED_RETURN_IF_ERROR(JoinSharedExpert(stream, ws));
   return c.After(LaunchCombine(partial, splits, A, pa.assign_row, weights, tokens, s.top_k, H, shared_out,
                                shared_gate, out, stream),
                  stream, "expert combine");

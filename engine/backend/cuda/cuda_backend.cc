@@ -1,4 +1,5 @@
-// CudaBackend: one forward step over a mixed prefill/decode batch, layer by layer on one stream.
+// CudaBackend: one forward step over a mixed prefill/decode batch, layer by layer on one stream (the shared expert
+// of a MoE layer on a second one, side_stream.h).
 #include "engine/backend/cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "engine/backend/cuda/decode_graphs.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/flash_decode.h"
+#include "engine/backend/cuda/flash_prefill.h"
 #include "engine/backend/cuda/embedding.h"
 #include "engine/backend/cuda/host/backend_options.h"
 #include "engine/backend/cuda/host/expert_host_tier.h"
@@ -25,6 +27,7 @@
 #include "engine/backend/cuda/rmsnorm.h"
 #include "engine/backend/cuda/router.h"
 #include "engine/backend/cuda/sampling.h"
+#include "engine/backend/cuda/side_stream.h"
 #include "engine/backend/cuda/step_io.h"
 #include "engine/cache/slot_sizing.h"
 #include "engine/common/status_macros.h"
@@ -103,6 +106,11 @@ class CudaBackend final : public Backend {
     moe_shape_.ffn = s.moe_intermediate_size;
     moe_shape_.normalize = s.router.norm_topk_prob;
     moe_shape_.shared_ffn = s.shared_experts.intermediate_size;
+    // The shared expert runs on a second stream, overlapping the routed experts (same kernels, same bits).
+    if (s.num_experts > 0 && moe_shape_.shared_ffn > 0) {
+      MOED_ASSIGN_OR_RETURN(side_, cuda::SideStream::Create(kCublasWorkspaceBytes));
+      moe_ws_.side = side_.get();
+    }
     // The grouped path when asked for and the shape allows it (16-byte rows); else the per-expert reference.
     grouped_moe_ = options_.cuda_moe == "grouped" && s.num_experts > 0 && cuda::GroupedMoeSupported(moe_shape_);
     MOED_RETURN_IF_ERROR(UploadModel());
@@ -166,7 +174,8 @@ class CudaBackend final : public Backend {
   absl::Status CreateExpertCache();
   // With the cache on and prefetch asked for: after layer l, layer l+1's router on the hidden state, copies started.
   absl::Status PrefetchNext(int l, int tokens);
-  absl::Status ReserveActivations(int tokens, int out_rows, int max_logprobs);
+  // decode_rows: the rows flash-decoding computes (all rows, or those outside the prefill tiles).
+  absl::Status ReserveActivations(int tokens, int decode_rows, int out_rows, int max_logprobs);
   absl::Status RunLayer(int l, const cuda::StepPlan& plan, const StepBatch& batch, int64_t capacity, StepOutput* out);
   absl::Status RunPlan(const cuda::StepPlan& plan, const StepBatch& batch, StepOutput* out);
   // Every launch of one step (embedding … sampling) and nothing else: no copies, no synchronisation on the grouped
@@ -188,6 +197,7 @@ class CudaBackend final : public Backend {
   BackendOptions options_;
   cudaStream_t stream_ = nullptr;
   cuda::CublasHandle cublas_;
+  std::unique_ptr<cuda::SideStream> side_;  // models with a shared expert: where it runs (moe_ws_.side)
   std::unique_ptr<cuda::DeviceWeights> weights_;
   cuda::LaunchChecker check_;  // MOED_CUDA_CHECK=1: synchronise and check after every launch
   DeviceBuffer cublas_ws_;
@@ -221,7 +231,7 @@ class CudaBackend final : public Backend {
   bool delta_pending_ = false;  // delta_ holds a block output not yet added to residual_
 };
 
-absl::Status CudaBackend::ReserveActivations(int tokens, int out_rows, int max_logprobs) {
+absl::Status CudaBackend::ReserveActivations(int tokens, int decode_rows, int out_rows, int max_logprobs) {
   const ModelSpec& s = model_->spec;
   const size_t T = std::max(tokens, 1), H = s.hidden_size, QKV = s.attention.q_dim() + 2 * s.attention.kv_dim();
   MOED_RETURN_IF_ERROR(residual_.Reserve(T * H * sizeof(float), "residual stream"));
@@ -235,9 +245,9 @@ absl::Status CudaBackend::ReserveActivations(int tokens, int out_rows, int max_l
     MOED_RETURN_IF_ERROR(ffn_h_.Reserve(T * s.dense_intermediate_size * sizeof(bf16), "dense FFN"));
   }
   if (options_.cuda_attention == "flash") {
-    flash_splits_ = cuda::FlashDecodeSplits(tokens, s.attention.num_kv_heads, sm_count_);
+    flash_splits_ = cuda::FlashDecodeSplits(decode_rows, s.attention.num_kv_heads, sm_count_);
     MOED_RETURN_IF_ERROR(flash_ws_.Reserve(
-        cuda::FlashDecodeWorkspaceBytes(tokens, s.attention.num_heads, s.attention.head_dim, flash_splits_),
+        cuda::FlashDecodeWorkspaceBytes(decode_rows, s.attention.num_heads, s.attention.head_dim, flash_splits_),
         "flash-decoding partials"));
   }
   const size_t R = std::max(out_rows, 1), V = s.vocab_size, top_n = R * std::max(max_logprobs, 1);
@@ -313,6 +323,14 @@ absl::Status CudaBackend::RunLayer(int l, const cuda::StepPlan& plan, const Step
   a.scale = 1.0f / std::sqrt(static_cast<float>(s.attention.head_dim));
   a.out = attn_.as<bf16>();
   if (options_.cuda_attention == "flash") {
+    // Prefill chunks on the tensor-core tiles; the other rows (all of them in a decode step) by flash-decoding.
+    if (!plan.prefill_tiles.empty()) {
+      MOED_RETURN_IF_ERROR(check_.After(
+          cuda::LaunchFlashPrefill(a, in.prefill_tiles, static_cast<int>(plan.prefill_tiles.size()), stream_),
+          stream_, "flash prefill attention"));
+      a.rows = in.decode_rows;
+      a.tokens = static_cast<int>(plan.decode_rows.size());
+    }
     MOED_RETURN_IF_ERROR(check_.After(cuda::LaunchFlashDecode(a, flash_splits_, flash_ws_.get(), stream_), stream_,
                                       "flash-decoding attention"));
   } else {
@@ -434,6 +452,13 @@ absl::Status CudaBackend::Step(const StepBatch& batch, StepOutput* out) {
       out->results[i].token_weights.assign(n, 0.0f);
     }
   }
+  if (plan.rows > 0) {
+    const AttentionSpec& at = s.attention;
+    if (options_.cuda_attention == "flash" && cuda::FlashPrefillSupported(at.num_heads, at.num_kv_heads, at.head_dim)) {
+      cuda::PlanFlashPrefill(plan.row_seq, plan.positions, plan.table_offsets, at.sliding_window, &plan.prefill_tiles,
+                             &plan.decode_rows);
+    }
+  }
   if (cached_ == nullptr) return plan.rows == 0 ? absl::OkStatus() : RunPlan(plan, batch, out);
   cached_->cache().BeginStep();
   const absl::Status st = plan.rows == 0 ? absl::OkStatus() : RunPlan(plan, batch, out);
@@ -521,7 +546,8 @@ absl::Status CudaBackend::RunPlan(const cuda::StepPlan& plan, const StepBatch& b
     p.sample_index = q.sample_index;
     max_lp = std::max(max_lp, p.logprobs);
   }
-  MOED_RETURN_IF_ERROR(ReserveActivations(plan.rows, R, max_lp));
+  MOED_RETURN_IF_ERROR(ReserveActivations(
+      plan.rows, plan.prefill_tiles.empty() ? plan.rows : static_cast<int>(plan.decode_rows.size()), R, max_lp));
   MOED_RETURN_IF_ERROR(io_.Upload(plan, params, stream_));
   auto launches = [&]() { return Forward(plan, batch, max_lp, out); };
   if (Graphable(plan, batch)) {

@@ -13,9 +13,10 @@ using bf16 = __nv_bfloat16;
 constexpr int kWarps = 4;
 constexpr int kMaxGroups = kWarps * 32 / 4;  // head_dim ≥ 32 → ≥ 4 lanes per position
 
-// Partial results of split `sp` of (row t, head h): o (head_dim) unnormalised, then m and l.
-__device__ __forceinline__ float* PartialOf(float* ws, int t, int h, int sp, int heads, int splits, int hd) {
-  return ws + ((static_cast<int64_t>(t) * heads + h) * splits + sp) * (hd + 2);
+// Partial results of split `sp` of (computed row i — an index into a.rows when set —, head h): o (head_dim)
+// unnormalised, then m and l.
+__device__ __forceinline__ float* PartialOf(float* ws, int i, int h, int sp, int heads, int splits, int hd) {
+  return ws + ((static_cast<int64_t>(i) * heads + h) * splits + sp) * (hd + 2);
 }
 
 __global__ void __launch_bounds__(kWarps * 32) FlashSplitKernel(PagedAttentionArgs a, int splits, float* ws) {
@@ -23,7 +24,8 @@ __global__ void __launch_bounds__(kWarps * 32) FlashSplitKernel(PagedAttentionAr
   __shared__ float s_acc[kFlashMaxGroup][kWarps * 32 * 8];  // [g][group * hd + d], groups × hd ≤ 1024
   __shared__ float s_m[kMaxGroups][kFlashMaxGroup], s_l[kMaxGroups][kFlashMaxGroup];
   const int kvh_count = a.num_kv_heads, hd = a.head_dim, G = a.num_heads / kvh_count;
-  const int t = blockIdx.x / kvh_count, kvh = blockIdx.x % kvh_count, sp = blockIdx.y;
+  const int ri = blockIdx.x / kvh_count, kvh = blockIdx.x % kvh_count, sp = blockIdx.y;
+  const int t = a.rows != nullptr ? a.rows[ri] : ri;  // partials are indexed by `ri`, the rest by `t`
   const int q_dim = a.num_heads * hd, kv_dim = kvh_count * hd;
   const int pos = a.positions[t];
   const int lo = a.sliding_window > 0 ? max(0, pos - a.sliding_window + 1) : 0;
@@ -112,13 +114,14 @@ __global__ void __launch_bounds__(kWarps * 32) FlashSplitKernel(PagedAttentionAr
       }
     }
     // Layout: o[0..hd), m at hd, l at hd + 1.
-    PartialOf(ws, t, kvh * G + g, sp, a.num_heads, splits, hd)[d] = v;
+    PartialOf(ws, ri, kvh * G + g, sp, a.num_heads, splits, hd)[d] = v;
   }
 }
 
 __global__ void FlashReduceKernel(PagedAttentionArgs a, int splits, const float* ws) {
-  const int t = blockIdx.x / a.num_heads, h = blockIdx.x % a.num_heads, hd = a.head_dim;
-  const float* base = ws + (static_cast<int64_t>(t) * a.num_heads + h) * splits * (hd + 2);
+  const int ri = blockIdx.x / a.num_heads, h = blockIdx.x % a.num_heads, hd = a.head_dim;
+  const int t = a.rows != nullptr ? a.rows[ri] : ri;
+  const float* base = ws + (static_cast<int64_t>(ri) * a.num_heads + h) * splits * (hd + 2);
   float m_all = -INFINITY;
   for (int sp = 0; sp < splits; ++sp) m_all = fmaxf(m_all, base[sp * (hd + 2) + hd]);
   float l_all = 0.0f;

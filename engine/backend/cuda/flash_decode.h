@@ -15,7 +15,7 @@ namespace moed::cuda {
 constexpr int kFlashMaxGroup = 8;  // query heads per KV head the split kernel serves; more → the reference kernel
 
 // FlashDecodeSplits (how many splits) and FlashSplitRange (which positions each takes): host/flash_plan.h.
-// Bytes of the partial results: rows × heads × splits × (head_dim + 2) fp32.
+// Bytes of the partial results: rows × heads × splits × (head_dim + 2) fp32 (rows: the rows computed, a.tokens).
 size_t FlashDecodeWorkspaceBytes(int rows, int num_heads, int head_dim, int splits);
 // Whether the split kernel takes the shape (head_dim a power of two in [32, 256], heads/kv_heads ≤ 8); otherwise
 // LaunchFlashDecode runs the reference kernel.

@@ -1,12 +1,14 @@
 // Grouped expert kernels: streaming GEMV (8 warps, one output column per warp at a time, 16-byte loads, rows in
-// register chunks of 4), WMMA bf16 tiles (64×64×32, two shared-memory stages) with the SwiGLU epilogue, and the
-// deterministic split-K + weighted combine. Index math in host/moe_schedule.h.
+// register chunks of 4), WMMA bf16 tiles (64×64×32, two shared-memory stages; the reference of the tensor-core
+// kernel in grouped_gemm_tc.cu) with the SwiGLU epilogue, and the deterministic split-K + weighted combine. Index
+// math in host/moe_schedule.h.
 #include "engine/backend/cuda/grouped_moe.h"
 
 #include <mma.h>
 
 #include "engine/backend/cuda/host/moe_schedule.h"
 #include "engine/backend/cuda/kernel_utils.cuh"
+#include "engine/backend/cuda/swiglu.cuh"
 
 namespace moed::cuda {
 namespace {
@@ -31,13 +33,6 @@ __device__ __forceinline__ float Dot8(const uint4& a, const uint4& b, float acc)
     acc = fmaf(fa.y, fb.y, acc);
   }
   return acc;
-}
-
-// silu(g)·u with g, u rounded to bf16 first (the per-expert path's GEMM writes gate_up in bf16).
-__device__ __forceinline__ bf16 SwiGluBf16(float g, float u) {
-  g = __bfloat162float(__float2bfloat16(g));
-  u = __bfloat162float(__float2bfloat16(u));
-  return __float2bfloat16(g / (1.0f + expf(-g)) * u);
 }
 
 // The slot's expert, or -1 when the slot is past the active count.
@@ -288,19 +283,19 @@ cudaError_t LaunchGroupedDownGemv(const ExpertSchedule& s, const ExpertPointers&
   return cudaGetLastError();
 }
 
-cudaError_t LaunchGroupedGateUpMma(const ExpertSchedule& s, const ExpertPointers& w, const bf16* x, int H, int F,
+cudaError_t LaunchGroupedGateUpWmma(const ExpertSchedule& s, const ExpertPointers& w, const bf16* x, int H, int F,
                                    int assignments, bf16* h, cudaStream_t stream) {
   if (assignments == 0) return cudaSuccess;
-  if (H % 8 != 0 || !Aligned16(x)) return cudaErrorInvalidValue;
+  if (H % 8 != 0 || !Aligned16(x) || s.tile_rows != kBM) return cudaErrorInvalidValue;
   const dim3 grid(MaxTiles(assignments, s.num_experts, kBM), CeilDiv(F, kBN / 2));
   GroupedMmaKernel<true><<<grid, kMmaThreads, 0, stream>>>(s, w, x, H, F, h, nullptr);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchGroupedDownMma(const ExpertSchedule& s, const ExpertPointers& w, const bf16* h, int H, int F,
+cudaError_t LaunchGroupedDownWmma(const ExpertSchedule& s, const ExpertPointers& w, const bf16* h, int H, int F,
                                  int assignments, float* partial, cudaStream_t stream) {
   if (assignments == 0) return cudaSuccess;
-  if (F % 8 != 0 || !Aligned16(h)) return cudaErrorInvalidValue;
+  if (F % 8 != 0 || !Aligned16(h) || s.tile_rows != kBM) return cudaErrorInvalidValue;
   const dim3 grid(MaxTiles(assignments, s.num_experts, kBM), CeilDiv(H, kBN));
   GroupedMmaKernel<false><<<grid, kMmaThreads, 0, stream>>>(s, w, h, H, F, nullptr, partial);
   return cudaGetLastError();

@@ -1,6 +1,7 @@
 // Grouped expert kernels of the device-side MoE path: every expert's rows in one launch per projection, row ranges
-// and weight pointers read from device memory (no host synchronisation). Two kernels per projection: a streaming
-// GEMV for few rows per expert (decode) and tensor-core tiles (WMMA bf16, sm_80+) for many; plus the combine.
+// and weight pointers read from device memory (no host synchronisation). Kernels per projection: a streaming GEMV
+// for few rows per expert (decode), tensor-core tiles for many (mma.sync bf16 with a cp.async pipeline, sm_80+,
+// grouped_gemm_tc.cu), and the older WMMA tiles kept as their reference; plus the combine.
 #pragma once
 
 #include <cstdint>
@@ -8,15 +9,18 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "engine/backend/cuda/host/moe_schedule.h"
+
 namespace moed::cuda {
 
 // The device-side schedule of one MoE call, written by LaunchPermute (permute.h) and read by the kernels below.
 struct ExpertSchedule {
   const int32_t* offsets = nullptr;      // (E+1) first permuted row of each expert; offsets[E] = kept rows
-  const int32_t* tile_prefix = nullptr;  // (E+1) tiles of kMmaTileRows rows before each expert
+  const int32_t* tile_prefix = nullptr;  // (E+1) tiles of tile_rows rows before each expert
   const int32_t* active = nullptr;       // (E+1) active expert ids ascending, -1 padded; active[E] = count
   const int32_t* row_token = nullptr;    // (rows) source token of each permuted row
   int num_experts = 0;
+  int tile_rows = kMmaTileRows;  // rows per tile of tile_prefix (PermuteArgs::tile_rows); see the Mma/Wmma kernels
 };
 
 // Weight pointers of one MoE layer on the device: gate_up[e] → (2F, H) gate rows then up rows; down[e] → (H, F).
@@ -30,8 +34,12 @@ struct ExpertPointers {
 // `assignments` (tokens × top_k) bounds the kept rows: the grids are sized by it, CTAs past the work exit.
 cudaError_t LaunchGroupedGateUpGemv(const ExpertSchedule& s, const ExpertPointers& w, const __nv_bfloat16* x, int H,
                                     int F, int assignments, __nv_bfloat16* h, cudaStream_t stream);
+// Tensor-core tiles: s.tile_rows must be kTcSmallRows (= kMmaTileRows) or kTcLargeRows (host/tc_gemm_plan.h
+// TcTileRows picks), else cudaErrorInvalidValue. The Wmma kernels (the reference) need s.tile_rows == kMmaTileRows.
 cudaError_t LaunchGroupedGateUpMma(const ExpertSchedule& s, const ExpertPointers& w, const __nv_bfloat16* x, int H,
                                    int F, int assignments, __nv_bfloat16* h, cudaStream_t stream);
+cudaError_t LaunchGroupedGateUpWmma(const ExpertSchedule& s, const ExpertPointers& w, const __nv_bfloat16* x, int H,
+                                    int F, int assignments, __nv_bfloat16* h, cudaStream_t stream);
 
 // partial (splits, assignments, H) fp32: partial[s][r] = h[r, K range s] · down[K range s]ᵀ of the row's expert.
 // F % 8 == 0. Returns the number of splits used in *splits (1 for the MMA kernel).
@@ -40,6 +48,8 @@ cudaError_t LaunchGroupedDownGemv(const ExpertSchedule& s, const ExpertPointers&
                                   cudaStream_t stream);
 cudaError_t LaunchGroupedDownMma(const ExpertSchedule& s, const ExpertPointers& w, const __nv_bfloat16* h, int H,
                                  int F, int assignments, float* partial, cudaStream_t stream);
+cudaError_t LaunchGroupedDownWmma(const ExpertSchedule& s, const ExpertPointers& w, const __nv_bfloat16* h, int H,
+                                  int F, int assignments, float* partial, cudaStream_t stream);
 
 // out (tokens, H) fp32 = Σ_k weights[t,k] · Σ_s partial[s][assign_row[t,k]] over kept slots (k ascending, then the
 // splits ascending: deterministic) + (shared_out ? sigmoid(shared_gate[t]) · shared_out[t] : 0), shared_gate null →

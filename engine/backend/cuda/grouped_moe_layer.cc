@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/backend/cuda/host/moe_schedule.h"
+#include "engine/backend/cuda/host/tc_gemm_plan.h"
 #include "engine/backend/cuda/moe_layer.h"
 #include "engine/backend/cuda/permute.h"
 #include "engine/backend/cuda/router.h"
@@ -70,7 +71,7 @@ absl::Status RunMoeGrouped(const CublasHandle& cublas, cudaStream_t stream, cons
   pa.offsets = ws->meta.as<int32_t>() + 2 * E;
   pa.row_token = ws->row_token.as<int32_t>();
   pa.assign_row = ws->assign_row.as<int32_t>();
-  pa.tile_rows = kMmaTileRows;
+  pa.tile_rows = kernel == GroupedKernel::kWmma ? kMmaTileRows : TcTileRows(tokens, s.top_k, E);
   pa.tile_prefix = ws->tile_prefix.as<int32_t>();
   pa.active = ws->active.as<int32_t>();
   MOED_RETURN_IF_ERROR(c.After(LaunchPermute(pa, stream), stream, "expert permutation"));
@@ -86,6 +87,7 @@ absl::Status RunMoeGrouped(const CublasHandle& cublas, cudaStream_t stream, cons
   sched.active = pa.active;
   sched.row_token = pa.row_token;
   sched.num_experts = E;
+  sched.tile_rows = pa.tile_rows;
   bf16* hbuf = ws->h.as<bf16>();
   float* partial = ws->partial.as<float>();
   int splits = 1;
@@ -94,12 +96,18 @@ absl::Status RunMoeGrouped(const CublasHandle& cublas, cudaStream_t stream, cons
                                  "grouped gate_up GEMV + SwiGLU"));
     MOED_RETURN_IF_ERROR(c.After(LaunchGroupedDownGemv(sched, ptrs, hbuf, H, F, A, sm_count, partial, &splits, stream),
                                  stream, "grouped down GEMV"));
+  } else if (kernel == GroupedKernel::kWmma) {
+    MOED_RETURN_IF_ERROR(c.After(LaunchGroupedGateUpWmma(sched, ptrs, x, H, F, A, hbuf, stream), stream,
+                                 "grouped gate_up WMMA + SwiGLU"));
+    MOED_RETURN_IF_ERROR(
+        c.After(LaunchGroupedDownWmma(sched, ptrs, hbuf, H, F, A, partial, stream), stream, "grouped down WMMA"));
   } else {
     MOED_RETURN_IF_ERROR(c.After(LaunchGroupedGateUpMma(sched, ptrs, x, H, F, A, hbuf, stream), stream,
                                  "grouped gate_up MMA + SwiGLU"));
     MOED_RETURN_IF_ERROR(
         c.After(LaunchGroupedDownMma(sched, ptrs, hbuf, H, F, A, partial, stream), stream, "grouped down MMA"));
   }
+  MOED_RETURN_IF_ERROR(JoinSharedExpert(stream, ws));
   return c.After(LaunchCombine(partial, splits, A, pa.assign_row, weights, tokens, s.top_k, H, shared_out,
                                shared_gate, out, stream),
                  stream, "expert combine");

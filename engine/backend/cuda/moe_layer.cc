@@ -56,17 +56,28 @@ absl::Status QueueSharedExpert(const CublasHandle& cublas, cudaStream_t stream, 
   *shared_gate = nullptr;
   if (s.shared_ffn <= 0) return absl::OkStatus();
   const LaunchChecker& c = check != nullptr ? *check : kNoCheck;
-  MOED_RETURN_IF_ERROR(c.After(RunFfn(cublas, stream, w.shared_expert, s.hidden, x, tokens,
-                                      ws->shared_gate_up.as<bf16>(), ws->shared_h.as<bf16>(),
-                                      ws->shared_out.as<float>(), check),
-                               stream, "shared expert"));
+  const CublasHandle& h = ws->side != nullptr ? ws->side->cublas() : cublas;
+  cudaStream_t st = ws->side != nullptr ? ws->side->stream() : stream;
+  if (ws->side != nullptr) {
+    MOED_RETURN_IF_ERROR(ws->side->Fork(stream));
+    ws->side_pending = true;
+  }
+  MOED_RETURN_IF_ERROR(c.After(RunFfn(h, st, w.shared_expert, s.hidden, x, tokens, ws->shared_gate_up.as<bf16>(),
+                                      ws->shared_h.as<bf16>(), ws->shared_out.as<float>(), check),
+                               st, "shared expert"));
   *shared_out = ws->shared_out.as<float>();
   if (w.shared_expert_gate == nullptr) return absl::OkStatus();
   MOED_RETURN_IF_ERROR(c.After(
-      GemmXWt(cublas, x, tokens, s.hidden, w.shared_expert_gate, 1, ws->shared_gate.as<float>(), OutType::kF32),
-      stream, "shared expert gate GEMM"));
+      GemmXWt(h, x, tokens, s.hidden, w.shared_expert_gate, 1, ws->shared_gate.as<float>(), OutType::kF32), st,
+      "shared expert gate GEMM"));
   *shared_gate = ws->shared_gate.as<float>();
   return absl::OkStatus();
+}
+
+absl::Status JoinSharedExpert(cudaStream_t stream, MoeWorkspace* ws) {
+  if (!ws->side_pending) return absl::OkStatus();
+  ws->side_pending = false;
+  return ws->side->Join(stream);
 }
 
 absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s, const DeviceLayer& w,
@@ -145,6 +156,7 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
         GemmXWt(cublas, hbuf + o * F, kept[e], F, w.experts[e].down, H, ys + o * H, OutType::kF32), stream,
         "expert down GEMM"));
   }
+  MOED_RETURN_IF_ERROR(JoinSharedExpert(stream, ws));
   return c.After(
       LaunchUnpermute(ys, pa.assign_row, weights, tokens, s.top_k, H, shared_out, shared_gate, out, stream), stream,
       "expert un-permutation");

@@ -14,6 +14,7 @@
 #include "engine/backend/cuda/cuda_weights.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/grouped_moe.h"
+#include "engine/backend/cuda/side_stream.h"
 
 namespace moed::cuda {
 
@@ -42,14 +43,21 @@ class MoeWorkspace {
   PinnedBuffer host_meta;
   // Grouped path only: device schedule (host/moe_schedule.h) and the split-K partial sums.
   DeviceBuffer tile_prefix, active, partial;
+  // Not owned; null: the shared expert runs on the compute stream. Set: QueueSharedExpert forks it onto this stream
+  // (overlapping the routed experts) and JoinSharedExpert joins it back before the combine reads it.
+  SideStream* side = nullptr;
+  bool side_pending = false;  // forked and not yet joined
 };
 
 // Queues the shared expert of `w` on x (tokens, hidden) into ws->shared_out (and its sigmoid-gate logits into
 // ws->shared_gate when the layer has a gate); sets *shared_out / *shared_gate to them, or to null when absent.
-// Independent of routing: both MoE paths queue it before they wait on, or schedule from, the router.
+// Independent of routing: both MoE paths queue it before they wait on, or schedule from, the router. With ws->side
+// it runs there, after everything queued on `stream` so far; JoinSharedExpert must follow before its outputs are read.
 absl::Status QueueSharedExpert(const CublasHandle& cublas, cudaStream_t stream, const MoeShape& s,
                                const DeviceLayer& w, const bf16* x, int tokens, MoeWorkspace* ws,
                                const LaunchChecker* check, const float** shared_out, const float** shared_gate);
+// Makes `stream` wait for the shared expert forked by QueueSharedExpert (a no-op when none is pending).
+absl::Status JoinSharedExpert(cudaStream_t stream, MoeWorkspace* ws);
 
 // out (tokens, hidden) fp32 = MoE(x), x (tokens, hidden) bf16 (the post-attention normalised rows).
 // capacity: per-expert limit on kept assignments (≥ tokens*top_k = dropless). Synchronises the stream once (the
@@ -61,8 +69,10 @@ absl::Status RunMoe(const CublasHandle& cublas, cudaStream_t stream, const MoeSh
                     std::vector<int32_t>* experts_out, std::vector<float>* weights_out,
                     const LaunchChecker* check = nullptr);
 
-// The grouped path's expert kernels: chosen from tokens/top_k/E (host/moe_schedule.h UseGemv), or forced (tests).
-enum class GroupedKernel { kAuto, kGemv, kMma };
+// The grouped path's expert kernels: chosen from tokens/top_k/E (host/moe_schedule.h UseGemv: kGemv or kMma), or
+// forced (tests, benches). kMma: the tensor-core tiles (grouped_gemm_tc.cu); kWmma: the older WMMA tiles, their
+// reference.
+enum class GroupedKernel { kAuto, kGemv, kMma, kWmma };
 
 // Whether the grouped path takes this shape (16-byte rows: hidden and ffn multiples of 8).
 bool GroupedMoeSupported(const MoeShape& s);

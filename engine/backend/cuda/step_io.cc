@@ -17,6 +17,7 @@ size_t Align16(size_t n) { return (n + 15) & ~static_cast<size_t>(15); }
 absl::Status StepIo::Upload(const StepPlan& plan, const std::vector<DeviceSamplingParams>& params,
                             cudaStream_t stream) {
   const size_t T = plan.ids.size(), R = plan.out_rows.size(), B = plan.block_tables.size();
+  const size_t P = plan.prefill_tiles.size(), D = plan.decode_rows.size();
   size_t off = 0;
   const size_t o_ids = off;
   off = Align16(off + T * sizeof(int32_t));
@@ -30,6 +31,10 @@ absl::Status StepIo::Upload(const StepPlan& plan, const std::vector<DeviceSampli
   off = Align16(off + R * sizeof(int32_t));
   const size_t o_par = off;
   off = Align16(off + R * sizeof(DeviceSamplingParams));
+  const size_t o_tiles = off;
+  off = Align16(off + P * sizeof(PrefillTile));
+  const size_t o_drows = off;
+  off = Align16(off + D * sizeof(int32_t));
   const size_t o_bt = off;
   off = Align16(off + B * sizeof(int32_t));
   const size_t bytes = std::max<size_t>(off, 16);
@@ -47,6 +52,8 @@ absl::Status StepIo::Upload(const StepPlan& plan, const std::vector<DeviceSampli
   put(o_tab, plan.table_offsets.data(), T * sizeof(int32_t));
   put(o_out, plan.out_rows.data(), R * sizeof(int32_t));
   put(o_par, params.data(), std::min(R, params.size()) * sizeof(DeviceSamplingParams));
+  put(o_tiles, plan.prefill_tiles.data(), P * sizeof(PrefillTile));
+  put(o_drows, plan.decode_rows.data(), D * sizeof(int32_t));
   put(o_bt, plan.block_tables.data(), B * sizeof(int32_t));
   char* d = dev_in_.as<char>();
   in_.ids = reinterpret_cast<const int32_t*>(d + o_ids);
@@ -55,6 +62,8 @@ absl::Status StepIo::Upload(const StepPlan& plan, const std::vector<DeviceSampli
   in_.table_offsets = reinterpret_cast<const int32_t*>(d + o_tab);
   in_.out_rows = reinterpret_cast<const int32_t*>(d + o_out);
   in_.params = reinterpret_cast<const DeviceSamplingParams*>(d + o_par);
+  in_.prefill_tiles = reinterpret_cast<const PrefillTile*>(d + o_tiles);
+  in_.decode_rows = reinterpret_cast<const int32_t*>(d + o_drows);
   in_.block_tables = reinterpret_cast<const int32_t*>(d + o_bt);
   return CudaStatus(cudaMemcpyAsync(d, h, off, cudaMemcpyHostToDevice, stream), "upload of the step inputs");
 }

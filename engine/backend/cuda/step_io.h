@@ -23,6 +23,8 @@ struct StepInputs {
   const int32_t* table_offsets = nullptr;  // (rows)
   const int32_t* out_rows = nullptr;       // (out rows)
   const DeviceSamplingParams* params = nullptr;  // (out rows)
+  const PrefillTile* prefill_tiles = nullptr;  // (prefill tiles), flash attention of prefill chunks
+  const int32_t* decode_rows = nullptr;        // (decode rows), the rows left to flash-decoding beside the tiles
   const int32_t* block_tables = nullptr;   // (entries), last: its size varies between steps of one shape
 };
 

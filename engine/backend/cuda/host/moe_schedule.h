@@ -14,8 +14,8 @@
 
 namespace moed::cuda {
 
-constexpr int kMmaTileRows = 64;   // rows (M) of one grouped tensor-core GEMM tile
-constexpr int kMmaTileCols = 64;   // columns (N) of one tile; the gate_up kernel covers 32 h columns (gate + up)
+constexpr int kMmaTileRows = 64;   // default rows (M) per schedule tile: the WMMA tiles, the short tensor-core tiles
+constexpr int kMmaTileCols = 64;   // columns (N) of one WMMA tile; its gate_up kernel covers 32 h columns (gate + up)
 constexpr int kGemvCols = 16;      // output columns of one streaming (GEMV) CTA: 8 warps × 2
 constexpr int kGemvKStep = 256;    // K elements one warp reads per pass (32 lanes × 8 bf16 = 16 bytes each)
 

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda/host/flash_prefill_plan.h"
 #include "engine/model/model_spec.h"
 
 namespace moed::cuda {
@@ -27,6 +28,10 @@ struct StepPlan {
   std::vector<int32_t> out_rows;       // rows whose logits are needed (last row of a sequence that samples or
                                        // wants logits), in batch.seqs order
   std::vector<int32_t> out_row_seq;    // (out_rows) index in batch.seqs
+  // Flash attention only (PlanFlashPrefill, filled by the backend after BuildStepPlan): the prefill query tiles, and
+  // the rows left to flash-decoding (empty with no tile: flash-decoding takes every row).
+  std::vector<PrefillTile> prefill_tiles;
+  std::vector<int32_t> decode_rows;
   bool any_routing = false;        // some sequence wants_routing (per-sequence expert counts)
   bool any_token_routing = false;  // some sequence want_token_routing (per-token experts and weights)
 };
