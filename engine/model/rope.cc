@@ -157,7 +157,7 @@ std::vector<float> RopeInvFreq(const RopeSpec& rope, int64_t seq_len) {
   return inv;
 }
 
-void ApplyRope(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* v) {
+void RopeCosSin(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* cos, float* sin) {
   const int half = rope.dim / 2;
   const float scale = rope.attention_factor;
   for (int i = 0; i < half; ++i) {
@@ -168,12 +168,26 @@ void ApplyRope(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* 
       c *= scale;
       s *= scale;
     }
+    cos[i] = c;
+    sin[i] = s;
+  }
+}
+
+void ApplyRopeCosSin(const RopeSpec& rope, const float* cos, const float* sin, float* v) {
+  const int half = rope.dim / 2;
+  for (int i = 0; i < half; ++i) {
     float& a = rope.interleave ? v[2 * i] : v[i];
     float& b = rope.interleave ? v[2 * i + 1] : v[i + half];
-    const float x = a, y = b;
+    const float x = a, y = b, c = cos[i], s = sin[i];
     a = x * c - y * s;
     b = y * c + x * s;
   }
+}
+
+void ApplyRope(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* v) {
+  std::vector<float> cs(rope.dim);
+  RopeCosSin(rope, inv_freq, pos, cs.data(), cs.data() + rope.dim / 2);
+  ApplyRopeCosSin(rope, cs.data(), cs.data() + rope.dim / 2, v);
 }
 
 }  // namespace moed

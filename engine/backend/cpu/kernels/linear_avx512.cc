@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "engine/backend/cpu/kernels/linear_kernels.h"
+#include "engine/backend/cpu/kernels/reduce_avx512.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
@@ -112,10 +113,18 @@ MOED_AVX512 void TileSplit(const float* xs, int64_t k, const uint16_t* w, int64_
       }
     }
   }
+  if constexpr (R == 4 && T == 4) {  // the prefill tile: 16 sums at once, quarter t = the 4 rows of token t
+    const __m512 sums = ReduceAdd16(&acc[0][0]);
+    _mm_storeu_ps(y + r, _mm512_extractf32x4_ps(sums, 0));
+    _mm_storeu_ps(y + ldy + r, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(y + 2 * ldy + r, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(y + 3 * ldy + r, _mm512_extractf32x4_ps(sums, 3));
+  } else {
 #pragma GCC unroll 8
-  for (int j = 0; j < R; ++j) {
+    for (int j = 0; j < R; ++j) {
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
+      for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
+    }
   }
 }
 
@@ -190,28 +199,28 @@ MOED_AVX512BF16 void TileBf16(const uint16_t* x, int64_t k, const uint16_t* w, i
       for (int t = 0; t < T; ++t) acc[j][t] = _mm512_dpbf16_ps(acc[j][t], wv, xv[t]);
     }
   }
+  if constexpr (R == 4 && T == 4) {  // 16 sums at once, quarter t = the 4 rows of token t (as TileSplit)
+    const __m512 sums = ReduceAdd16(&acc[0][0]);
+    _mm_storeu_ps(y + r, _mm512_extractf32x4_ps(sums, 0));
+    _mm_storeu_ps(y + ldy + r, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(y + 2 * ldy + r, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(y + 3 * ldy + r, _mm512_extractf32x4_ps(sums, 3));
+  } else {
 #pragma GCC unroll 8
-  for (int j = 0; j < R; ++j) {
+    for (int j = 0; j < R; ++j) {
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
+      for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
+    }
   }
 }
 
-template <int R>
-MOED_AVX512BF16 void TokenGroupsBf16(const uint16_t* x, int64_t n, int64_t k, const uint16_t* w, int64_t r, float* y,
-                                     int64_t ldy) {
-  int64_t t = 0;
-  for (; t + 6 <= n; t += 6) TileBf16<R, 6>(x + t * k, k, w, r, y + t * ldy, ldy);
-  const uint16_t* xt = x + t * k;
-  float* yt = y + t * ldy;
-  switch (n - t) {
-    case 1: TileBf16<R, 1>(xt, k, w, r, yt, ldy); break;
-    case 2: TileBf16<R, 2>(xt, k, w, r, yt, ldy); break;
-    case 3: TileBf16<R, 3>(xt, k, w, r, yt, ldy); break;
-    case 4: TileBf16<R, 4>(xt, k, w, r, yt, ldy); break;
-    case 5: TileBf16<R, 5>(xt, k, w, r, yt, ldy); break;
-    default: break;
-  }
+// All T tokens against weight rows [r0, r1), R rows per tile.
+template <int R, int T>
+MOED_AVX512BF16 void RowGroupsBf16(const uint16_t* x, int64_t k, const uint16_t* w, int64_t r0, int64_t r1, float* y,
+                                   int64_t ldy) {
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) TileBf16<R, T>(x, k, w, r, y, ldy);
+  for (; r < r1; ++r) TileBf16<1, T>(x, k, w, r, y, ldy);
 }
 
 }  // namespace
@@ -231,13 +240,19 @@ MOED_AVX512 void RowsAvx512(const float* x, const float* x_split, int64_t n, int
 
 MOED_AVX512BF16 void RowsAvx512Bf16Dot(const uint16_t* x, int64_t n, int64_t k, const uint16_t* w, int64_t r0,
                                        int64_t r1, float* y, int64_t ldy) {
+  if (n == 1) {  // decode: one weight row at a time, one sequential stream (see RowsSplit)
+    for (int64_t r = r0; r < r1; ++r) TileBf16<1, 1>(x, k, w, r, y, ldy);
+    return;
+  }
   // bf16 x takes half the bytes: twice the tokens fit the same L2 share.
-  const int64_t tb = TokenBlock(k, 6) * 2;
+  const int64_t tb = TokenBlock(k, 4) * 2;
   for (int64_t t0 = 0; t0 < n; t0 += tb) {
     const int64_t tn = n - t0 < tb ? n - t0 : tb;
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) TokenGroupsBf16<4>(x + t0 * k, tn, k, w, r, y + t0 * ldy, ldy);
-    for (; r < r1; ++r) TokenGroupsBf16<1>(x + t0 * k, tn, k, w, r, y + t0 * ldy, ldy);
+    const uint16_t* xb = x + t0 * k;
+    float* yb = y + t0 * ldy;
+    int64_t t = 0;
+    for (; t + 4 <= tn; t += 4) RowGroupsBf16<4, 4>(xb + t * k, k, w, r0, r1, yb + t * ldy, ldy);
+    for (; t < tn; ++t) RowGroupsBf16<4, 1>(xb + t * k, k, w, r0, r1, yb + t * ldy, ldy);
   }
 }
 
