@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--serve-concurrency", default="1,8,32")
     ap.add_argument("--serve-prompt-len", type=int, default=32)
     ap.add_argument("--serve-output-len", type=int, default=64)
+    ap.add_argument("--serve-min-requests", type=int, default=8, help="requests per level: max(this, 3 × concurrency)")
     ap.add_argument("--skip-kernels", action="store_true", help="only the serving rows")
     a = ap.parse_args()
     models = []
@@ -117,7 +118,8 @@ def main():
             if a.llama_server is not None and gguf is not None:
                 levels = [int(c) for c in a.serve_concurrency.split(",")]
                 for r in serve.serve_round(a.build, a.llama_server, path, gguf, serve.vocab_of(path), a.threads,
-                                           levels, a.serve_prompt_len, a.serve_output_len):
+                                           levels, a.serve_prompt_len, a.serve_output_len,
+                                           a.serve_min_requests):
                     r.update({"round": rnd, "model": label, "loadavg_before": loadavg()})
                     serving.append(r)
                     print(json.dumps(r), flush=True, file=sys.stderr)

@@ -148,10 +148,12 @@ def llama_serve(server, gguf, threads, prompts, concurrency, requests, output_le
     return {"output_tokens": tokens, "wall_s": wall, "server_cpu_s": cpu}
 
 
-def serve_round(build, server, model_dir, gguf, vocab, threads, levels, prompt_len, output_len):
-    """One interleaved round over every concurrency level: moed then llama.cpp at each. Yields result dicts."""
+def serve_round(build, server, model_dir, gguf, vocab, threads, levels, prompt_len, output_len,
+                min_requests=8):
+    """One interleaved round over every concurrency level: moed then llama.cpp at each, max(min_requests, 3·C)
+    requests at concurrency C. Yields result dicts."""
     with tempfile.TemporaryDirectory() as tmp:
-        requests = {c: max(8, 3 * c) for c in levels}
+        requests = {c: max(min_requests, 3 * c) for c in levels}
         ids_file = pathlib.Path(tmp) / "prompt_ids.txt"
         prompts = write_prompt_ids(ids_file, max(requests.values()), prompt_len, vocab)
         for c in levels:
