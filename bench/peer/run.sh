@@ -7,8 +7,8 @@
 #   3. runs bench/peer/compare.py: moed fast, moed reference and llama.cpp, batch-1 decode and a 512-token prefill —
 #      at one thread rated per CPU-second (the table in bench/RESULTS.md; robust on a shared machine), then at two
 #      threads by the wall clock;
-#   4. the serving rows at two threads: moe-bench against moed and bench/peer/serve.py's client against llama-server,
-#      concurrency 1, 8 and 32, the same prompt token ids and max tokens (compare.py --llama-server).
+#   4. the serving rows at two threads, then at one: moe-bench against moed and bench/peer/serve.py's client against
+#      llama-server, concurrency 1, 8 and 32, the same prompt token ids and max tokens (compare.py --llama-server).
 # Usage: bench/peer/run.sh [WORK_DIR (default /tmp/moed-peer)] [ROUNDS (default 3)]
 # Needs: build/cpu-decode-bench, build/moed, build/moe-bench (ninja -C build cpu-decode-bench moed moe-bench), the
 # test venv's python (numpy), cmake, a C++ compiler.
@@ -43,5 +43,7 @@ MODELS=(--model "fortune-moe=models/fortune-moe:$WORK/fortune/model-bf16.gguf"
   --threads 1 --cpu-time "${MODELS[@]}"
 "$PY" bench/peer/compare.py --build build --llama-bench "$SRC/build/bin/llama-bench" --rounds "$ROUNDS" \
   --threads 2 "${MODELS[@]}"
-"$PY" bench/peer/compare.py --build build --llama-server "$SRC/build/bin/llama-server" --skip-kernels \
-  --rounds "$ROUNDS" --threads 2 --serve-concurrency 1,8,32 "${MODELS[@]}"
+for THREADS in 2 1; do
+  "$PY" bench/peer/compare.py --build build --llama-server "$SRC/build/bin/llama-server" --skip-kernels \
+    --rounds "$ROUNDS" --threads "$THREADS" --serve-concurrency 1,8,32 --serve-min-requests 16 "${MODELS[@]}"
+done
