@@ -126,6 +126,17 @@ MOED_ATTN_AVX512 inline __mmask16 ChunkMask(int hd, int d) {
   return hd - d >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (hd - d)) - 1);
 }
 
+// 16 floats at p, or the first ones under mask m (the rest 0). kWhole: every chunk is whole (head_dim % 16 == 0)
+// and the load is a plain one — masked loads ran several times slower here even with a full mask.
+template <bool kWhole>
+MOED_ATTN_AVX512 inline __m512 Load16(__mmask16 m, const float* p) {
+  if constexpr (kWhole) {
+    return _mm512_loadu_ps(p);
+  } else {
+    return _mm512_maskz_loadu_ps(m, p);
+  }
+}
+
 // Walks one sequence's positions through its block table in order without dividing per position: Row() is the cache
 // row of the current position (K or V of `base`, which includes the head offset). A block's table entry is read only
 // when a position in it is (the table covers the span, not one past it).
@@ -155,6 +166,7 @@ struct Cursor {
 // s[j] = scale · q·k_j for j < len (keys from position lo), where each q·k_j is the sum _mm512_reduce_add_ps gives of
 // one accumulator fed 16 dimensions per FMA in order: 16 keys at a time, reduced together by ReduceAdd16 (bitwise the
 // same sums), the tail one key at a time.
+template <bool kWhole>
 MOED_ATTN_AVX512 void Scores(const AttendArgs& a, const QueryRow& row, int32_t lo, int32_t len, int64_t head_off,
                              const float* qh, float* s) {
   const int hd = a.kv.head_dim;
@@ -169,9 +181,9 @@ MOED_ATTN_AVX512 void Scores(const AttendArgs& a, const QueryRow& row, int32_t l
     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
     for (int d = 0; d < hd; d += 16) {
       const __mmask16 m = ChunkMask(hd, d);
-      const __m512 qv = _mm512_maskz_loadu_ps(m, qh + d);
+      const __m512 qv = Load16<kWhole>(m, qh + d);
 #pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kp[i] + d), acc[i]);
+      for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(qv, Load16<kWhole>(m, kp[i] + d), acc[i]);
     }
     // ReduceAdd16's lane 4·m + i sums its input 4·i + m: feed key 4·m + i there, so lane L holds key L.
     __m512 in[16];
@@ -183,7 +195,7 @@ MOED_ATTN_AVX512 void Scores(const AttendArgs& a, const QueryRow& row, int32_t l
     __m512 acc = _mm512_setzero_ps();
     for (int d = 0; d < hd; d += 16) {
       const __mmask16 m = ChunkMask(hd, d);
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh + d), _mm512_maskz_loadu_ps(m, key.Row() + d), acc);
+      acc = _mm512_fmadd_ps(Load16<kWhole>(m, qh + d), Load16<kWhole>(m, key.Row() + d), acc);
     }
     s[j] = _mm512_reduce_add_ps(acc) * a.scale;
   }
@@ -210,7 +222,7 @@ MOED_ATTN_AVX512 float ExpNormalizerAvx512(float* s, int32_t len) {
 
 // o[d0, d0 + 16·C) = inv · Σ_j p[j] · v_j[d0, d0 + 16·C). Each element sums even and odd j in two registers
 // (independent FMA chains when C is small), added at the end: an order fixed by len.
-template <int C>
+template <int C, bool kWhole>
 MOED_ATTN_AVX512 void WeightedValues(const AttendArgs& a, const QueryRow& row, int32_t lo, int32_t len,
                                      int64_t head_off, const float* p, float inv, int d0, float* o) {
   const int hd = a.kv.head_dim;
@@ -233,14 +245,14 @@ MOED_ATTN_AVX512 void WeightedValues(const AttendArgs& a, const QueryRow& row, i
     val.Next();
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      even[c] = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(m[c], v0 + 16 * c), even[c]);
-      odd[c] = _mm512_fmadd_ps(p1, _mm512_maskz_loadu_ps(m[c], v1 + 16 * c), odd[c]);
+      even[c] = _mm512_fmadd_ps(p0, Load16<kWhole>(m[c], v0 + 16 * c), even[c]);
+      odd[c] = _mm512_fmadd_ps(p1, Load16<kWhole>(m[c], v1 + 16 * c), odd[c]);
     }
   }
   if (j < len) {
     const __m512 p0 = _mm512_set1_ps(p[j]);
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) even[c] = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(m[c], val.Row() + 16 * c), even[c]);
+    for (int c = 0; c < C; ++c) even[c] = _mm512_fmadd_ps(p0, Load16<kWhole>(m[c], val.Row() + 16 * c), even[c]);
   }
   const __m512 iv = _mm512_set1_ps(inv);
 #pragma GCC unroll 8
@@ -249,11 +261,10 @@ MOED_ATTN_AVX512 void WeightedValues(const AttendArgs& a, const QueryRow& row, i
   }
 }
 
-}  // namespace
-
 // Per (row, kv head): scores of every query head of the group, softmax, then the weighted values of each head with
 // its output in registers (up to 128 dimensions per pass over the values).
-MOED_ATTN_AVX512 void AttendAvx512(const AttendArgs& a, int64_t begin, int64_t end, float* scores, float* inv) {
+template <bool kWhole>
+MOED_ATTN_AVX512 void AttendItems(const AttendArgs& a, int64_t begin, int64_t end, float* scores, float* inv) {
   const int hd = a.kv.head_dim, kvh = a.kv.num_kv_heads, group = a.num_heads / kvh;
   const int64_t q_stride = static_cast<int64_t>(a.num_heads) * hd;
   const int chunks = (hd + 15) / 16;
@@ -266,7 +277,7 @@ MOED_ATTN_AVX512 void AttendAvx512(const AttendArgs& a, int64_t begin, int64_t e
     const float* q0 = a.q + r * q_stride + static_cast<int64_t>(h * group) * hd;
     for (int g = 0; g < group; ++g) {
       float* s = scores + static_cast<int64_t>(g) * sp.len;
-      Scores(a, row, sp.lo, sp.len, head_off, q0 + static_cast<int64_t>(g) * hd, s);
+      Scores<kWhole>(a, row, sp.lo, sp.len, head_off, q0 + static_cast<int64_t>(g) * hd, s);
       inv[g] = ExpNormalizerAvx512(s, sp.len);
     }
     float* o0 = a.out + r * q_stride + static_cast<int64_t>(h * group) * hd;
@@ -276,17 +287,27 @@ MOED_ATTN_AVX512 void AttendAvx512(const AttendArgs& a, int64_t begin, int64_t e
       for (int c0 = 0; c0 < chunks; c0 += 8) {
         const int d0 = 16 * c0;
         switch (std::min(8, chunks - c0)) {
-          case 1: WeightedValues<1>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
-          case 2: WeightedValues<2>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
-          case 3: WeightedValues<3>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
-          case 4: WeightedValues<4>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
-          case 5: WeightedValues<5>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
-          case 6: WeightedValues<6>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
-          case 7: WeightedValues<7>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
-          default: WeightedValues<8>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          case 1: WeightedValues<1, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          case 2: WeightedValues<2, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          case 3: WeightedValues<3, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          case 4: WeightedValues<4, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          case 5: WeightedValues<5, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          case 6: WeightedValues<6, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          case 7: WeightedValues<7, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
+          default: WeightedValues<8, kWhole>(a, row, sp.lo, sp.len, head_off, p, inv[g], d0, o); break;
         }
       }
     }
+  }
+}
+
+}  // namespace
+
+MOED_ATTN_AVX512 void AttendAvx512(const AttendArgs& a, int64_t begin, int64_t end, float* scores, float* inv) {
+  if (a.kv.head_dim % 16 == 0) {
+    AttendItems<true>(a, begin, end, scores, inv);
+  } else {
+    AttendItems<false>(a, begin, end, scores, inv);
   }
 }
 

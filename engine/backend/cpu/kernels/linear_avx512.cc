@@ -194,8 +194,20 @@ MOED_AVX512BF16 void TileBf16(const uint16_t* x, int64_t k, const uint16_t* w, i
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) acc[j][t] = _mm512_setzero_ps();
   }
-  for (int64_t i = 0; i < k; i += 32) {
-    const __mmask32 m = k - i >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (k - i)) - 1);
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {  // whole 32-element chunks: plain loads (masked ones ran slower)
+    __m512bh xv[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) xv[t] = (__m512bh)_mm512_loadu_si512(x + t * k + i);
+#pragma GCC unroll 8
+    for (int j = 0; j < R; ++j) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + (r + j) * k + i);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) acc[j][t] = _mm512_dpbf16_ps(acc[j][t], wv, xv[t]);
+    }
+  }
+  if (i < k) {  // the tail, masked (elements past it read as 0)
+    const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (k - i)) - 1);
     __m512bh xv[T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, x + t * k + i);
@@ -221,13 +233,20 @@ MOED_AVX512BF16 void TileBf16(const uint16_t* x, int64_t k, const uint16_t* w, i
   }
 }
 
-// All T tokens against weight rows [r0, r1), R rows per tile.
-template <int R, int T>
-MOED_AVX512BF16 void RowGroupsBf16(const uint16_t* x, int64_t k, const uint16_t* w, int64_t r0, int64_t r1, float* y,
-                                   int64_t ldy) {
-  int64_t r = r0;
-  for (; r + R <= r1; r += R) TileBf16<R, T>(x, k, w, r, y, ldy);
-  for (; r < r1; ++r) TileBf16<1, T>(x, k, w, r, y, ldy);
+// All n tokens against weight rows [r, r + R), four tokens per tile.
+template <int R>
+MOED_AVX512BF16 void TokenGroupsBf16(const uint16_t* x, int64_t n, int64_t k, const uint16_t* w, int64_t r, float* y,
+                                     int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= n; t += 4) TileBf16<R, 4>(x + t * k, k, w, r, y + t * ldy, ldy);
+  const uint16_t* xt = x + t * k;
+  float* yt = y + t * ldy;
+  switch (n - t) {
+    case 1: TileBf16<R, 1>(xt, k, w, r, yt, ldy); break;
+    case 2: TileBf16<R, 2>(xt, k, w, r, yt, ldy); break;
+    case 3: TileBf16<R, 3>(xt, k, w, r, yt, ldy); break;
+    default: break;
+  }
 }
 
 }  // namespace
@@ -251,15 +270,16 @@ MOED_AVX512BF16 void RowsAvx512Bf16Dot(const uint16_t* x, int64_t n, int64_t k, 
     for (int64_t r = r0; r < r1; ++r) TileBf16<1, 1>(x, k, w, r, y, ldy);
     return;
   }
-  // bf16 x takes half the bytes: twice the tokens fit the same L2 share.
+  // bf16 x takes half the bytes: twice the tokens fit the same L2 share. Within a token block, four weight rows (in
+  // L1) pass over all its tokens (in L2) before the next four, so the weights stream once per block.
   const int64_t tb = TokenBlock(k, 4) * 2;
   for (int64_t t0 = 0; t0 < n; t0 += tb) {
     const int64_t tn = n - t0 < tb ? n - t0 : tb;
     const uint16_t* xb = x + t0 * k;
     float* yb = y + t0 * ldy;
-    int64_t t = 0;
-    for (; t + 4 <= tn; t += 4) RowGroupsBf16<4, 4>(xb + t * k, k, w, r0, r1, yb + t * ldy, ldy);
-    for (; t < tn; ++t) RowGroupsBf16<4, 1>(xb + t * k, k, w, r0, r1, yb + t * ldy, ldy);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) TokenGroupsBf16<4>(xb, tn, k, w, r, yb, ldy);
+    for (; r < r1; ++r) TokenGroupsBf16<1>(xb, tn, k, w, r, yb, ldy);
   }
 }
 
