@@ -283,6 +283,16 @@ MOED_AVX512BF16 void RowsAvx512Bf16Dot(const uint16_t* x, int64_t n, int64_t k, 
   }
 }
 
+MOED_AVX512 void SplitRowsAvx512(const float* x, int64_t n, int64_t k, float* out) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  for (int64_t i = 0; i < n * k; i += 32) {
+    const __m512 lo = _mm512_loadu_ps(x + i), hi = _mm512_loadu_ps(x + i + 16);
+    _mm512_storeu_ps(out + i, _mm512_permutex2var_ps(lo, even, hi));
+    _mm512_storeu_ps(out + i + 16, _mm512_permutex2var_ps(lo, odd, hi));
+  }
+}
+
 MOED_AVX512BF16 void RoundToBf16Avx512(const float* x, int64_t count, uint16_t* out) {
   int64_t i = 0;
   for (; i + 32 <= count; i += 32) {
@@ -305,6 +315,7 @@ void RowsAvx512Bf16Dot(const uint16_t*, int64_t, int64_t, const uint16_t*, int64
 void RoundToBf16Avx512(const float* x, int64_t count, uint16_t* out) {
   for (int64_t i = 0; i < count; ++i) out[i] = FloatToBf16(x[i]);
 }
+void SplitRowsAvx512(const float*, int64_t, int64_t, float*) {}
 }  // namespace moed::cpu::kernels
 
 #endif
