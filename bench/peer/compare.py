@@ -11,6 +11,9 @@ processes on a shared machine do not inflate. moed reports its CPU time per step
 difference of the children's CPU time between two llama-bench runs that differ only in token count
 (pp512 − pp32, tg64 − tg8), so model loading and warm-up cancel.
 
+--llama-server PATH: also the serving rows (bench/peer/serve.py): moe-bench against moed and an equivalent client
+against llama-server, closed loops at each --serve-concurrency level, interleaved, on the same prompts.
+
   compare.py --build build --model fortune=models/fortune-moe:/tmp/fortune.gguf \\
              --model m224=/tmp/m224/hf:/tmp/m224/model-bf16.gguf --llama-bench PATH --rounds 3
 """
@@ -21,6 +24,8 @@ import resource
 import statistics
 import subprocess
 import sys
+
+import serve
 
 
 def loadavg():
@@ -84,16 +89,22 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--cpu-time", action="store_true", help="also rate by tokens per CPU-second (see above)")
+    ap.add_argument("--llama-server", type=pathlib.Path, help="also run the serving rows against this llama-server")
+    ap.add_argument("--serve-concurrency", default="1,8,32")
+    ap.add_argument("--serve-prompt-len", type=int, default=32)
+    ap.add_argument("--serve-output-len", type=int, default=64)
+    ap.add_argument("--serve-min-requests", type=int, default=8, help="requests per level: max(this, 3 × concurrency)")
+    ap.add_argument("--skip-kernels", action="store_true", help="only the serving rows")
     a = ap.parse_args()
     models = []
     for m in a.model:
         label, rest = m.split("=", 1)
         path, _, gguf = rest.partition(":")
         models.append((label, path, gguf or None))
-    runs = []
+    runs, serving = [], []
     for rnd in range(a.rounds):
         for label, path, gguf in models:
-            for engine in ("moed-fast", "moed-reference", "llama.cpp"):
+            for engine in () if a.skip_kernels else ("moed-fast", "moed-reference", "llama.cpp"):
                 if engine == "llama.cpp" and (a.llama_bench is None or gguf is None):
                     continue
                 la = loadavg()
@@ -104,6 +115,14 @@ def main():
                 r.update({"round": rnd, "model": label, "engine": engine, "loadavg_before": la})
                 runs.append(r)
                 print(json.dumps(r), flush=True, file=sys.stderr)
+            if a.llama_server is not None and gguf is not None:
+                levels = [int(c) for c in a.serve_concurrency.split(",")]
+                for r in serve.serve_round(a.build, a.llama_server, path, gguf, serve.vocab_of(path), a.threads,
+                                           levels, a.serve_prompt_len, a.serve_output_len,
+                                           a.serve_min_requests):
+                    r.update({"round": rnd, "model": label, "loadavg_before": loadavg()})
+                    serving.append(r)
+                    print(json.dumps(r), flush=True, file=sys.stderr)
     medians = []
     for label, _, _ in models:
         for engine in ("moed-fast", "moed-reference", "llama.cpp"):
@@ -116,18 +135,43 @@ def main():
                     med[key] = statistics.median(r[key] for r in rs)
             med["loadavg_range"] = [min(r["loadavg_before"] for r in rs), max(r["loadavg_before"] for r in rs)]
             medians.append(med)
-    print(json.dumps({"runs": runs, "medians": medians}, indent=1))
-    print(f"\n| model | engine | decode b1 tok/s (floor) | prefill {a.prefill} tok/s (floor) | "
-          "decode tok per CPU-s (floor) | prefill tok per CPU-s (floor) | load avg |")
-    print("|---|---|---|---|---|---|---|")
-    for m in medians:
-        fl = lambda k: f" ({m[k]:.0f})" if k in m else ""
-        cpu = lambda k: f"{m[k]:.1f}" if k in m else "–"
-        print(f"| {m['model']} | {m['engine']} | {m.get('decode_tok_s', 0):.1f}{fl('decode_floor_tok_s')} | "
-              f"{m.get('prefill_tok_s', 0):.0f}{fl('prefill_floor_tok_s')} | "
-              f"{cpu('decode_tok_per_cpu_s')}{fl('decode_floor_tok_per_cpu_s')} | "
-              f"{cpu('prefill_tok_per_cpu_s')}{fl('prefill_floor_tok_per_cpu_s')} | "
-              f"{m['loadavg_range'][0]:.1f}–{m['loadavg_range'][1]:.1f} |")
+    serve_medians = []
+    for label, _, _ in models:
+        for c in sorted({r["concurrency"] for r in serving}):
+            row = {"model": label, "concurrency": c}
+            for engine in ("moed-fast", "llama.cpp"):
+                rs = [r for r in serving if r["model"] == label and r["engine"] == engine and r["concurrency"] == c]
+                if rs:
+                    row[engine] = {k: statistics.median(r[k] for r in rs)
+                                   for k in ("output_tok_s", "output_tok_per_cpu_s", "server_cpu_s", "wall_s")}
+                    row[engine]["rounds"] = len(rs)
+                    row["loadavg_range"] = [min(r["loadavg_before"] for r in rs), max(r["loadavg_before"] for r in rs)]
+            if "moed-fast" in row and "llama.cpp" in row:
+                serve_medians.append(row)
+    print(json.dumps({"runs": runs, "medians": medians, "serving": serving, "serving_medians": serve_medians},
+                     indent=1))
+    if medians:
+        print(f"\n| model | engine | decode b1 tok/s (floor) | prefill {a.prefill} tok/s (floor) | "
+              "decode tok per CPU-s (floor) | prefill tok per CPU-s (floor) | load avg |")
+        print("|---|---|---|---|---|---|---|")
+        for m in medians:
+            fl = lambda k: f" ({m[k]:.0f})" if k in m else ""
+            cpu = lambda k: f"{m[k]:.1f}" if k in m else "–"
+            print(f"| {m['model']} | {m['engine']} | {m.get('decode_tok_s', 0):.1f}{fl('decode_floor_tok_s')} | "
+                  f"{m.get('prefill_tok_s', 0):.0f}{fl('prefill_floor_tok_s')} | "
+                  f"{cpu('decode_tok_per_cpu_s')}{fl('decode_floor_tok_per_cpu_s')} | "
+                  f"{cpu('prefill_tok_per_cpu_s')}{fl('prefill_floor_tok_per_cpu_s')} | "
+                  f"{m['loadavg_range'][0]:.1f}–{m['loadavg_range'][1]:.1f} |")
+    if serve_medians:
+        print("\n| model | concurrency | moed tok/s | llama.cpp tok/s | moed / llama (wall) | moed tok per CPU-s | "
+              "llama.cpp tok per CPU-s | moed / llama (CPU) | load avg |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for m in serve_medians:
+            f, l = m["moed-fast"], m["llama.cpp"]
+            print(f"| {m['model']} | {m['concurrency']} | {f['output_tok_s']:.0f} | {l['output_tok_s']:.0f} | "
+                  f"{f['output_tok_s'] / l['output_tok_s']:.2f} | {f['output_tok_per_cpu_s']:.0f} | "
+                  f"{l['output_tok_per_cpu_s']:.0f} | {f['output_tok_per_cpu_s'] / l['output_tok_per_cpu_s']:.2f} | "
+                  f"{m['loadavg_range'][0]:.1f}–{m['loadavg_range'][1]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/grpc/bench_call.h"
 #include "client/grpc/connection_flags.h"
 #include "client/grpc/grpc_util.h"
@@ -27,12 +29,14 @@ namespace moed::client {
 namespace {
 
 constexpr char kSynopsis[] = R"(usage: moe-bench [--addr HOST:PORT] (--concurrency N | --rate R [--concurrency MAX])
-    [--num-requests N] [--duration 60s] (--prompt-len L --output-len M [--seed S] | --prompts-file F [--output-len M])
+    [--num-requests N] [--duration 60s]
+    (--prompt-len L --output-len M [--seed S] | --prompts-file F | --prompt-ids-file F) [--output-len M]
     [--shared-prefix-len N --num-prefixes P] [--ignore-eos] [--temperature T] [--timeout 120s]
 Sends Generate streams until N requests were sent or the duration passed (at least one bound; 64
 requests when neither is given), waits for those in flight, and prints one JSON report.
 --rate: requests per second with exponential gaps; --concurrency alone: closed loop of N streams.
---prompt-len: synthetic prompts of L random token ids (seeded); --prompts-file: one prompt per line.
+--prompt-len: synthetic prompts of L random token ids (seeded); --prompts-file: one prompt per line;
+--prompt-ids-file: one prompt per line as token ids separated by spaces (the same tokens for another engine's client).
 --shared-prefix-len N (< L) with --prompt-len: the first N ids of request i are prefix i mod P of P seeded random
 prefixes (--num-prefixes, default 1), the other L - N ids its own: N/L of each prompt is shared.
 Exit codes: 0 the run finished (failed requests are reported, not fatal), 1 setup call failed, 2 usage error.
@@ -47,6 +51,7 @@ struct Options {
   int prompt_len = 32;
   int output_len = 32;
   std::vector<std::string> prompts;  // from --prompts-file; empty: synthetic ids
+  std::vector<std::vector<int>> prompt_ids;  // from --prompt-ids-file; empty: synthetic ids
   int shared_prefix_len = 0;         // leading ids of each synthetic prompt taken from a shared prefix
   int num_prefixes = 1;
   std::vector<std::vector<int>> prefixes;  // (num_prefixes, shared_prefix_len), made once the vocabulary is known
@@ -70,6 +75,7 @@ ABSL_FLAG(std::optional<absl::Duration>, duration, std::nullopt, "stop sending a
 ABSL_FLAG(std::optional<int>, prompt_len, std::nullopt, "synthetic prompts of this many random token ids (default 32)");
 ABSL_FLAG(int, output_len, kDefaults.output_len, "max_tokens of each request");
 ABSL_FLAG(std::string, prompts_file, "", "one prompt per line instead of synthetic ids");
+ABSL_FLAG(std::string, prompt_ids_file, "", "one prompt per line as space-separated token ids instead of synthetic ids");
 ABSL_FLAG(std::optional<int>, shared_prefix_len, std::nullopt,
           "with --prompt-len: the first N ids of each prompt come from one of --num-prefixes shared prefixes");
 ABSL_FLAG(std::optional<int>, num_prefixes, std::nullopt, "shared prefixes (with --shared-prefix-len; default 1)");
@@ -92,6 +98,27 @@ absl::Status ReadPromptsFile(const std::string& path, std::vector<std::string>& 
   return absl::OkStatus();
 }
 
+absl::Status ReadPromptIdsFile(const std::string& path, std::vector<std::vector<int>>& prompts) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("--prompt-ids-file: cannot open '", path, "'"));
+  int line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    std::vector<int> ids;
+    for (absl::string_view word : absl::StrSplit(line, ' ', absl::SkipWhitespace())) {
+      int id = 0;
+      if (!absl::SimpleAtoi(word, &id) || id < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--prompt-ids-file: line ", line_no, " of '", path, "': '", word, "' is not a token id"));
+      }
+      ids.push_back(id);
+    }
+    if (!ids.empty()) prompts.push_back(std::move(ids));
+  }
+  if (prompts.empty()) return absl::InvalidArgumentError(absl::StrCat("--prompt-ids-file: no prompts in '", path, "'"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Options> OptionsFromFlags() {
   Options o;
   const std::optional<int> conc = absl::GetFlag(FLAGS_concurrency);
@@ -102,6 +129,7 @@ absl::StatusOr<Options> OptionsFromFlags() {
   const std::optional<int> shared = absl::GetFlag(FLAGS_shared_prefix_len);
   const std::optional<int> nprefix = absl::GetFlag(FLAGS_num_prefixes);
   const std::string prompts_file = absl::GetFlag(FLAGS_prompts_file);
+  const std::string ids_file = absl::GetFlag(FLAGS_prompt_ids_file);
   o.addr = absl::GetFlag(FLAGS_addr);
   o.output_len = absl::GetFlag(FLAGS_output_len);
   o.timeout = absl::GetFlag(FLAGS_timeout);
@@ -115,6 +143,9 @@ absl::StatusOr<Options> OptionsFromFlags() {
   if (o.timeout < absl::ZeroDuration()) return absl::InvalidArgumentError("--timeout must be >= 0 (0 = none)");
   if (plen && !prompts_file.empty()) {
     return absl::InvalidArgumentError("--prompt-len and --prompts-file exclude each other");
+  }
+  if (!ids_file.empty() && (plen || !prompts_file.empty() || shared)) {
+    return absl::InvalidArgumentError("--prompt-ids-file excludes --prompt-len, --prompts-file and --shared-prefix-len");
   }
   if (nprefix && !shared) return absl::InvalidArgumentError("--num-prefixes needs --shared-prefix-len");
   if (shared && !prompts_file.empty()) {
@@ -138,6 +169,9 @@ absl::StatusOr<Options> OptionsFromFlags() {
   o.seed = absl::GetFlag(FLAGS_seed);
   if (!prompts_file.empty()) {
     if (absl::Status st = ReadPromptsFile(prompts_file, o.prompts); !st.ok()) return st;
+  }
+  if (!ids_file.empty()) {
+    if (absl::Status st = ReadPromptIdsFile(ids_file, o.prompt_ids); !st.ok()) return st;
   }
   return o;
 }
@@ -177,6 +211,8 @@ moed::v1::GenerateRequest MakeRequest(const Options& o, int64_t index, int vocab
   req.set_request_id(absl::StrCat("bench-", index));
   if (!o.prompts.empty()) {
     req.set_prompt(o.prompts[index % o.prompts.size()]);
+  } else if (!o.prompt_ids.empty()) {
+    for (int t : o.prompt_ids[index % o.prompt_ids.size()]) req.add_prompt_ids(t);
   } else {
     // Ids 0..2 are the usual unk/BOS/EOS specials; stay clear of them.
     std::uniform_int_distribution<int> id(std::min(3, vocab - 1), vocab - 1);
@@ -222,7 +258,7 @@ nlohmann::json Report(const Options& o, const std::vector<CallResult>& results, 
   const double d = wall_s > 0 ? wall_s : 1e-9;
   return {
       {"config", {{"addr", o.addr}, {"concurrency", o.concurrency}, {"rate", o.rate},
-                  {"num_requests", o.num_requests}, {"prompt_len", o.prompts.empty() ? o.prompt_len : -1},
+                  {"num_requests", o.num_requests}, {"prompt_len", o.prompts.empty() && o.prompt_ids.empty() ? o.prompt_len : -1},
                   {"output_len", o.output_len}, {"ignore_eos", o.ignore_eos}, {"temperature", o.temperature},
                   {"shared_prefix_len", o.shared_prefix_len}, {"num_prefixes", o.prefixes.size()}}},
       {"requests", {{"ok", ok}, {"failed", static_cast<int64_t>(results.size()) - ok}}},

@@ -157,22 +157,44 @@ std::vector<float> RopeInvFreq(const RopeSpec& rope, int64_t seq_len) {
   return inv;
 }
 
-void ApplyRope(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* v) {
+namespace {
+
+// cos and sin of pair i's angle at `pos` (in double, rounded to float), times rope.attention_factor.
+inline void CosSinOf(const RopeSpec& rope, const float* inv_freq, int i, int32_t pos, float* c, float* s) {
+  const float angle = inv_freq[i] * static_cast<float>(pos);
+  *c = static_cast<float>(std::cos(static_cast<double>(angle)));
+  *s = static_cast<float>(std::sin(static_cast<double>(angle)));
+  if (rope.attention_factor != 1.0f) {
+    *c *= rope.attention_factor;
+    *s *= rope.attention_factor;
+  }
+}
+
+// Rotates pair i of v by (c, s).
+inline void RotatePair(const RopeSpec& rope, int i, float c, float s, float* v) {
   const int half = rope.dim / 2;
-  const float scale = rope.attention_factor;
-  for (int i = 0; i < half; ++i) {
-    const float angle = inv_freq[i] * static_cast<float>(pos);
-    float c = static_cast<float>(std::cos(static_cast<double>(angle)));
-    float s = static_cast<float>(std::sin(static_cast<double>(angle)));
-    if (scale != 1.0f) {
-      c *= scale;
-      s *= scale;
-    }
-    float& a = rope.interleave ? v[2 * i] : v[i];
-    float& b = rope.interleave ? v[2 * i + 1] : v[i + half];
-    const float x = a, y = b;
-    a = x * c - y * s;
-    b = y * c + x * s;
+  float& a = rope.interleave ? v[2 * i] : v[i];
+  float& b = rope.interleave ? v[2 * i + 1] : v[i + half];
+  const float x = a, y = b;
+  a = x * c - y * s;
+  b = y * c + x * s;
+}
+
+}  // namespace
+
+void RopeCosSin(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* cos, float* sin) {
+  for (int i = 0; i < rope.dim / 2; ++i) CosSinOf(rope, inv_freq, i, pos, &cos[i], &sin[i]);
+}
+
+void ApplyRopeCosSin(const RopeSpec& rope, const float* cos, const float* sin, float* v) {
+  for (int i = 0; i < rope.dim / 2; ++i) RotatePair(rope, i, cos[i], sin[i], v);
+}
+
+void ApplyRope(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* v) {
+  for (int i = 0; i < rope.dim / 2; ++i) {
+    float c, s;
+    CosSinOf(rope, inv_freq, i, pos, &c, &s);
+    RotatePair(rope, i, c, s, v);
   }
 }
 

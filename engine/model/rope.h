@@ -30,4 +30,9 @@ std::vector<float> RopeInvFreq(const RopeSpec& rope, int64_t seq_len = 0);
 // by angle inv_freq[i] · pos; cos and sin are multiplied by rope.attention_factor.
 void ApplyRope(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* v);
 
+// ApplyRope in two parts, for rotating many heads at one position: cos and sin (rope.dim / 2 each) of `pos`, already
+// multiplied by rope.attention_factor; then the rotation of one head by them. Together bitwise equal to ApplyRope.
+void RopeCosSin(const RopeSpec& rope, const float* inv_freq, int32_t pos, float* cos, float* sin);
+void ApplyRopeCosSin(const RopeSpec& rope, const float* cos, const float* sin, float* v);
+
 }  // namespace moed

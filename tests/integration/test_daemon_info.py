@@ -84,3 +84,22 @@ def test_moe_bench_closed_loop_and_rate(daemon, tmp_path):
     assert r["requests"]["failed"] == 0 and r["requests"]["ok"] >= 1
     assert r["duration_s"] < 30
     assert run_tool("moe-bench", ["--addr", daemon.addr]).returncode == 2  # neither concurrency nor rate
+
+
+def test_moe_bench_prompt_ids_file(daemon, tmp_path):
+    """--prompt-ids-file sends exactly the given ids (the peer bench gives llama-server the same ones): 3 prompts of
+    5, 7 and 2 ids over 6 requests, each used twice; a word that is not an id is a usage error naming the line."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("5 6 7 8 9\n\n10 11 12 13 14 15 16\n  17 18 \n")
+    out = run_tool("moe-bench", ["--addr", daemon.addr, "--concurrency", "2", "--num-requests", "6",
+                                 "--prompt-ids-file", str(ids), "--output-len", "3", "--ignore-eos"])
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["requests"] == {"ok": 6, "failed": 0}
+    assert r["input_tokens"] == 2 * (5 + 7 + 2) and r["output_tokens"] == 6 * 3
+    ids.write_text("5 6\n7 x 9\n")
+    bad = run_tool("moe-bench", ["--addr", daemon.addr, "--concurrency", "1", "--prompt-ids-file", str(ids)])
+    assert bad.returncode == 2 and "line 2" in bad.stderr and "'x'" in bad.stderr
+    both = run_tool("moe-bench", ["--addr", daemon.addr, "--concurrency", "1", "--prompt-ids-file", str(ids),
+                                  "--prompt-len", "4"])
+    assert both.returncode == 2 and "--prompt-ids-file" in both.stderr

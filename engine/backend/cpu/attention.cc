@@ -72,8 +72,11 @@ void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32
     grown = RopeInvFreq(rope, static_cast<int64_t>(pos) + 1);
     table = grown.data();
   }
+  std::vector<float> cs(rope.dim);  // cos, then sin: one evaluation for every head
+  RopeCosSin(rope, table, pos, cs.data(), cs.data() + rope.dim / 2);
   for (int h = 0; h < heads; ++h) {
-    ApplyRope(rope, table, pos, x + static_cast<int64_t>(h) * head_dim + (head_dim - rope.dim));
+    float* v = x + static_cast<int64_t>(h) * head_dim + (head_dim - rope.dim);
+    ApplyRopeCosSin(rope, cs.data(), cs.data() + rope.dim / 2, v);
   }
 }
 

@@ -6,6 +6,10 @@
 #include <cmath>
 #include <new>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "absl/strings/str_format.h"
 #include "engine/backend/batch_validation.h"
 #include "engine/backend/cpu/experts.h"
@@ -17,6 +21,26 @@
 #include "engine/runtime/sampler.h"
 
 namespace moed::cpu {
+
+namespace {
+
+// The CPU backend allocates its per-layer buffers (activations, expert gathers: megabytes each, tens of MB per
+// prefill step) afresh at every layer. glibc's defaults hand the largest out as fresh mmaps and return freed memory at
+// the heap top to the OS, so every layer paid page faults and zeroing again: 10–25% of a 512-token prefill's CPU time
+// (perf: exc_page_fault, clear_page_erms). Blocks up to 32 MiB (glibc's cap) now come from the heap, and up to 1 GiB
+// of free heap is kept for the next step. Process-wide, set once; the peak a step needed stays resident.
+void KeepFreedMemoryInHeap() {
+#if defined(__GLIBC__)
+  static const bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)done;
+#endif
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<const Model> model,
                                                                const BackendOptions& options) {
@@ -50,6 +74,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
   std::unique_ptr<FastPath> fast;
   if (options.cpu_kernels == "fast" && options.expert_cache_slots == 0 && options.expert_cache_bytes == 0) {
     MOED_ASSIGN_OR_RETURN(fast, FastPath::Create(model, FastKernelConfig()));
+    KeepFreedMemoryInHeap();
   }
   std::vector<bool> reference_layers(model->spec.num_layers, true);
   if (fast != nullptr) {

@@ -2,7 +2,8 @@
 #include "engine/backend/cpu/fast_experts.h"
 
 #include <algorithm>
-#include <cmath>
+
+#include "engine/backend/cpu/kernels/activation.h"
 
 namespace moed::cpu {
 namespace {
@@ -93,7 +94,7 @@ void RunFfnJobs(const KernelConfig& cfg, const std::vector<FfnJob>& jobs, int64_
     for (int64_t t = 0; t < job.n; ++t) {
       float* a = s.act.data() + t * width;
       const float* u = s.up.data() + t * width;
-      for (int64_t r = c.r0; r < c.r1; ++r) a[r] = a[r] / (1.0f + std::exp(-a[r])) * u[r];
+      SiluMul(cfg.isa, a + c.r0, u + c.r0, c.r1 - c.r0, a + c.r0);
       if (!s.act_bf16.empty()) RoundToBf16(a + c.r0, c.r1 - c.r0, s.act_bf16.data() + t * width + c.r0);
       if (!s.act_split.empty()) {
         float* split = s.act_split.data() + t * width;

@@ -17,8 +17,12 @@
 namespace moed::cpu {
 
 // The fast path's kernels on this CPU: ActiveIsa(), x kept in fp32 (weights widened exactly in registers).
-// The bf16 dot kernel (x rounded to bf16) is not used: on the fixtures it moved the logits by up to 0.044 from
-// transformers' (tiny-mixtral), over the 2e-2 bf16 tolerance, and it would make results depend on the batch.
+// The bf16 dot kernel (x rounded to bf16) is not used. In every linear it moved tiny-mixtral's logits 0.044 from
+// transformers'. In the routed experts alone (rounded at every batch size, so still batch-invariant) it made a
+// 512-token prefill of mixtral-224m 1.35× faster but moved fortune-moe's logits 0.027 (over the 2e-2 bound; the
+// fixtures ≤ 4.6e-3); rounding only the gate/up input flipped a greedy token (tiny-mixtral-swa) and moved
+// fortune-moe 0.42 (a routing choice downstream flipped); rounding only the down input gave 0.016. Routing amplifies
+// any rounding, so fp32 activations stay (fast vs reference ≤ 6e-6).
 KernelConfig FastKernelConfig();
 
 // Immutable after Create; its methods may run on one caller thread at a time (they use the caller's pool).

@@ -61,9 +61,7 @@ LinearInput PrepareInput(const float* x, int64_t n, int64_t k, const WeightMatri
     in.x_bf16 = scratch->bf16.data();
   } else if (UsesSplitInput(cfg.isa, w, n)) {
     scratch->split.resize(n * k);
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t i = 0; i < k; ++i) scratch->split[t * k + SplitIndex(i)] = x[t * k + i];
-    }
+    kernels::SplitRowsAvx512(x, n, k, scratch->split.data());  // UsesSplitInput: AVX-512, k % 32 == 0
     in.x_split = scratch->split.data();
   }
   return in;

@@ -18,6 +18,8 @@ void RowsAvx512(const float* x, const float* x_split, int64_t n, int64_t k, cons
 // Same with x and W both bf16 (k even), products summed in fp32 by vdpbf16ps. AVX512_BF16 only.
 void RowsAvx512Bf16Dot(const uint16_t* x, int64_t n, int64_t k, const uint16_t* w, int64_t r0, int64_t r1, float* y,
                        int64_t ldy);
+// Rows of x (n, k), k % 32 == 0, into the pair-split layout (SplitIndex): two permutes per 32 floats.
+void SplitRowsAvx512(const float* x, int64_t n, int64_t k, float* out);
 // fp32 → bf16 round-to-nearest-even with vcvtne2ps2bf16 (same results as FloatToBf16 on finite values).
 void RoundToBf16Avx512(const float* x, int64_t count, uint16_t* out);
 
