@@ -8,6 +8,8 @@
 
 #include <cuda_bf16.h>
 
+#include "engine/backend/cuda/mma_sync.cuh"
+
 namespace moed::cuda {
 namespace {
 
@@ -29,44 +31,6 @@ __host__ __device__ constexpr int Ld() {
 template <int D>
 constexpr size_t SmemBytes() {
   return static_cast<size_t>(kBM + 2 * kBN) * Ld<D>() * sizeof(bf16);
-}
-
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SmemAddr(smem)), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-// Four 8×8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i; lane L receives, of each matrix,
-// row L/4, columns 2(L%4) and 2(L%4)+1 (transposed: rows 2(L%4) and 2(L%4)+1 of column L/4).
-__device__ __forceinline__ void Ldmatrix4(uint32_t (&r)[4], const bf16* smem) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SmemAddr(smem))
-               : "memory");
-}
-__device__ __forceinline__ void Ldmatrix4Trans(uint32_t (&r)[4], const bf16* smem) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SmemAddr(smem))
-               : "memory");
-}
-
-// c (16×8 fp32) += a (16×16 bf16, row-major fragment) · b (16×8 bf16, column fragment b0, b1).
-__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Two floats as a bf16 pair, `lo` in the low half (the lower column of an mma fragment register).
@@ -111,7 +75,7 @@ __global__ void __launch_bounds__(kThreads) FlashPrefillKernel(PagedAttentionArg
       bf16* dst = s + r * LD + c * 8;
       if (p < kv_end) {
         const int64_t row = static_cast<int64_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
-        CpAsync16(dst, cache + row * kv_dim + kvh * D + c * 8);
+        CpAsync16(SmemAddr(dst), cache + row * kv_dim + kvh * D + c * 8);
       } else {
         *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
       }
@@ -137,7 +101,7 @@ __global__ void __launch_bounds__(kThreads) FlashPrefillKernel(PagedAttentionArg
   uint32_t qf[D / 16][4];
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    Ldmatrix4(qf[kk], sQ + (warp * 16 + (mat & 1) * 8 + mrow) * LD + kk * 16 + (mat >> 1) * 8);
+    LdMatrixX4(SmemAddr(sQ + (warp * 16 + (mat & 1) * 8 + mrow) * LD + kk * 16 + (mat >> 1) * 8), qf[kk]);
   }
 
   const int g = lane >> 2, tig = lane & 3;
@@ -163,9 +127,9 @@ __global__ void __launch_bounds__(kThreads) FlashPrefillKernel(PagedAttentionArg
 #pragma unroll
       for (int jn = 0; jn < kBN / 8; jn += 2) {
         uint32_t b[4];
-        Ldmatrix4(b, sK + (jn * 8 + (mat >> 1) * 8 + mrow) * LD + kk * 16 + (mat & 1) * 8);
-        Mma(s[jn], qf[kk], b[0], b[1]);
-        Mma(s[jn + 1], qf[kk], b[2], b[3]);
+        LdMatrixX4(SmemAddr(sK + (jn * 8 + (mat >> 1) * 8 + mrow) * LD + kk * 16 + (mat & 1) * 8), b);
+        Mma16816(s[jn], qf[kk], b[0], b[1]);
+        Mma16816(s[jn + 1], qf[kk], b[2], b[3]);
       }
     }
     __syncthreads();  // every warp is done with sK: the next K block may land there while this one finishes
@@ -223,9 +187,9 @@ __global__ void __launch_bounds__(kThreads) FlashPrefillKernel(PagedAttentionArg
 #pragma unroll
       for (int jd = 0; jd < D / 8; jd += 2) {
         uint32_t b[4];
-        Ldmatrix4Trans(b, sV + (kk * 16 + (mat & 1) * 8 + mrow) * LD + jd * 8 + (mat >> 1) * 8);
-        Mma(o[jd], pf[kk], b[0], b[1]);
-        Mma(o[jd + 1], pf[kk], b[2], b[3]);
+        LdMatrixX4Trans(SmemAddr(sV + (kk * 16 + (mat & 1) * 8 + mrow) * LD + jd * 8 + (mat >> 1) * 8), b);
+        Mma16816(o[jd], pf[kk], b[0], b[1]);
+        Mma16816(o[jd + 1], pf[kk], b[2], b[3]);
       }
     }
     __syncthreads();  // every warp is done with sV before the next V block lands there

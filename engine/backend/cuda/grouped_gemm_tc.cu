@@ -8,40 +8,13 @@
 
 #include "engine/backend/cuda/grouped_moe.h"
 #include "engine/backend/cuda/host/tc_gemm_plan.h"
+#include "engine/backend/cuda/mma_sync.cuh"
 #include "engine/backend/cuda/swiglu.cuh"
 
 namespace moed::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
-
-// 16 bytes global → shared, asynchronously; src_bytes 0 writes zeros and reads nothing.
-__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-// Four 8×8 b16 matrices; lanes 8q..8q+7 give the row addresses of matrix q, register q receives it.
-__device__ __forceinline__ void LdMatrixX4(uint32_t addr, uint32_t (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr)
-               : "memory");
-}
-
-// c (16×8 fp32) += a (16×16 bf16, row-major fragment) · b (16×8 bf16, "col" fragment).
-__device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // One CTA: row tile TcTileOf(blockIdx.x).m of the schedule (rows [m0, m0+BM) of its expert's range) × column tile
 // .n. Shared memory (dynamic, TcSmemBytes(BM)): A stages [kTcStages][BM][kTcLd] then B stages [kTcStages][kTcBN][kTcLd],
