@@ -2,7 +2,7 @@
 // synthetic:<name>) at each batch of --batches (all sequences in one Step), against a floor of weight bytes read
 // per step / measured memcpy bandwidth; and with --prefill N, one N-token prefill Step against FLOPs / the measured
 // register-only FMA rate on the same threads.
-//   cpu-decode-bench [--model DIR|synthetic:NAME] [--cpu-kernels fast|reference] [--threads N] [--steps N]
+//   cpu-decode-bench [--model DIR|synthetic:NAME] [--cpu-kernels fast|fast-bf16|reference] [--threads N] [--steps N]
 //                    [--reps N] [--batches 1,8,32] [--prefill N]
 // Prints one JSON object.
 #include <algorithm>
@@ -181,7 +181,7 @@ int Run(int argc, char** argv) {
     else if (flag == "--threads") ok = absl::SimpleAtoi(v, &threads) && threads >= 0;
     else if (flag == "--steps") ok = absl::SimpleAtoi(v, &steps) && steps > 0;
     else if (flag == "--reps") ok = absl::SimpleAtoi(v, &reps) && reps > 0;
-    else if (flag == "--cpu-kernels") ok = (kernels = v) == "fast" || v == "reference";
+    else if (flag == "--cpu-kernels") ok = (kernels = v) == "fast" || v == "fast-bf16" || v == "reference";
     else if (flag == "--prefill") ok = absl::SimpleAtoi(v, &prefill) && prefill >= 0;
     else if (flag == "--batches") {
       batches.clear();
@@ -216,11 +216,11 @@ int Run(int argc, char** argv) {
   const bench::Rate peak = bench::PeakMacRate(peak_pool, /*bf16=*/false);
   const double peak_macs = peak.per_s;
   // Bytes per weight the kernels read: the checkpoint's dtype on the fast path, fp32 on the reference.
-  const double weight_bytes = kernels == "fast" ? DTypeSize(model->weights.layers[0].q_proj.dtype) : 4.0;
+  const double weight_bytes = kernels != "reference" ? DTypeSize(model->weights.layers[0].q_proj.dtype) : 4.0;
   nlohmann::json j;
   j["model"] = model_dir;
   j["cpu_kernels"] = kernels;
-  j["isa"] = kernels == "fast" ? std::string(cpu::IsaName(cpu::ActiveIsa())) : "reference";
+  j["isa"] = kernels != "reference" ? std::string(cpu::IsaName(cpu::ActiveIsa())) : "reference";
   j["threads"] = threads;
   j["peak_fp32_fma_macs_per_s"] = peak_macs;
   // The same floors per CPU-second of this process (compare with the *_per_cpu_s figures on a shared machine).

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""moed's CPU kernels (fast, reference) and llama.cpp on the same models, cores and thread count, interleaved.
+"""moed's CPU kernels (--moed-kernels, default fast and reference) and llama.cpp on the same models, cores and
+thread count, interleaved.
 
 Each round runs, for every model: cpu-decode-bench --cpu-kernels fast, then reference (batch-1 decode and one
 512-token prefill, each with its floor measured in the same run), then llama-bench on the model's GGUF (pp512 and
@@ -95,6 +96,8 @@ def main():
     ap.add_argument("--serve-output-len", type=int, default=64)
     ap.add_argument("--serve-min-requests", type=int, default=8, help="requests per level: max(this, 3 × concurrency)")
     ap.add_argument("--skip-kernels", action="store_true", help="only the serving rows")
+    ap.add_argument("--moed-kernels", default="fast,reference",
+                    help="moed's --cpu-kernels values for the kernel rows, comma-separated (fast, fast-bf16, reference)")
     a = ap.parse_args()
     models = []
     for m in a.model:
@@ -102,16 +105,17 @@ def main():
         path, _, gguf = rest.partition(":")
         models.append((label, path, gguf or None))
     runs, serving = [], []
+    kernel_engines = [f"moed-{k}" for k in a.moed_kernels.split(",")] + ["llama.cpp"]
     for rnd in range(a.rounds):
         for label, path, gguf in models:
-            for engine in () if a.skip_kernels else ("moed-fast", "moed-reference", "llama.cpp"):
+            for engine in () if a.skip_kernels else kernel_engines:
                 if engine == "llama.cpp" and (a.llama_bench is None or gguf is None):
                     continue
                 la = loadavg()
                 if engine == "llama.cpp":
                     r = llama_run(a.llama_bench, gguf, a.threads, a.prefill, a.cpu_time)
                 else:
-                    r = moed_run(a.build, path, engine.split("-")[1], a.threads, a.prefill)
+                    r = moed_run(a.build, path, engine[len("moed-"):], a.threads, a.prefill)
                 r.update({"round": rnd, "model": label, "engine": engine, "loadavg_before": la})
                 runs.append(r)
                 print(json.dumps(r), flush=True, file=sys.stderr)
@@ -125,7 +129,7 @@ def main():
                     print(json.dumps(r), flush=True, file=sys.stderr)
     medians = []
     for label, _, _ in models:
-        for engine in ("moed-fast", "moed-reference", "llama.cpp"):
+        for engine in kernel_engines:
             rs = [r for r in runs if r["model"] == label and r["engine"] == engine]
             if not rs:
                 continue

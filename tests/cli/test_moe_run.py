@@ -113,7 +113,7 @@ def assert_one_line_error(args, needle):
         (["--top-k", "-1"], "--top-k"),
         (["--seed", "x"], "--seed"),
         (["--backend", "tpu"], "--backend"),
-        (["--cpu-kernels", "turbo"], "--cpu-kernels must be fast or reference, got 'turbo'"),
+        (["--cpu-kernels", "turbo"], "--cpu-kernels must be fast, fast-bf16 or reference, got 'turbo'"),
         (["--bogus", "1"], "unknown flag"),
         (["--max-tokens"], "needs a value"),
         (["--prompt-ids", "1,99999"], "--prompt-ids"),

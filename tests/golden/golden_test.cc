@@ -24,9 +24,17 @@ constexpr float kMarginTolerance = 1e-3f;
 // goldens rounded to 1e-6): ~1.5e-6 on the tiny fixtures, 1.1e-5 on fortune-moe (larger, trained logits). The
 // bounds leave ~10x (fixtures) and ~4x (fortune-moe) of margin; a wrong q/k-norm epsilon (1e-6 for 1e-5) gives
 // ~4e-5 on tiny-qwen3-moe and fails. The same bound holds chunked and token-by-token prefill to the whole prompt.
+// --cpu-kernels fast-bf16 rounds the routed experts' inputs to bf16 (relative error ≤ 2⁻⁹ each). Measured max
+// |logit - golden| (and the same from the reference): 3.9e-4 to 4.6e-3 on the fixtures (MLA ones run the reference:
+// unchanged), 0.0267 on fortune-moe; greedy equal everywhere. The bounds leave ~2x.
+constexpr float kFixtureBf16Tolerance = 1e-2f;
+constexpr float kFortuneBf16Tolerance = 5e-2f;
+
 struct Golden {
   std::string dir;        // relative to the source tree
   float logit_tolerance;  // max |logit - golden| allowed at the last prompt position
+  // --cpu-kernels fast-bf16 (routed experts' inputs rounded to bf16): max |logit - golden| and |logit - reference|.
+  float bf16_tolerance = kFixtureBf16Tolerance;
 };
 
 void PrintTo(const Golden& g, std::ostream* os) { *os << g.dir; }
@@ -71,8 +79,10 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
   const nlohmann::json golden = ReadJson(Dir() + "/golden.json");
   const bool fortune = golden["cases"][0].contains("greedy_ids");
   std::vector<std::vector<float>> reference_logits;  // per case, from the reference pass
-  for (const char* kernels : {"reference", "fast"}) {
+  for (const char* kernels : {"reference", "fast", "fast-bf16"}) {
     SCOPED_TRACE(std::string("--cpu-kernels ") + kernels);
+    const bool bf16 = std::string(kernels) == "fast-bf16";
+    const float tolerance = bf16 ? GetParam().bf16_tolerance : GetParam().logit_tolerance;
     BackendOptions bo;
     bo.cpu_kernels = kernels;
     auto backend = CreateBackend("cpu", *model, bo);
@@ -96,13 +106,13 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
       }
       const GenerateResult whole = RunGreedy(**backend, ids, static_cast<int>(want_greedy.size()), 512);
       const float err = MaxAbsDiff(whole.prompt_logits, want_logits);
-      EXPECT_LE(err, GetParam().logit_tolerance);
+      EXPECT_LE(err, tolerance);
       worst = std::max(worst, err);
       if (std::string(kernels) == "reference") {
         reference_logits.push_back(whole.prompt_logits);
       } else {
         const float d = MaxAbsDiff(whole.prompt_logits, reference_logits[case_index]);
-        EXPECT_LE(d, GetParam().logit_tolerance) << "fast vs reference";
+        EXPECT_LE(d, tolerance) << kernels << " vs reference";
         worst_vs_reference = std::max(worst_vs_reference, d);
       }
       ++case_index;
@@ -118,13 +128,15 @@ TEST_P(GoldenTest, LogitsAndGreedyMatchTransformers) {
       for (int chunk : {3, 1}) {
         const GenerateResult part = RunGreedy(**backend, ids, 0, chunk);
         const float d = MaxAbsDiff(part.prompt_logits, whole.prompt_logits);
-        EXPECT_LE(d, GetParam().logit_tolerance) << "prefill chunk " << chunk;
+        EXPECT_LE(d, GetParam().logit_tolerance) << "prefill chunk " << chunk;  // batch-invariant kernels: ~exact
         worst_chunked = std::max(worst_chunked, d);
       }
     }
     std::cout << "[golden] " << GetParam().dir << " (" << kernels << "): max |logit - golden| = " << worst
               << ", max |chunked - whole| = " << worst_chunked;
-    if (std::string(kernels) == "fast") std::cout << ", max |fast - reference| = " << worst_vs_reference;
+    if (std::string(kernels) != "reference") {
+      std::cout << ", max |" << kernels << " - reference| = " << worst_vs_reference;
+    }
     std::cout << "\n";
     RecordProperty(std::string("max_logit_error_") + kernels, std::to_string(worst));
   }
@@ -136,7 +148,7 @@ TEST(GoldenFortuneTest, GreedyTextMatches) {
   ASSERT_TRUE(model.ok()) << model.status();
   auto tokenizer = LoadTokenizer(dir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  for (const char* kernels : {"reference", "fast"}) {
+  for (const char* kernels : {"reference", "fast", "fast-bf16"}) {
     SCOPED_TRACE(std::string("--cpu-kernels ") + kernels);
     BackendOptions bo;
     bo.cpu_kernels = kernels;
@@ -175,7 +187,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                                            Golden{"tests/fixtures/tiny-deepseek-v2-lite", kFixtureTolerance},
                                            Golden{"tests/fixtures/tiny-deepseek-v2", kFixtureTolerance},
                                            Golden{"tests/fixtures/tiny-deepseek-v3", kFixtureTolerance},
-                                           Golden{"models/fortune-moe", kFortuneTolerance}),
+                                           Golden{"models/fortune-moe", kFortuneTolerance, kFortuneBf16Tolerance}),
                          [](const ::testing::TestParamInfo<Golden>& info) {
                            std::string name = info.param.dir.substr(info.param.dir.rfind('/') + 1);
                            for (char& ch : name) {

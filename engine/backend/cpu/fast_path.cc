@@ -39,9 +39,10 @@ const float* Ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.d
 }  // namespace
 
 KernelConfig FastKernelConfig() { return {ActiveIsa(), /*bf16_dot_min_rows=*/0}; }
+KernelConfig Bf16ExpertKernelConfig() { return {ActiveIsa(), /*bf16_dot_min_rows=*/1}; }
 
-absl::StatusOr<std::unique_ptr<FastPath>> FastPath::Create(std::shared_ptr<const Model> model,
-                                                           const KernelConfig& cfg) {
+absl::StatusOr<std::unique_ptr<FastPath>> FastPath::Create(std::shared_ptr<const Model> model, const KernelConfig& cfg,
+                                                           const KernelConfig& expert_cfg) {
   const ModelSpec& s = model->spec;
   const AttentionSpec& a = s.attention;
   if (static_cast<int>(model->weights.layers.size()) != s.num_layers ||
@@ -51,7 +52,7 @@ absl::StatusOr<std::unique_ptr<FastPath>> FastPath::Create(std::shared_ptr<const
                                                       s.layer_is_moe.size(), s.num_layers));
   }
   const int64_t H = s.hidden_size;
-  std::unique_ptr<FastPath> fp(new FastPath(model, cfg));
+  std::unique_ptr<FastPath> fp(new FastPath(model, cfg, expert_cfg));
   const ModelWeights& w = model->weights;
   MOED_ASSIGN_OR_RETURN(fp->embed_, Matrix(w.embed, {s.vocab_size, H}, "embed_tokens"));
   MOED_ASSIGN_OR_RETURN(fp->lm_head_, Matrix(w.lm_head.present() ? w.lm_head : w.embed, {s.vocab_size, H}, "lm_head"));
@@ -106,8 +107,8 @@ void FastPath::RunMlp(int l, int64_t rows, const float* h, float capacity_factor
     const int64_t capacity = ExpertCapacity(capacity_factor, rows * k, E);
     ApplyCapacity(row_experts.data(), rows * k, E, capacity, kept.data(), out->routed.data() + l * E,
                   out->dropped.data() + l * E);
-    RunRoutedExpertsFast(cfg_, L.w.experts, h, static_cast<int>(rows), hidden, row_experts.data(), weights.data(),
-                         kept.data(), k, y.data(), pool);
+    RunRoutedExpertsFast(expert_cfg_, L.w.experts, h, static_cast<int>(rows), hidden, row_experts.data(),
+                         weights.data(), kept.data(), k, y.data(), pool);
     if (L.w.shared_expert.width > 0) {
       std::vector<float> shared(rows * hidden);
       RunFfnJobs(cfg_, {FfnJob{&L.w.shared_expert, h, rows, shared.data()}}, hidden, pool);

@@ -17,13 +17,17 @@
 namespace moed::cpu {
 
 // The fast path's kernels on this CPU: ActiveIsa(), x kept in fp32 (weights widened exactly in registers).
-// The bf16 dot kernel (x rounded to bf16) is not used. In every linear it moved tiny-mixtral's logits 0.044 from
+// Here the bf16 dot kernel (x rounded to bf16) is not used. In every linear it moved tiny-mixtral's logits 0.044 from
 // transformers'. In the routed experts alone (rounded at every batch size, so still batch-invariant) it made a
 // 512-token prefill of mixtral-224m 1.35× faster but moved fortune-moe's logits 0.027 (over the 2e-2 bound; the
 // fixtures ≤ 4.6e-3); rounding only the gate/up input flipped a greedy token (tiny-mixtral-swa) and moved
 // fortune-moe 0.42 (a routing choice downstream flipped); rounding only the down input gave 0.016. Routing amplifies
-// any rounding, so fp32 activations stay (fast vs reference ≤ 6e-6).
+// any rounding, so fp32 activations stay the default (fast vs reference ≤ 6e-6).
 KernelConfig FastKernelConfig();
+// --cpu-kernels fast-bf16, opt-in: the routed experts' gate/up and down inputs rounded to bf16 at every batch size
+// (as llama.cpp does; batch-invariant) and multiplied by vdpbf16ps on AVX512_BF16 CPUs (elsewhere: as fast).
+// Attention, routers, shared experts and lm_head stay as FastKernelConfig. Bounds in tests/golden/golden_test.cc.
+KernelConfig Bf16ExpertKernelConfig();
 
 // Immutable after Create; its methods may run on one caller thread at a time (they use the caller's pool).
 // It runs GQA layers (dense or MoE MLP, every router, shared experts gated or not, q/k norms, qkv biases, sliding
@@ -33,7 +37,9 @@ class FastPath {
  public:
   // Binds every tensor of the layers it runs, the embedding, final norm and lm_head (presence and element count
   // checked against the spec); converts only vectors (norms, biases, the shared-expert gate) to fp32.
-  static absl::StatusOr<std::unique_ptr<FastPath>> Create(std::shared_ptr<const Model> model, const KernelConfig& cfg);
+  // `expert_cfg`: the routed experts' kernels (FastKernelConfig or Bf16ExpertKernelConfig); cfg: everything else.
+  static absl::StatusOr<std::unique_ptr<FastPath>> Create(std::shared_ptr<const Model> model, const KernelConfig& cfg,
+                                                          const KernelConfig& expert_cfg);
 
   const KernelConfig& config() const { return cfg_; }
   bool RunsLayer(int l) const { return layers_[l].fast; }
@@ -57,13 +63,15 @@ class FastPath {
     Floats input_norm, post_attn_norm, q_bias, k_bias, v_bias, q_norm, k_norm, router_bias, shared_gate;
   };
 
-  FastPath(std::shared_ptr<const Model> model, const KernelConfig& cfg) : model_(std::move(model)), cfg_(cfg) {}
+  FastPath(std::shared_ptr<const Model> model, const KernelConfig& cfg, const KernelConfig& expert_cfg)
+      : model_(std::move(model)), cfg_(cfg), expert_cfg_(expert_cfg) {}
   // x += MoE(h) or the dense MLP of layer l; h (rows, hidden) post-attention-normed.
   void RunMlp(int l, int64_t rows, const float* h, float capacity_factor, float* x, StepOutput* out,
               std::vector<int32_t>& row_experts, std::vector<float>& row_weights, ThreadPool* pool) const;
 
   std::shared_ptr<const Model> model_;
   KernelConfig cfg_;
+  KernelConfig expert_cfg_;       // the routed experts'
   WeightMatrix embed_, lm_head_;  // (vocab, hidden)
   Floats final_norm_;             // (hidden)
   std::vector<Layer> layers_;     // num_layers

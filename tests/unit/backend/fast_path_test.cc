@@ -58,7 +58,7 @@ TEST(CpuKernels, UnknownNameIsRefusedNamingTheOption) {
   auto b = CpuBackend::Create(SmallMixtral(), bo);
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(b.status().message()).find("cpu_kernels must be fast or reference, got 'turbo'"),
+  EXPECT_NE(std::string(b.status().message()).find("cpu_kernels must be fast, fast-bf16 or reference, got 'turbo'"),
             std::string::npos)
       << b.status();
 }
@@ -81,10 +81,10 @@ TEST(CpuKernels, FastUnlessTheCpuExpertCacheTierIsOn) {
 
 TEST(CpuKernels, MlaLayersRunTheReference) {
   auto model = Small("deepseek-v2-lite");
-  auto fp = FastPath::Create(model, FastKernelConfig());
+  auto fp = FastPath::Create(model, FastKernelConfig(), FastKernelConfig());
   ASSERT_TRUE(fp.ok()) << fp.status();
   for (int l = 0; l < model->spec.num_layers; ++l) EXPECT_FALSE((*fp)->RunsLayer(l)) << l;
-  auto mixtral = FastPath::Create(SmallMixtral(), FastKernelConfig());
+  auto mixtral = FastPath::Create(SmallMixtral(), FastKernelConfig(), FastKernelConfig());
   ASSERT_TRUE(mixtral.ok()) << mixtral.status();
   EXPECT_TRUE((*mixtral)->RunsLayer(0));
   // Only the embedding and lm_head run fast on an MLA model: fp32 summation order (measured ~1e-6).
@@ -101,13 +101,13 @@ TEST(FastPath, EveryGqaFamilyMatchesTheReference) {
 TEST(FastPath, MissingOrMisSizedWeightsAreNamed) {
   auto copy = std::make_shared<Model>(*SmallMixtral());
   copy->weights.layers[1].experts[3].down.data = nullptr;
-  auto fp = FastPath::Create(copy, FastKernelConfig());
+  auto fp = FastPath::Create(copy, FastKernelConfig(), FastKernelConfig());
   ASSERT_FALSE(fp.ok());
   EXPECT_NE(std::string(fp.status().message()).find("layers.1.experts.3.down"), std::string::npos) << fp.status();
 
   copy = std::make_shared<Model>(*SmallMixtral());
   copy->weights.layers[0].k_proj.shape = {7, 7};
-  fp = FastPath::Create(copy, FastKernelConfig());
+  fp = FastPath::Create(copy, FastKernelConfig(), FastKernelConfig());
   ASSERT_FALSE(fp.ok());
   EXPECT_NE(std::string(fp.status().message()).find("layers.0.k_proj"), std::string::npos) << fp.status();
 }
