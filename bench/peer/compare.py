@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--serve-output-len", type=int, default=64)
     ap.add_argument("--serve-min-requests", type=int, default=8, help="requests per level: max(this, 3 × concurrency)")
     ap.add_argument("--skip-kernels", action="store_true", help="only the serving rows")
+    ap.add_argument("--serve-kernels", default="fast", help="moed's --cpu-kernels in the serving rows")
     ap.add_argument("--moed-kernels", default="fast,reference",
                     help="moed's --cpu-kernels values for the kernel rows, comma-separated (fast, fast-bf16, reference)")
     a = ap.parse_args()
@@ -123,7 +124,7 @@ def main():
                 levels = [int(c) for c in a.serve_concurrency.split(",")]
                 for r in serve.serve_round(a.build, a.llama_server, path, gguf, serve.vocab_of(path), a.threads,
                                            levels, a.serve_prompt_len, a.serve_output_len,
-                                           a.serve_min_requests):
+                                           a.serve_min_requests, a.serve_kernels):
                     r.update({"round": rnd, "model": label, "loadavg_before": loadavg()})
                     serving.append(r)
                     print(json.dumps(r), flush=True, file=sys.stderr)
@@ -140,17 +141,18 @@ def main():
             med["loadavg_range"] = [min(r["loadavg_before"] for r in rs), max(r["loadavg_before"] for r in rs)]
             medians.append(med)
     serve_medians = []
+    serve_engine = f"moed-{a.serve_kernels}"
     for label, _, _ in models:
         for c in sorted({r["concurrency"] for r in serving}):
             row = {"model": label, "concurrency": c}
-            for engine in ("moed-fast", "llama.cpp"):
+            for engine in (serve_engine, "llama.cpp"):
                 rs = [r for r in serving if r["model"] == label and r["engine"] == engine and r["concurrency"] == c]
                 if rs:
                     row[engine] = {k: statistics.median(r[k] for r in rs)
                                    for k in ("output_tok_s", "output_tok_per_cpu_s", "server_cpu_s", "wall_s")}
                     row[engine]["rounds"] = len(rs)
                     row["loadavg_range"] = [min(r["loadavg_before"] for r in rs), max(r["loadavg_before"] for r in rs)]
-            if "moed-fast" in row and "llama.cpp" in row:
+            if serve_engine in row and "llama.cpp" in row:
                 serve_medians.append(row)
     print(json.dumps({"runs": runs, "medians": medians, "serving": serving, "serving_medians": serve_medians},
                      indent=1))
@@ -171,7 +173,7 @@ def main():
               "llama.cpp tok per CPU-s | moed / llama (CPU) | load avg |")
         print("|---|---|---|---|---|---|---|---|---|")
         for m in serve_medians:
-            f, l = m["moed-fast"], m["llama.cpp"]
+            f, l = m[serve_engine], m["llama.cpp"]
             print(f"| {m['model']} | {m['concurrency']} | {f['output_tok_s']:.0f} | {l['output_tok_s']:.0f} | "
                   f"{f['output_tok_s'] / l['output_tok_s']:.2f} | {f['output_tok_per_cpu_s']:.0f} | "
                   f"{l['output_tok_per_cpu_s']:.0f} | {f['output_tok_per_cpu_s'] / l['output_tok_per_cpu_s']:.2f} | "

@@ -45,9 +45,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def moed_serve(build, model_dir, threads, ids_file, concurrency, requests, output_len, log_dir):
+def moed_serve(build, model_dir, threads, ids_file, concurrency, requests, output_len, log_dir, kernels="fast"):
     log = open(pathlib.Path(log_dir) / f"moed-{concurrency}.log", "w")
-    proc, addr, _ = start_moed(build, ["--model", model_dir, "--backend", "cpu", "--threads", str(threads)], log,
+    proc, addr, _ = start_moed(build, ["--model", model_dir, "--backend", "cpu", "--threads", str(threads),
+                                       "--cpu-kernels", kernels], log,
                                "serve.py")
     try:
         subprocess.run(["taskset", "-p", "-a", "-c", CORES, str(proc.pid)], check=True, capture_output=True)
@@ -149,17 +150,17 @@ def llama_serve(server, gguf, threads, prompts, concurrency, requests, output_le
 
 
 def serve_round(build, server, model_dir, gguf, vocab, threads, levels, prompt_len, output_len,
-                min_requests=8):
-    """One interleaved round over every concurrency level: moed then llama.cpp at each, max(min_requests, 3·C)
-    requests at concurrency C. Yields result dicts."""
+                min_requests=8, kernels="fast"):
+    """One interleaved round over every concurrency level: moed (--cpu-kernels `kernels`, engine "moed-<kernels>")
+    then llama.cpp at each, max(min_requests, 3·C) requests at concurrency C. Yields result dicts."""
     with tempfile.TemporaryDirectory() as tmp:
         requests = {c: max(min_requests, 3 * c) for c in levels}
         ids_file = pathlib.Path(tmp) / "prompt_ids.txt"
         prompts = write_prompt_ids(ids_file, max(requests.values()), prompt_len, vocab)
         for c in levels:
-            for engine in ("moed-fast", "llama.cpp"):
-                if engine == "moed-fast":
-                    r = moed_serve(build, model_dir, threads, ids_file, c, requests[c], output_len, tmp)
+            for engine in (f"moed-{kernels}", "llama.cpp"):
+                if engine != "llama.cpp":
+                    r = moed_serve(build, model_dir, threads, ids_file, c, requests[c], output_len, tmp, kernels)
                 else:
                     r = llama_serve(server, gguf, threads, prompts, c, requests[c], output_len, tmp)
                 r.update({"engine": engine, "concurrency": c, "requests": requests[c], "prompt_len": prompt_len,
