@@ -5,10 +5,11 @@
 #   2. writes a ~224M Mixtral-shape model (bench/peer/make_mixtral.py) as a checkpoint directory and a bf16 GGUF,
 #      and fortune-moe as a bf16 GGUF;
 #   3. runs bench/peer/compare.py: moed fast, fast-bf16 and reference and llama.cpp, batch-1 decode and a 512-token
-#      prefill — at one thread rated per CPU-second (the table in bench/RESULTS.md; robust on a shared machine), then at two
-#      threads by the wall clock;
-#   4. the serving rows at two threads, then at one (then fast-bf16 at one): moe-bench against moed and bench/peer/serve.py's client against
-#      llama-server, concurrency 1, 8 and 32, the same prompt token ids and max tokens (compare.py --llama-server).
+#      prefill — at one thread rated per CPU-second (the table in bench/RESULTS.md; robust on a shared machine),
+#      then at two threads by the wall clock;
+#   4. the serving rows at two threads, then at one (then fast-bf16 at one): moe-bench against moed and
+#      bench/peer/serve.py's client against llama-server, concurrency 1, 8 and 32, the same prompt token ids and
+#      max tokens (compare.py --llama-server).
 # Usage: bench/peer/run.sh [WORK_DIR (default /tmp/moed-peer)] [ROUNDS (default 3)]
 # Needs: build/cpu-decode-bench, build/moed, build/moe-bench (ninja -C build cpu-decode-bench moed moe-bench), the
 # test venv's python (numpy), cmake, a C++ compiler.
