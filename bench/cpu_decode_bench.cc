@@ -1,7 +1,7 @@
 // cpu-decode-bench: CPU backend decode throughput on a model (a directory, default models/fortune-moe, or
 // synthetic:<name>) at each batch of --batches (all sequences in one Step), against a floor of weight bytes read
 // per step / measured memcpy bandwidth; and with --prefill N, one N-token prefill Step against FLOPs / the measured
-// register-only FMA rate on the same threads.
+// register-only FMA rate on the same threads (fast-bf16: the routed experts' share at the vdpbf16ps rate).
 //   cpu-decode-bench [--model DIR|synthetic:NAME] [--cpu-kernels fast|fast-bf16|reference] [--threads N] [--steps N]
 //                    [--reps N] [--batches 1,8,32] [--prefill N]
 // Prints one JSON object.
@@ -126,20 +126,27 @@ Result BenchBatch(Backend& b, int batch, int steps, int reps) {
   return res;
 }
 
-// Multiply-adds of one prefill of n tokens (projections, router, top_k experts, causal attention; lm_head once).
-double PrefillMacs(const ModelSpec& s, int n) {
+// Multiply-adds of one prefill of n tokens (projections, router, top_k experts, causal attention; lm_head once), and
+// the routed experts' share of them (what --cpu-kernels fast-bf16 runs on vdpbf16ps).
+struct PrefillWork {
+  double macs = 0;
+  double routed_expert_macs = 0;
+};
+
+PrefillWork PrefillMacs(const ModelSpec& s, int n) {
   const double h = s.hidden_size;
   const double attn_proj = 2.0 * s.attention.q_dim() * h + 2.0 * s.attention.kv_dim() * h;
   const double scores = 2.0 * s.attention.q_dim() * (n + 1) / 2.0;  // QK and PV over (pos + 1) keys, averaged
-  double per_token = 0;
+  double per_token = 0, routed_per_token = 0;
   for (int l = 0; l < s.num_layers; ++l) {
     const bool moe = l < static_cast<int>(s.layer_is_moe.size()) ? s.layer_is_moe[l] : true;
+    const double routed = moe ? s.top_k * 3.0 * s.moe_intermediate_size * h : 0.0;
     per_token += attn_proj + scores;
-    per_token += moe ? s.num_experts * h + s.top_k * 3.0 * s.moe_intermediate_size * h +
-                           3.0 * s.shared_experts.intermediate_size * h
+    per_token += moe ? s.num_experts * h + routed + 3.0 * s.shared_experts.intermediate_size * h
                      : 3.0 * s.dense_intermediate_size * h;
+    routed_per_token += routed;
   }
-  return per_token * n + static_cast<double>(s.vocab_size) * h;
+  return {per_token * n + static_cast<double>(s.vocab_size) * h, routed_per_token * n};
 }
 
 // Median wall and CPU seconds of one n-token prefill Step (fresh positions each rep).
@@ -215,6 +222,9 @@ int Run(int argc, char** argv) {
   ThreadPool peak_pool(threads);
   const bench::Rate peak = bench::PeakMacRate(peak_pool, /*bf16=*/false);
   const double peak_macs = peak.per_s;
+  // fast-bf16 runs the routed experts on vdpbf16ps (twice the lanes): their share of the floor at that rate.
+  const bench::Rate peak_bf16 =
+      kernels == "fast-bf16" ? bench::PeakMacRate(peak_pool, /*bf16=*/true) : bench::Rate{};
   // Bytes per weight the kernels read: the checkpoint's dtype on the fast path, fp32 on the reference.
   const double weight_bytes = kernels != "reference" ? DTypeSize(model->weights.layers[0].q_proj.dtype) : 4.0;
   nlohmann::json j;
@@ -246,7 +256,15 @@ int Run(int argc, char** argv) {
   }
   if (prefill > 0) {
     const auto [secs, cpu_secs] = BenchPrefill(**backend, prefill, reps);
-    const double macs = PrefillMacs(model->spec, prefill);
+    const PrefillWork work = PrefillMacs(model->spec, prefill);
+    const double macs = work.macs;
+    // Seconds (and CPU-seconds) the multiply-adds take at the measured peaks: the floor.
+    const bool bf16 = peak_bf16.per_s > 0;
+    const double fp32_macs = bf16 ? macs - work.routed_expert_macs : macs;
+    const double floor_s =
+        peak_macs > 0 ? fp32_macs / peak_macs + (bf16 ? work.routed_expert_macs / peak_bf16.per_s : 0) : 0.0;
+    const double floor_cpu_s =
+        fp32_macs / peak.per_cpu_s + (bf16 ? work.routed_expert_macs / peak_bf16.per_cpu_s : 0);
     j["prefill"] = {{"tokens", prefill},
                     {"ms", 1e3 * secs},
                     {"tokens_per_s", prefill / secs},
@@ -254,9 +272,11 @@ int Run(int argc, char** argv) {
                     {"tokens_per_cpu_s", prefill / cpu_secs},
                     {"macs", macs},
                     {"gmacs_per_s", macs / secs / 1e9},
-                    {"floor_ms", peak_macs > 0 ? 1e3 * macs / peak_macs : 0.0},
-                    {"floor_tokens_per_s", peak_macs > 0 ? prefill * peak_macs / macs : 0.0},
-                    {"floor_tokens_per_cpu_s", prefill * peak.per_cpu_s / macs}};
+                    {"routed_expert_macs", work.routed_expert_macs},
+                    {"peak_bf16_dot_macs_per_s", peak_bf16.per_s},
+                    {"floor_ms", 1e3 * floor_s},
+                    {"floor_tokens_per_s", floor_s > 0 ? prefill / floor_s : 0.0},
+                    {"floor_tokens_per_cpu_s", prefill / floor_cpu_s}};
   }
   std::cout << j.dump(2) << "\n";
   return 0;
