@@ -63,6 +63,23 @@ void PagedAttention(const KvLayerView& kv, const std::vector<QueryRow>& rows, co
   pool->ParallelFor(items, run, /*min_per_task=*/4);
 }
 
+void NormAndRotateQk(const AttentionSpec& a, const float* q_norm, const float* k_norm, float eps,
+                     const std::vector<float>& inv_freq, const std::vector<QueryRow>& rows, float* q, float* k) {
+  const int64_t n = static_cast<int64_t>(rows.size()), qd = a.q_dim(), kvd = a.kv_dim();
+  const int hd = a.head_dim;
+  if (a.qk_norm == QkNorm::kPerHead) {
+    RmsNorm(q, n * a.num_heads, hd, q_norm, eps);
+    RmsNorm(k, n * a.num_kv_heads, hd, k_norm, eps);
+  } else if (a.qk_norm == QkNorm::kFull) {
+    RmsNorm(q, n, qd, q_norm, eps);
+    RmsNorm(k, n, kvd, k_norm, eps);
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    RotateHeads(a.rope, inv_freq, rows[r].pos, q + r * qd, a.num_heads, hd);
+    RotateHeads(a.rope, inv_freq, rows[r].pos, k + r * kvd, a.num_kv_heads, hd);
+  }
+}
+
 void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32_t pos, float* x, int heads,
                  int head_dim) {
   // Dynamic NTK grows the base past the original context: the table of this position (seq_len = pos + 1).

@@ -45,4 +45,10 @@ void PagedAttention(const KvLayerView& kv, const std::vector<QueryRow>& rows, co
 void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32_t pos, float* x, int heads,
                  int head_dim);
 
+// The step's q (rows, q_dim) and k (rows, kv_dim) after their projections: the spec's q/k RMSNorm (per head or over
+// the whole row; q_norm / k_norm unused when the spec has none), then RoPE at each row's position. Both backends'
+// GQA layers.
+void NormAndRotateQk(const AttentionSpec& a, const float* q_norm, const float* k_norm, float eps,
+                     const std::vector<float>& inv_freq, const std::vector<QueryRow>& rows, float* q, float* k);
+
 }  // namespace moed::cpu

@@ -171,17 +171,7 @@ void CpuBackend::RunGqaAttention(int l, const std::vector<QueryRow>& rows, const
   MatMul(h, n, hidden, L.q_proj.data(), qd, L.q_bias.empty() ? nullptr : L.q_bias.data(), q.data(), &pool_);
   MatMul(h, n, hidden, L.k_proj.data(), kvd, L.k_bias.empty() ? nullptr : L.k_bias.data(), k.data(), &pool_);
   MatMul(h, n, hidden, L.v_proj.data(), kvd, L.v_bias.empty() ? nullptr : L.v_bias.data(), v.data(), &pool_);
-  if (a.qk_norm == QkNorm::kPerHead) {
-    RmsNorm(q.data(), n * a.num_heads, hd, L.q_norm.data(), eps);
-    RmsNorm(k.data(), n * a.num_kv_heads, hd, L.k_norm.data(), eps);
-  } else if (a.qk_norm == QkNorm::kFull) {
-    RmsNorm(q.data(), n, qd, L.q_norm.data(), eps);
-    RmsNorm(k.data(), n, kvd, L.k_norm.data(), eps);
-  }
-  for (int64_t r = 0; r < n; ++r) {
-    RotateHeads(a.rope, inv_freq_, rows[r].pos, q.data() + r * qd, a.num_heads, hd);
-    RotateHeads(a.rope, inv_freq_, rows[r].pos, k.data() + r * kvd, a.num_kv_heads, hd);
-  }
+  NormAndRotateQk(a, L.q_norm.data(), L.k_norm.data(), eps, inv_freq_, rows, q.data(), k.data());
   float* cache = kv_cache_[l].data();
   const KvLayerView kv{cache, cache + kvd, kv_config_.block_size, a.num_kv_heads, hd, a.kv_cache_width()};
   WriteKv(kv, rows, k.data(), v.data());

@@ -35,11 +35,7 @@ void RunRoutedExperts(const std::vector<FfnView>& weights, const float* x, int n
                       const int32_t* experts, const float* routing_weights, const uint8_t* kept, int top_k,
                       float* out, ThreadPool* pool) {
   const int num_experts = static_cast<int>(weights.size());
-  // Per expert: the flat assignment indices (token * top_k + slot) it serves, in token order.
-  std::vector<std::vector<int32_t>> assigned(num_experts);
-  for (int32_t a = 0; a < num_tokens * top_k; ++a) {
-    if (kept[a]) assigned[experts[a]].push_back(a);
-  }
+  const std::vector<std::vector<int32_t>> assigned = AssignmentsByExpert(experts, kept, num_tokens, top_k, num_experts);
   std::vector<int> active;
   for (int e = 0; e < num_experts; ++e) {
     if (!assigned[e].empty()) active.push_back(e);
@@ -54,9 +50,7 @@ void RunRoutedExperts(const std::vector<FfnView>& weights, const float* x, int n
     const std::vector<int32_t>& rows = assigned[e];
     const int64_t n = static_cast<int64_t>(rows.size());
     std::vector<float> gathered(n * hidden);
-    for (int64_t i = 0; i < n; ++i) {
-      std::copy_n(x + static_cast<int64_t>(rows[i] / top_k) * hidden, hidden, gathered.data() + i * hidden);
-    }
+    GatherAssignedRows(x, rows, top_k, hidden, gathered.data());
     results[e].resize(n * hidden);
     RunFfn(weights[e], gathered.data(), n, hidden, results[e].data(), inner);
   };
@@ -68,15 +62,7 @@ void RunRoutedExperts(const std::vector<FfnView>& weights, const float* x, int n
       for (size_t i = next.fetch_add(1); i < active.size(); i = next.fetch_add(1)) run_expert(active[i], nullptr);
     });
   }
-  for (int e = 0; e < num_experts; ++e) {
-    const std::vector<int32_t>& rows = assigned[e];
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const float w = routing_weights[rows[i]];
-      float* dst = out + static_cast<int64_t>(rows[i] / top_k) * hidden;
-      const float* src = results[e].data() + i * hidden;
-      for (int j = 0; j < hidden; ++j) dst[j] += w * src[j];
-    }
-  }
+  AddWeightedExpertOutputs(assigned, results, routing_weights, top_k, hidden, out);
 }
 
 }  // namespace moed::cpu

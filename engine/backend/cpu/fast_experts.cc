@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "engine/backend/cpu/kernels/activation.h"
+#include "engine/backend/cpu/ops.h"
 
 namespace moed::cpu {
 namespace {
@@ -115,11 +116,7 @@ void RunRoutedExpertsFast(const KernelConfig& cfg, const std::vector<FfnMatrices
                           int num_tokens, int64_t hidden, const int32_t* experts, const float* routing_weights,
                           const uint8_t* kept, int top_k, float* out, ThreadPool* pool) {
   const int num_experts = static_cast<int>(weights.size());
-  // Per expert: the flat assignment indices (token * top_k + slot) it serves, in token order.
-  std::vector<std::vector<int32_t>> assigned(num_experts);
-  for (int32_t a = 0; a < num_tokens * top_k; ++a) {
-    if (kept[a]) assigned[experts[a]].push_back(a);
-  }
+  const std::vector<std::vector<int32_t>> assigned = AssignmentsByExpert(experts, kept, num_tokens, top_k, num_experts);
   std::vector<std::vector<float>> gathered(num_experts), results(num_experts);
   std::vector<FfnJob> jobs;
   for (int e = 0; e < num_experts; ++e) {
@@ -127,22 +124,12 @@ void RunRoutedExpertsFast(const KernelConfig& cfg, const std::vector<FfnMatrices
     if (rows.empty()) continue;
     const int64_t n = static_cast<int64_t>(rows.size());
     gathered[e].resize(n * hidden);
-    for (int64_t i = 0; i < n; ++i) {
-      std::copy_n(x + static_cast<int64_t>(rows[i] / top_k) * hidden, hidden, gathered[e].data() + i * hidden);
-    }
+    GatherAssignedRows(x, rows, top_k, hidden, gathered[e].data());
     results[e].resize(n * hidden);
     jobs.push_back({&weights[e], gathered[e].data(), n, results[e].data()});
   }
   RunFfnJobs(cfg, jobs, hidden, pool);
-  for (int e = 0; e < num_experts; ++e) {
-    const std::vector<int32_t>& rows = assigned[e];
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const float w = routing_weights[rows[i]];
-      float* dst = out + static_cast<int64_t>(rows[i] / top_k) * hidden;
-      const float* src = results[e].data() + i * hidden;
-      for (int64_t j = 0; j < hidden; ++j) dst[j] += w * src[j];
-    }
-  }
+  AddWeightedExpertOutputs(assigned, results, routing_weights, top_k, hidden, out);
 }
 
 }  // namespace moed::cpu

@@ -128,7 +128,6 @@ void FastPath::RunLayer(int l, const std::vector<QueryRow>& rows, const KvLayerV
   const Layer& L = layers_[l];
   const int64_t n = static_cast<int64_t>(rows.size());
   const int64_t hidden = s.hidden_size, qd = a.q_dim(), kvd = a.kv_dim();
-  const int hd = a.head_dim;
   const float eps = s.rms_norm_eps;
 
   std::vector<float> h(n * hidden), q(n * qd), k(n * kvd), v(n * kvd), attn(n * a.o_dim());
@@ -136,17 +135,7 @@ void FastPath::RunLayer(int l, const std::vector<QueryRow>& rows, const KvLayerV
   Linear(cfg_, h.data(), n, L.w.q_proj, Ptr(L.q_bias), q.data(), pool);
   Linear(cfg_, h.data(), n, L.w.k_proj, Ptr(L.k_bias), k.data(), pool);
   Linear(cfg_, h.data(), n, L.w.v_proj, Ptr(L.v_bias), v.data(), pool);
-  if (a.qk_norm == QkNorm::kPerHead) {
-    RmsNorm(q.data(), n * a.num_heads, hd, L.q_norm.data(), eps);
-    RmsNorm(k.data(), n * a.num_kv_heads, hd, L.k_norm.data(), eps);
-  } else if (a.qk_norm == QkNorm::kFull) {
-    RmsNorm(q.data(), n, qd, L.q_norm.data(), eps);
-    RmsNorm(k.data(), n, kvd, L.k_norm.data(), eps);
-  }
-  for (int64_t r = 0; r < n; ++r) {
-    RotateHeads(a.rope, inv_freq, rows[r].pos, q.data() + r * qd, a.num_heads, hd);
-    RotateHeads(a.rope, inv_freq, rows[r].pos, k.data() + r * kvd, a.num_kv_heads, hd);
-  }
+  NormAndRotateQk(a, L.q_norm.data(), L.k_norm.data(), eps, inv_freq, rows, q.data(), k.data());
   WriteKv(kv, rows, k.data(), v.data());
   PagedAttentionFast(cfg_.isa, kv, rows, q.data(), a.num_heads, a.sliding_window, a.softmax_scale, attn.data(), pool);
   std::vector<float> o(n * hidden);

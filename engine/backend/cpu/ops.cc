@@ -216,4 +216,34 @@ void AddSharedExpert(const float* h, const float* shared, const float* gate_weig
   }
 }
 
+std::vector<std::vector<int32_t>> AssignmentsByExpert(const int32_t* experts, const uint8_t* kept, int num_tokens,
+                                                      int top_k, int num_experts) {
+  std::vector<std::vector<int32_t>> assigned(num_experts);
+  for (int32_t a = 0; a < num_tokens * top_k; ++a) {
+    if (kept[a]) assigned[experts[a]].push_back(a);
+  }
+  return assigned;
+}
+
+void GatherAssignedRows(const float* x, const std::vector<int32_t>& assignments, int top_k, int64_t hidden,
+                        float* dst) {
+  for (size_t i = 0; i < assignments.size(); ++i) {
+    std::copy_n(x + static_cast<int64_t>(assignments[i] / top_k) * hidden, hidden, dst + i * hidden);
+  }
+}
+
+void AddWeightedExpertOutputs(const std::vector<std::vector<int32_t>>& assigned,
+                              const std::vector<std::vector<float>>& results, const float* routing_weights, int top_k,
+                              int64_t hidden, float* out) {
+  for (size_t e = 0; e < assigned.size(); ++e) {
+    const std::vector<int32_t>& rows = assigned[e];
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float w = routing_weights[rows[i]];
+      float* dst = out + static_cast<int64_t>(rows[i] / top_k) * hidden;
+      const float* src = results[e].data() + i * hidden;
+      for (int64_t j = 0; j < hidden; ++j) dst[j] += w * src[j];
+    }
+  }
+}
+
 }  // namespace moed::cpu

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/common/thread_pool.h"
 
@@ -30,5 +31,19 @@ void Softmax(float* x, int64_t n);
 // sigmoid(h_r · gate_weight) when gate_weight (hidden) is given (qwen2_moe), else 1.
 void AddSharedExpert(const float* h, const float* shared, const float* gate_weight, int64_t rows, int hidden,
                      float* y);
+
+// Routed experts, both kernel sets. Per expert: the flat assignment indices (token · top_k + slot) it serves, kept
+// ones only, in token order. experts / kept: (num_tokens · top_k).
+std::vector<std::vector<int32_t>> AssignmentsByExpert(const int32_t* experts, const uint8_t* kept, int num_tokens,
+                                                      int top_k, int num_experts);
+// dst (assignments.size(), hidden) = the rows of x (tokens, hidden) of the assignments' tokens.
+void GatherAssignedRows(const float* x, const std::vector<int32_t>& assignments, int top_k, int64_t hidden,
+                        float* dst);
+// out (tokens, hidden) += routing_weights[a] · results[e] row of a, for every expert e and assignment a of
+// assigned[e], experts ascending then assignments in order (a fixed summation order). results[e]:
+// (assigned[e].size(), hidden).
+void AddWeightedExpertOutputs(const std::vector<std::vector<int32_t>>& assigned,
+                              const std::vector<std::vector<float>>& results, const float* routing_weights, int top_k,
+                              int64_t hidden, float* out);
 
 }  // namespace moed::cpu
