@@ -1,8 +1,8 @@
 // cpu-decode-bench: CPU backend decode throughput on a model (a directory, default models/fortune-moe, or
 // synthetic:<name>) at each batch of --batches (all sequences in one Step), against a floor of weight bytes read
 // per step / measured memcpy bandwidth; and with --prefill N, one N-token prefill Step against FLOPs / the measured
-// register-only FMA rate on the same threads (fast-bf16: the routed experts' share at the vdpbf16ps rate).
-//   cpu-decode-bench [--model DIR|synthetic:NAME] [--cpu-kernels fast|fast-bf16|reference] [--threads N] [--steps N]
+// register-only FMA rate on the same threads (fast on AVX512_BF16: the routed experts' share at the vdpbf16ps rate).
+//   cpu-decode-bench [--model DIR|synthetic:NAME] [--cpu-kernels fast|fast-fp32|reference] [--threads N] [--steps N]
 //                    [--reps N] [--batches 1,8,32] [--prefill N]
 // Prints one JSON object.
 #include <algorithm>
@@ -127,7 +127,7 @@ Result BenchBatch(Backend& b, int batch, int steps, int reps) {
 }
 
 // Multiply-adds of one prefill of n tokens (projections, router, top_k experts, causal attention; lm_head once), and
-// the routed experts' share of them (what --cpu-kernels fast-bf16 runs on vdpbf16ps).
+// the routed experts' share of them (what --cpu-kernels fast runs on vdpbf16ps).
 struct PrefillWork {
   double macs = 0;
   double routed_expert_macs = 0;
@@ -188,7 +188,7 @@ int Run(int argc, char** argv) {
     else if (flag == "--threads") ok = absl::SimpleAtoi(v, &threads) && threads >= 0;
     else if (flag == "--steps") ok = absl::SimpleAtoi(v, &steps) && steps > 0;
     else if (flag == "--reps") ok = absl::SimpleAtoi(v, &reps) && reps > 0;
-    else if (flag == "--cpu-kernels") ok = (kernels = v) == "fast" || v == "fast-bf16" || v == "reference";
+    else if (flag == "--cpu-kernels") ok = (kernels = v) == "fast" || v == "fast-fp32" || v == "reference";
     else if (flag == "--prefill") ok = absl::SimpleAtoi(v, &prefill) && prefill >= 0;
     else if (flag == "--batches") {
       batches.clear();
@@ -222,9 +222,9 @@ int Run(int argc, char** argv) {
   ThreadPool peak_pool(threads);
   const bench::Rate peak = bench::PeakMacRate(peak_pool, /*bf16=*/false);
   const double peak_macs = peak.per_s;
-  // fast-bf16 runs the routed experts on vdpbf16ps (twice the lanes): their share of the floor at that rate.
+  // fast runs the routed experts on vdpbf16ps (twice the lanes): their share of the floor at that rate.
   const bench::Rate peak_bf16 =
-      kernels == "fast-bf16" ? bench::PeakMacRate(peak_pool, /*bf16=*/true) : bench::Rate{};
+      kernels == "fast" ? bench::PeakMacRate(peak_pool, /*bf16=*/true) : bench::Rate{};
   // Bytes per weight the kernels read: the checkpoint's dtype on the fast path, fp32 on the reference.
   const double weight_bytes = kernels != "reference" ? DTypeSize(model->weights.layers[0].q_proj.dtype) : 4.0;
   nlohmann::json j;

@@ -51,8 +51,8 @@ ABSL_FLAG(std::string, auth_token_file, kDefaults.auth_token_file,
 ABSL_FLAG(std::string, backend, kDefaults.backend, "auto | cpu | cuda");
 ABSL_FLAG(int, threads, kDefaults.threads, "CPU backend worker threads; 0 = all hardware threads");
 ABSL_FLAG(std::string, cpu_kernels, kDefaults.cpu_kernels,
-          "CPU backend kernels: fast (weights in the checkpoint's dtype, SIMD picked at run time) | fast-bf16 (fast, "
-          "routed experts' inputs rounded to bf16 as llama.cpp does) | reference (fp32)");
+          "CPU backend kernels: fast (weights in the checkpoint's dtype, SIMD picked at run time, routed experts' "
+          "inputs rounded to bf16 as llama.cpp does) | fast-fp32 (fast with fp32 activations) | reference (fp32)");
 ABSL_FLAG(int, max_running_seqs, kDefaults.max_running_seqs, "sequences in the running batch");
 ABSL_FLAG(int, max_batch_tokens, kDefaults.max_batch_tokens, "tokens per engine step (prefill chunks + decode tokens)");
 ABSL_FLAG(int, max_queue, kDefaults.max_queue,
@@ -247,9 +247,9 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (c.health_port != -1) MOED_RETURN_IF_ERROR(CheckPort("health-port", c.health_port));
   if (c.http_port != -1) MOED_RETURN_IF_ERROR(CheckPort("http-port", c.http_port));
   MOED_RETURN_IF_ERROR(RequireAtLeast("threads", c.threads, 0));
-  if (c.cpu_kernels != "fast" && c.cpu_kernels != "fast-bf16" && c.cpu_kernels != "reference") {
+  if (c.cpu_kernels != "fast" && c.cpu_kernels != "fast-fp32" && c.cpu_kernels != "reference") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--cpu-kernels must be fast, fast-bf16 or reference, got '", c.cpu_kernels, "'"));
+        absl::StrCat("--cpu-kernels must be fast, fast-fp32 or reference, got '", c.cpu_kernels, "'"));
   }
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-running-seqs", c.max_running_seqs, 1));
   MOED_RETURN_IF_ERROR(RequireAtLeast("max-batch-tokens", c.max_batch_tokens, 1));

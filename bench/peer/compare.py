@@ -98,7 +98,7 @@ def main():
     ap.add_argument("--skip-kernels", action="store_true", help="only the serving rows")
     ap.add_argument("--serve-kernels", default="fast", help="moed's --cpu-kernels in the serving rows")
     ap.add_argument("--moed-kernels", default="fast,reference",
-                    help="moed's --cpu-kernels values for the kernel rows, comma-separated (fast, fast-bf16, reference)")
+                    help="moed's --cpu-kernels values for the kernel rows, comma-separated (fast, fast-fp32, reference)")
     a = ap.parse_args()
     models = []
     for m in a.model:

@@ -4,10 +4,10 @@
 #      download, no wheel; the server without its web UI, which would be downloaded);
 #   2. writes a ~224M Mixtral-shape model (bench/peer/make_mixtral.py) as a checkpoint directory and a bf16 GGUF,
 #      and fortune-moe as a bf16 GGUF;
-#   3. runs bench/peer/compare.py: moed fast, fast-bf16 and reference and llama.cpp, batch-1 decode and a 512-token
+#   3. runs bench/peer/compare.py: moed fast, fast-fp32 and reference and llama.cpp, batch-1 decode and a 512-token
 #      prefill — at one thread rated per CPU-second (the table in bench/RESULTS.md; robust on a shared machine),
 #      then at two threads by the wall clock;
-#   4. the serving rows at two threads, then at one (then fast-bf16 at one): moe-bench against moed and
+#   4. the serving rows at two threads, then at one (then fast-fp32 at one): moe-bench against moed and
 #      bench/peer/serve.py's client against llama-server, concurrency 1, 8 and 32, the same prompt token ids and
 #      max tokens (compare.py --llama-server).
 # Usage: bench/peer/run.sh [WORK_DIR (default /tmp/moed-peer)] [ROUNDS (default 3)]
@@ -41,14 +41,14 @@ cd "$ROOT"
 MODELS=(--model "fortune-moe=models/fortune-moe:$WORK/fortune/model-bf16.gguf"
         --model "mixtral-224m=$WORK/m224/hf:$WORK/m224/model-bf16.gguf")
 "$PY" bench/peer/compare.py --build build --llama-bench "$SRC/build/bin/llama-bench" --rounds "$ROUNDS" \
-  --threads 1 --cpu-time --moed-kernels fast,fast-bf16,reference "${MODELS[@]}"
+  --threads 1 --cpu-time --moed-kernels fast,fast-fp32,reference "${MODELS[@]}"
 "$PY" bench/peer/compare.py --build build --llama-bench "$SRC/build/bin/llama-bench" --rounds "$ROUNDS" \
   --threads 2 "${MODELS[@]}"
 for THREADS in 2 1; do
   "$PY" bench/peer/compare.py --build build --llama-server "$SRC/build/bin/llama-server" --skip-kernels \
     --rounds "$ROUNDS" --threads "$THREADS" --serve-concurrency 1,8,32 --serve-min-requests 16 "${MODELS[@]}"
 done
-# The opt-in --cpu-kernels fast-bf16 (llama.cpp's activation rounding) in the serving rows, one thread.
+# --cpu-kernels fast-fp32 (fp32 activations in the routed experts too) in the serving rows, one thread.
 "$PY" bench/peer/compare.py --build build --llama-server "$SRC/build/bin/llama-server" --skip-kernels \
-  --rounds "$ROUNDS" --threads 1 --serve-kernels fast-bf16 --serve-concurrency 1,8,32 --serve-min-requests 16 \
+  --rounds "$ROUNDS" --threads 1 --serve-kernels fast-fp32 --serve-concurrency 1,8,32 --serve-min-requests 16 \
   "${MODELS[@]}"

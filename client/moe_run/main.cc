@@ -55,8 +55,8 @@ ABSL_FLAG(std::string, logits_out, "", "write the prompt's last-position logits 
 ABSL_FLAG(std::string, backend, "auto", "auto | cpu | cuda");
 ABSL_FLAG(int, threads, kBackend.num_threads, "CPU backend worker threads; 0 = all hardware threads");
 ABSL_FLAG(std::string, cpu_kernels, "fast",
-          "CPU kernels: fast (checkpoint-dtype weights, AVX2/AVX-512) | fast-bf16 (fast, routed experts' inputs "
-          "rounded to bf16) | reference (the fp32 reference backend)");
+          "CPU kernels: fast (checkpoint-dtype weights, AVX2/AVX-512, routed experts' inputs rounded to bf16) | "
+          "fast-fp32 (fast with fp32 activations) | reference (the fp32 reference backend)");
 ABSL_FLAG(float, moe_capacity_factor, kBackend.moe_capacity_factor, "expert capacity factor; 0 = dropless");
 ABSL_FLAG(int, expert_cache_slots, kBackend.expert_cache_slots,
           "hot-expert cache: resident routed experts in total; 0 = all resident");
@@ -157,8 +157,8 @@ std::optional<ArgError> ArgsFromFlags(Args& a) {
   if (!(a.capacity_factor >= 0) || !std::isfinite(a.capacity_factor)) {
     return ArgError{absl::StrFormat("--moe-capacity-factor must be ≥ 0, got %g", a.capacity_factor)};
   }
-  if (a.cpu_kernels != "fast" && a.cpu_kernels != "fast-bf16" && a.cpu_kernels != "reference") {
-    return ArgError{absl::StrFormat("--cpu-kernels must be fast, fast-bf16 or reference, got '%s'", a.cpu_kernels)};
+  if (a.cpu_kernels != "fast" && a.cpu_kernels != "fast-fp32" && a.cpu_kernels != "reference") {
+    return ArgError{absl::StrFormat("--cpu-kernels must be fast, fast-fp32 or reference, got '%s'", a.cpu_kernels)};
   }
   if (a.backend != "auto" && a.backend != "cpu" && a.backend != "cuda") {
     return ArgError{absl::StrFormat("--backend must be auto, cpu or cuda, got '%s'", a.backend)};

@@ -75,9 +75,10 @@ struct BackendOptions {
   float moe_capacity_factor = 0.0f;
   int num_threads = 0;  // CPU worker threads; 0 = all hardware threads
   // CPU backend kernels: "reference" (fp32 weights, the parity baseline), "fast" (weights in the checkpoint's
-  // dtype, SIMD kernels picked at run time, fp32 activations, held to the reference within 1e-5; MLA layers run the
-  // reference) or "fast-bf16" (fast, with the routed experts' inputs rounded to bf16 as llama.cpp does: faster
-  // prefill on AVX512_BF16 CPUs, logits within ~3e-2 of the reference). With the expert cache on (expert_cache_slots/bytes > 0) every layer runs the reference.
+  // dtype, SIMD kernels picked at run time; the routed experts' inputs rounded to bf16 as llama.cpp does, on
+  // AVX512_BF16 CPUs: logits within ~3e-2 of the reference; MLA layers run the reference) or "fast-fp32" (fast with
+  // fp32 activations everywhere: held to the reference within 1e-5). With the expert cache on
+  // (expert_cache_slots/bytes > 0) every layer runs the reference.
   // The front ends (moed, moe-run) default to "fast".
   std::string cpu_kernels = "reference";
   // Hot-expert cache: routed experts resident in a bounded slot pool (the device tier), the rest in the host tier.

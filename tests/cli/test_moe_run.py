@@ -65,7 +65,9 @@ def test_prompt_ids_and_sampling_are_deterministic_by_seed():
 def test_logits_out_matches_golden(tmp_path):
     path = tmp_path / "logits.json"
     case = golden_case("Linux is")
-    out = run("--model", MODEL, "--prompt", "Linux is", "--max-tokens", 0, "--logits-out", path, "--json")
+    # fp32 activations (the default fast rounds the routed experts' inputs to bf16: test_cpu_kernels_* below).
+    out = run("--model", MODEL, "--prompt", "Linux is", "--max-tokens", 0, "--logits-out", path, "--json",
+              "--cpu-kernels", "fast-fp32")
     obj = json.loads(out.stdout)
     assert obj["output_ids"] == [] and obj["text"] == ""
     logits = json.loads(path.read_text())
@@ -75,16 +77,19 @@ def test_logits_out_matches_golden(tmp_path):
 
 
 def test_cpu_kernels_fast_and_reference_agree(tmp_path):
-    """Both CPU kernel sets give the golden greedy ids, and logits within the fast path's measured bound."""
+    """Every CPU kernel set gives the golden greedy ids, and logits within its measured bound."""
     case = golden_case(PROMPT)
     logits = {}
-    for kernels in ("fast", "reference"):
+    for kernels in ("fast", "fast-fp32", "reference"):
         path = tmp_path / f"{kernels}.json"
         out = run("--model", MODEL, "--prompt", PROMPT, "--max-tokens", 32, "--temperature", 0, "--json",
                   "--backend", "cpu", "--cpu-kernels", kernels, "--logits-out", path)
         assert json.loads(out.stdout)["output_ids"] == case["greedy_ids"], kernels
         logits[kernels] = json.loads(path.read_text())
-    assert max(abs(a - b) for a, b in zip(logits["fast"], logits["reference"])) <= 1e-4
+    # fast-fp32: summation order only (~1e-6). fast rounds the routed experts' inputs to bf16 (on AVX512_BF16 CPUs):
+    # fortune-moe's logits move up to 0.027 over the golden prompts (tests/golden/golden_test.cc), bound 5e-2.
+    assert max(abs(a - b) for a, b in zip(logits["fast-fp32"], logits["reference"])) <= 1e-4
+    assert max(abs(a - b) for a, b in zip(logits["fast"], logits["reference"])) <= 5e-2
 
 
 def test_max_tokens_zero_prints_empty_line():
@@ -113,7 +118,7 @@ def assert_one_line_error(args, needle):
         (["--top-k", "-1"], "--top-k"),
         (["--seed", "x"], "--seed"),
         (["--backend", "tpu"], "--backend"),
-        (["--cpu-kernels", "turbo"], "--cpu-kernels must be fast, fast-bf16 or reference, got 'turbo'"),
+        (["--cpu-kernels", "turbo"], "--cpu-kernels must be fast, fast-fp32 or reference, got 'turbo'"),
         (["--bogus", "1"], "unknown flag"),
         (["--max-tokens"], "needs a value"),
         (["--prompt-ids", "1,99999"], "--prompt-ids"),

@@ -145,7 +145,7 @@ TEST(Flags, ErrorsNameTheFlagOrVariable) {
 
   c = Parse({"--cpu-kernels=turbo"});
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(message(c).find("--cpu-kernels must be fast, fast-bf16 or reference, got 'turbo'"), std::string::npos) << message(c);
+  EXPECT_NE(message(c).find("--cpu-kernels must be fast, fast-fp32 or reference, got 'turbo'"), std::string::npos) << message(c);
 
   c = Parse({"--metrics-per-expert=sometimes"});
   ASSERT_FALSE(c.ok());

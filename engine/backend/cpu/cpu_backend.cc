@@ -66,14 +66,14 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
         "cpu backend: router_zipf (the expert cache benchmark's imposed routing skew) is implemented by the CUDA "
         "backend only");
   }
-  if (options.cpu_kernels != "fast" && options.cpu_kernels != "fast-bf16" && options.cpu_kernels != "reference") {
+  if (options.cpu_kernels != "fast" && options.cpu_kernels != "fast-fp32" && options.cpu_kernels != "reference") {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "cpu backend: cpu_kernels must be fast, fast-bf16 or reference, got '%s'", options.cpu_kernels));
+        "cpu backend: cpu_kernels must be fast, fast-fp32 or reference, got '%s'", options.cpu_kernels));
   }
   // The expert cache's slot pool holds fp32 experts: with it on, every layer runs the reference.
   std::unique_ptr<FastPath> fast;
   if (options.cpu_kernels != "reference" && options.expert_cache_slots == 0 && options.expert_cache_bytes == 0) {
-    const KernelConfig experts = options.cpu_kernels == "fast-bf16" ? Bf16ExpertKernelConfig() : FastKernelConfig();
+    const KernelConfig experts = options.cpu_kernels == "fast" ? Bf16ExpertKernelConfig() : FastKernelConfig();
     MOED_ASSIGN_OR_RETURN(fast, FastPath::Create(model, FastKernelConfig(), experts));
     KeepFreedMemoryInHeap();
   }

@@ -32,8 +32,9 @@ class CpuBackend : public Backend {
                                                             const BackendOptions& options);
 
   std::string_view name() const override { return "cpu"; }
-  // "fast" or "reference": the kernels Step runs (fast may still run some layers on the reference: FastPath).
-  std::string_view kernels() const { return fast_ != nullptr ? "fast" : "reference"; }
+  // "fast", "fast-fp32" or "reference": the kernels Step runs (the fast sets may still run some layers on the
+  // reference: FastPath).
+  std::string_view kernels() const { return fast_ != nullptr ? std::string_view(options_.cpu_kernels) : "reference"; }
   const ModelSpec& spec() const override { return model_->spec; }
   int64_t KvBytesPerBlock(int block_size) const override;
   absl::Status InitKvCache(const KvCacheConfig& config) override;

@@ -17,16 +17,16 @@
 namespace moed::cpu {
 
 // The fast path's kernels on this CPU: ActiveIsa(), x kept in fp32 (weights widened exactly in registers).
-// Here the bf16 dot kernel (x rounded to bf16) is not used. In every linear it moved tiny-mixtral's logits 0.044 from
-// transformers'. In the routed experts alone (rounded at every batch size, so still batch-invariant) it made a
-// 512-token prefill of mixtral-224m 1.35× faster but moved fortune-moe's logits 0.027 (over the 2e-2 bound; the
-// fixtures ≤ 4.6e-3); rounding only the gate/up input flipped a greedy token (tiny-mixtral-swa) and moved
-// fortune-moe 0.42 (a routing choice downstream flipped); rounding only the down input gave 0.016. Routing amplifies
-// any rounding, so fp32 activations stay the default (fast vs reference ≤ 6e-6).
+// fp32 activations everywhere, weights widened exactly (the bf16 dot kernel is not used): attention, routers, shared
+// experts and lm_head under every --cpu-kernels, and the routed experts too under --cpu-kernels fast-fp32 (held to
+// the reference within ~6e-6). The bf16 dot kernel in every linear moved tiny-mixtral's logits 0.044 from
+// transformers'; only gate/up's input rounded flipped a greedy token (tiny-mixtral-swa).
 KernelConfig FastKernelConfig();
-// --cpu-kernels fast-bf16, opt-in: the routed experts' gate/up and down inputs rounded to bf16 at every batch size
-// (as llama.cpp does; batch-invariant) and multiplied by vdpbf16ps on AVX512_BF16 CPUs (elsewhere: as fast).
-// Attention, routers, shared experts and lm_head stay as FastKernelConfig. Bounds in tests/golden/golden_test.cc.
+// The routed experts under --cpu-kernels fast (the default): their gate/up and down inputs rounded to bf16 at every
+// batch size (as llama.cpp does; batch-invariant) and multiplied by vdpbf16ps on AVX512_BF16 CPUs (elsewhere: as
+// FastKernelConfig). The routed experts hold most of an MoE's multiply-adds: a 512-token prefill of mixtral-224m
+// runs ~1.5× faster. The logits move ≤ 4.6e-3 on the fixtures and 0.027 on fortune-moe (routing amplifies rounding);
+// bounds in tests/golden/golden_test.cc.
 KernelConfig Bf16ExpertKernelConfig();
 
 // Immutable after Create; its methods may run on one caller thread at a time (they use the caller's pool).

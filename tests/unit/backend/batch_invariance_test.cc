@@ -98,7 +98,7 @@ TEST_P(BatchInvarianceTest, AloneEqualsChunkedInsideMixedBatches) {
 
 INSTANTIATE_TEST_SUITE_P(FamiliesAndKernels, BatchInvarianceTest,
                          ::testing::Combine(::testing::Values("mixtral-8x7b", "qwen3-30b-a3b", "deepseek-v2-lite"),
-                                            ::testing::Values("fast", "fast-bf16", "reference")),
+                                            ::testing::Values("fast", "fast-fp32", "reference")),
                          [](const auto& info) {
                            std::string n = std::get<0>(info.param) + "_" + std::get<1>(info.param);
                            for (char& c : n) {

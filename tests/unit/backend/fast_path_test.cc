@@ -58,7 +58,7 @@ TEST(CpuKernels, UnknownNameIsRefusedNamingTheOption) {
   auto b = CpuBackend::Create(SmallMixtral(), bo);
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(b.status().message()).find("cpu_kernels must be fast, fast-bf16 or reference, got 'turbo'"),
+  EXPECT_NE(std::string(b.status().message()).find("cpu_kernels must be fast, fast-fp32 or reference, got 'turbo'"),
             std::string::npos)
       << b.status();
 }
@@ -69,6 +69,11 @@ TEST(CpuKernels, FastUnlessTheCpuExpertCacheTierIsOn) {
   auto fast = CpuBackend::Create(SmallMixtral(), bo);
   ASSERT_TRUE(fast.ok()) << fast.status();
   EXPECT_EQ((*fast)->kernels(), "fast");
+  bo.cpu_kernels = "fast-fp32";
+  auto fp32 = CpuBackend::Create(SmallMixtral(), bo);
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  EXPECT_EQ((*fp32)->kernels(), "fast-fp32");
+  bo.cpu_kernels = "fast";
   bo.expert_cache_slots = 4;
   auto cached = CpuBackend::Create(SmallMixtral(), bo);
   ASSERT_TRUE(cached.ok()) << cached.status();
@@ -87,14 +92,21 @@ TEST(CpuKernels, MlaLayersRunTheReference) {
   auto mixtral = FastPath::Create(SmallMixtral(), FastKernelConfig(), FastKernelConfig());
   ASSERT_TRUE(mixtral.ok()) << mixtral.status();
   EXPECT_TRUE((*mixtral)->RunsLayer(0));
-  // Only the embedding and lm_head run fast on an MLA model: fp32 summation order (measured ~1e-6).
+  // Only the embedding and lm_head run fast on an MLA model, with fp32 activations under either fast kernel set:
+  // fp32 summation order (measured ~1e-6).
   EXPECT_LE(MaxDiff(PromptLogits(model, "fast"), PromptLogits(model, "reference")), 1e-4f);
+  EXPECT_LE(MaxDiff(PromptLogits(model, "fast-fp32"), PromptLogits(model, "reference")), 1e-4f);
 }
 
 TEST(FastPath, EveryGqaFamilyMatchesTheReference) {
   for (const char* name : {"mixtral-8x7b", "olmoe-1b-7b", "qwen3-30b-a3b"}) {
     auto model = Small(name);
-    EXPECT_LE(MaxDiff(PromptLogits(model, "fast"), PromptLogits(model, "reference")), 1e-4f) << name;
+    const std::vector<float> reference = PromptLogits(model, "reference");
+    // fp32 activations: summation order only (measured ~1e-6).
+    EXPECT_LE(MaxDiff(PromptLogits(model, "fast-fp32"), reference), 1e-4f) << name;
+    // The routed experts' inputs rounded to bf16 (on AVX512_BF16 CPUs): measured 2.4e-3 to 5.8e-3; the
+    // issue's bound for the fast path is 2e-2.
+    EXPECT_LE(MaxDiff(PromptLogits(model, "fast"), reference), 2e-2f) << name;
   }
 }
 
@@ -148,8 +160,10 @@ TEST(FastPath, F16CheckpointMatchesTheReference) {
     }
   }
   ASSERT_EQ(copy->weights.layers[0].experts[0].gate.dtype, DType::kF16);
-  const float worst = MaxDiff(PromptLogits(copy, "fast"), PromptLogits(copy, "reference"));
-  EXPECT_LE(worst, 1e-4f);  // fp32 summation order only (measured ~1e-6)
+  // f16 weights never take the bf16 dot kernel: fp32 summation order only under either fast set (measured ~1e-6).
+  const std::vector<float> reference = PromptLogits(copy, "reference");
+  EXPECT_LE(MaxDiff(PromptLogits(copy, "fast"), reference), 1e-4f);
+  EXPECT_LE(MaxDiff(PromptLogits(copy, "fast-fp32"), reference), 1e-4f);
 }
 
 }  // namespace
