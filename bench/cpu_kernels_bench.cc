@@ -1,6 +1,7 @@
 // cpu-kernels-bench: each fast CPU kernel against its floor, measured in the same run, and against the fp32
 // reference kernel on the same shapes.
 //   decode GEMV (n = 1): weight bytes ÷ memcpy bandwidth (matrices cycled through 256+ MiB so they come from DRAM);
+//   decode batches (n = 1–8 tokens of one expert, both fast kernel sets): weight bytes ÷ the read-only bandwidth;
 //   prefill GEMM (n = 512): FLOPs ÷ a measured register-only FMA (or vdpbf16ps) rate on the same threads;
 //   paged attention: time against the reference.
 //   cpu-kernels-bench [--threads N] [--reps N] [--hidden 1024] [--ffn 2816]
@@ -120,6 +121,32 @@ int Run(int argc, char** argv) {
     }) / count;
     row["reference_fp32_us"] = 1e6 * tref;
     j["decode_gemv"].push_back(row);
+  }
+  // Decode batches: n = 1–8 tokens through gate-shaped matrices (one expert's few tokens), cycled through ≥ 256 MiB,
+  // with the routed experts' kernels of --cpu-kernels fast (bf16 x, vdpbf16ps) and fast-fp32 (fp32 x). Floor: the
+  // weight bytes at the single-stream read rate measured here (one thread reads; with more, each reads its rows).
+  {
+    const bench::Rate read = bench::ReadRate();
+    j["read_bytes_per_s"] = read.per_s;
+    const int64_t rows = ffn, cols = hidden;
+    const int count = static_cast<int>(std::max<int64_t>(8, (int64_t{256} << 20) / (rows * cols * 2)));
+    const Matrices m = MakeMatrices(count, rows, cols, /*with_f32=*/false);
+    const double bytes = rows * cols * 2.0;
+    for (int64_t n : {1, 2, 3, 4, 6, 8}) {
+      std::vector<float> x(n * cols, 0.01f), y(n * rows);
+      nlohmann::json row{{"shape", {rows, cols}}, {"n", n}, {"floor_us", 1e6 * bytes / read.per_s}};
+      for (const auto& [name, cfg] : {std::pair{"fast", KernelConfig{DetectedIsa(), 1}},
+                                      std::pair{"fast-fp32", KernelConfig{DetectedIsa(), 0}}}) {
+        const double t = Best(reps, [&] {
+          for (int c = 0; c < count; ++c) {
+            Linear(cfg, x.data(), n, {m.bf16[c].data(), DType::kBF16, rows, cols}, nullptr, y.data(), &pool);
+          }
+        }) / count;
+        row[std::string(name) + "_us"] = 1e6 * t;
+        row[std::string(name) + "_weight_gb_per_s"] = bytes / t / 1e9;
+      }
+      j["decode_batch_gemv"].push_back(row);
+    }
   }
   // Prefill GEMM: 512 tokens through one gate-shaped matrix.
   {

@@ -51,6 +51,38 @@ inline Rate MemcpyRate() {
 }
 inline double MemcpyBandwidth() { return MemcpyRate().per_s; }
 
+// Bytes read per second by one thread summing 256 MiB with 32-byte loads (nothing written), best of 5: the floor
+// of a kernel that only streams weights (decode), which memcpy's read-and-write rate understates.
+__attribute__((target("avx2"))) inline float SumBytesAvx2(const char* p, size_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 128 <= n; i += 128) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(reinterpret_cast<const float*>(p + i)));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(reinterpret_cast<const float*>(p + i + 32)));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(reinterpret_cast<const float*>(p + i + 64)));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(reinterpret_cast<const float*>(p + i + 96)));
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  float s = 0;
+  for (float l : lanes) s += l;
+  return s;
+}
+inline Rate ReadRate() {
+  if (cpu::DetectedIsa() < cpu::Isa::kAvx2) return {};
+  const size_t n = size_t{256} << 20;
+  std::vector<char> src(n, 1);
+  Rate best;
+  volatile float sink = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double c0 = ProcessCpuSeconds();
+    sink = sink + SumBytesAvx2(src.data(), n);
+    best.per_s = std::max(best.per_s, n / SecondsSince(t0));
+    best.per_cpu_s = std::max(best.per_cpu_s, n / (ProcessCpuSeconds() - c0));
+  }
+  return best;
+}
+
 // 12 independent accumulators kept in registers (no memory traffic; FP multiply-adds cannot be folded without
 // -ffast-math, so the loop runs as written): the instruction's throughput limit on one thread.
 __attribute__((target("avx512f"))) inline float FmaLoopAvx512(int64_t iters) {

@@ -16,13 +16,19 @@ struct Chunk {
   int64_t cost;  // multiply-adds
 };
 
-// Cuts rows [0, rows) of every job into chunks (a multiple of 8 rows each) about `target` multiply-adds big.
-std::vector<Chunk> MakeChunks(const std::vector<FfnJob>& jobs, bool down, int64_t hidden, int64_t target) {
+// Cuts rows [0, rows) of every job into chunks (a multiple of 8 rows each) about `target` multiply-adds big, and
+// at least `min_bytes` of each weight matrix: a chunk streams its gate rows, then its up rows, and each switch
+// restarts the hardware prefetcher (mixtral-224m decode at batch 32, ~8 tokens per expert, ran 8–10% faster with
+// 256 KB chunks than with the 16 KB that the multiply-add target alone gives).
+std::vector<Chunk> MakeChunks(const std::vector<FfnJob>& jobs, bool down, int64_t hidden, int64_t target,
+                              int64_t min_bytes) {
   std::vector<Chunk> chunks;
   for (size_t j = 0; j < jobs.size(); ++j) {
     const int64_t rows = down ? hidden : jobs[j].w->width;
     const int64_t per_row = jobs[j].n * (down ? jobs[j].w->width : 2 * hidden);
-    int64_t step = std::max<int64_t>(8, target / std::max<int64_t>(1, per_row));
+    const WeightMatrix& m = down ? jobs[j].w->down : jobs[j].w->gate;
+    const int64_t row_bytes = std::max<int64_t>(1, m.cols * DTypeSize(m.dtype));
+    int64_t step = std::max<int64_t>({8, target / std::max<int64_t>(1, per_row), min_bytes / row_bytes});
     step = (step + 7) / 8 * 8;
     for (int64_t r = 0; r < rows; r += step) {
       const int64_t e = std::min(rows, r + step);
@@ -85,8 +91,8 @@ void RunFfnJobs(const KernelConfig& cfg, const std::vector<FfnJob>& jobs, int64_
       st[j].act_split.resize(job.n * width);
     }
   }
-  const int64_t target = int64_t{1} << 17;
-  RunChunks(MakeChunks(jobs, /*down=*/false, hidden, target), pool, [&](const Chunk& c) {
+  const int64_t target = int64_t{1} << 17, min_bytes = int64_t{256} << 10;
+  RunChunks(MakeChunks(jobs, /*down=*/false, hidden, target, min_bytes), pool, [&](const Chunk& c) {
     const FfnJob& job = jobs[c.job];
     JobState& s = st[c.job];
     const int64_t width = job.w->width;
@@ -103,7 +109,7 @@ void RunFfnJobs(const KernelConfig& cfg, const std::vector<FfnJob>& jobs, int64_
       }
     }
   });
-  RunChunks(MakeChunks(jobs, /*down=*/true, hidden, target), pool, [&](const Chunk& c) {
+  RunChunks(MakeChunks(jobs, /*down=*/true, hidden, target, min_bytes), pool, [&](const Chunk& c) {
     const FfnJob& job = jobs[c.job];
     const JobState& s = st[c.job];
     const LinearInput act{s.act.data(), s.act_bf16.empty() ? nullptr : s.act_bf16.data(), job.n, job.w->width,
