@@ -1,7 +1,8 @@
-// ThreadPool implementation: workers wait on a condition variable for a generation bump.
+// ThreadPool implementation: workers spin briefly on a generation counter, then wait on a condition variable.
 #include "engine/common/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace moed {
 namespace {
@@ -13,9 +14,27 @@ std::pair<int64_t, int64_t> SplitRange(int64_t n, int tasks, int task) {
   return {begin, end};
 }
 
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Polls done() for up to `micros` microseconds; true as soon as it holds.
+template <class Done>
+bool SpinUntil(Done&& done, int micros) {
+  if (micros <= 0) return done();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(micros);
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    CpuRelax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= deadline) return done();
+  }
+}
+
 }  // namespace
 
-ThreadPool::ThreadPool(int num_threads) {
+ThreadPool::ThreadPool(int num_threads, int spin_micros) : spin_micros_(spin_micros) {
   if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
@@ -23,7 +42,8 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
+    generation_.fetch_add(1);  // wakes spinning workers too
   }
   work_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
@@ -42,40 +62,49 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
     job_ = &fn;
     job_n_ = n;
     job_tasks_ = tasks;
-    pending_ = tasks - 1;
-    ++generation_;
+    pending_.store(tasks - 1);
+    generation_.fetch_add(1);
   }
-  work_cv_.notify_all();
+  work_cv_.notify_all();  // cheap when every worker is still spinning (no waiter to wake)
   const auto [begin, end] = SplitRange(n, tasks, 0);
   fn(begin, end);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) == 0; }, spin_micros_)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [this] { return pending_.load() == 0; });
+  }
+  std::lock_guard<std::mutex> lock(mu_);
   job_ = nullptr;
 }
 
 void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
+    // A new job is announced by a generation bump: poll it for a while (the next parallel region of a step usually
+    // starts within microseconds), then sleep until notified.
+    if (!SpinUntil([&] { return generation_.load(std::memory_order_acquire) != seen; }, spin_micros_)) {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return generation_.load() != seen; });
+    }
     const std::function<void(int64_t, int64_t)>* job;
     int64_t n;
     int tasks;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      // The job's fields are read under the lock, with the generation they belong to: a worker outside the last
+      // job (index ≥ its tasks) may wake after the caller has already posted the next one.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_.load()) return;
+      seen = generation_.load();
       job = job_;
       n = job_n_;
       tasks = job_tasks_;
     }
-    if (index >= tasks) continue;  // this job has fewer ranges than workers
+    if (job == nullptr || index >= tasks) continue;  // this job has fewer ranges than workers
     const auto [begin, end] = SplitRange(n, tasks, index);
     (*job)(begin, end);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --pending_;
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);  // the caller may be between its check and its wait
+      done_cv_.notify_one();
     }
-    done_cv_.notify_one();
   }
 }
 
