@@ -16,11 +16,11 @@
 
 namespace moed::cpu {
 
-// The fast path's kernels on this CPU: ActiveIsa(), x kept in fp32 (weights widened exactly in registers).
-// fp32 activations everywhere, weights widened exactly (the bf16 dot kernel is not used): attention, routers, shared
-// experts and lm_head under every --cpu-kernels, and the routed experts too under --cpu-kernels fast-fp32 (held to
-// the reference within ~6e-6). The bf16 dot kernel in every linear moved tiny-mixtral's logits 0.044 from
-// transformers'; only gate/up's input rounded flipped a greedy token (tiny-mixtral-swa).
+// The fast path's kernels on this CPU: ActiveIsa(), x kept in fp32 (weights widened exactly in registers; the bf16
+// dot kernel is not used). For attention, routers, shared experts and lm_head under every --cpu-kernels, and for the
+// routed experts too under --cpu-kernels fast-fp32 (held to the reference within ~6e-6). The bf16 dot kernel in every
+// linear moved tiny-mixtral's logits 0.044 from transformers'; in the routed experts alone, rounding only gate/up's
+// input flipped a greedy token (tiny-mixtral-swa), rounding both inputs did not.
 KernelConfig FastKernelConfig();
 // The routed experts under --cpu-kernels fast (the default): their gate/up and down inputs rounded to bf16 at every
 // batch size (as llama.cpp does; batch-invariant) and multiplied by vdpbf16ps on AVX512_BF16 CPUs (elsewhere: as
