@@ -34,20 +34,28 @@ struct Rate {
   double per_cpu_s = 0;
 };
 
-// Bytes copied per second (each read once and written once), 256 MiB, best of 5.
-inline Rate MemcpyRate() {
-  const size_t n = size_t{256} << 20;
-  std::vector<char> src(n, 1), dst(n, 0);
+// `bytes` per second of pass(r), best of 5 passes (r = 0..4), by the wall clock and by this process's CPU time.
+template <class Pass>
+Rate BestOf5(double bytes, Pass&& pass) {
   Rate best;
   for (int r = 0; r < 5; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     const double c0 = ProcessCpuSeconds();
-    std::memcpy(dst.data(), src.data(), n);
-    best.per_s = std::max(best.per_s, n / SecondsSince(t0));
-    best.per_cpu_s = std::max(best.per_cpu_s, n / (ProcessCpuSeconds() - c0));
-    src[r] = dst[n - 1 - r];  // keep the copies observable
+    pass(r);
+    best.per_s = std::max(best.per_s, bytes / SecondsSince(t0));
+    best.per_cpu_s = std::max(best.per_cpu_s, bytes / (ProcessCpuSeconds() - c0));
   }
   return best;
+}
+
+// Bytes copied per second (each read once and written once), 256 MiB, best of 5.
+inline Rate MemcpyRate() {
+  const size_t n = size_t{256} << 20;
+  std::vector<char> src(n, 1), dst(n, 0);
+  return BestOf5(n, [&](int r) {
+    std::memcpy(dst.data(), src.data(), n);
+    src[r] = dst[n - 1 - r];  // keep the copies observable
+  });
 }
 inline double MemcpyBandwidth() { return MemcpyRate().per_s; }
 
@@ -71,16 +79,8 @@ inline Rate ReadRate() {
   if (cpu::DetectedIsa() < cpu::Isa::kAvx2) return {};
   const size_t n = size_t{256} << 20;
   std::vector<char> src(n, 1);
-  Rate best;
   volatile float sink = 0;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const double c0 = ProcessCpuSeconds();
-    sink = sink + SumBytesAvx2(src.data(), n);
-    best.per_s = std::max(best.per_s, n / SecondsSince(t0));
-    best.per_cpu_s = std::max(best.per_cpu_s, n / (ProcessCpuSeconds() - c0));
-  }
-  return best;
+  return BestOf5(n, [&](int) { sink = sink + SumBytesAvx2(src.data(), n); });
 }
 
 // 12 independent accumulators kept in registers (no memory traffic; FP multiply-adds cannot be folded without

@@ -74,14 +74,15 @@ void NormAndRotateQk(const AttentionSpec& a, const float* q_norm, const float* k
     RmsNorm(q, n, qd, q_norm, eps);
     RmsNorm(k, n, kvd, k_norm, eps);
   }
+  std::vector<float> cs;
   for (int64_t r = 0; r < n; ++r) {
-    RotateHeads(a.rope, inv_freq, rows[r].pos, q + r * qd, a.num_heads, hd);
-    RotateHeads(a.rope, inv_freq, rows[r].pos, k + r * kvd, a.num_kv_heads, hd);
+    RopeCosSinAt(a.rope, inv_freq, rows[r].pos, &cs);
+    RotateHeads(a.rope, cs, q + r * qd, a.num_heads, hd);
+    RotateHeads(a.rope, cs, k + r * kvd, a.num_kv_heads, hd);
   }
 }
 
-void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32_t pos, float* x, int heads,
-                 int head_dim) {
+void RopeCosSinAt(const RopeSpec& rope, const std::vector<float>& inv_freq, int32_t pos, std::vector<float>* cs) {
   // Dynamic NTK grows the base past the original context: the table of this position (seq_len = pos + 1).
   std::vector<float> grown;
   const float* table = inv_freq.data();
@@ -89,8 +90,11 @@ void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32
     grown = RopeInvFreq(rope, static_cast<int64_t>(pos) + 1);
     table = grown.data();
   }
-  std::vector<float> cs(rope.dim);  // cos, then sin: one evaluation for every head
-  RopeCosSin(rope, table, pos, cs.data(), cs.data() + rope.dim / 2);
+  cs->resize(rope.dim);
+  RopeCosSin(rope, table, pos, cs->data(), cs->data() + rope.dim / 2);
+}
+
+void RotateHeads(const RopeSpec& rope, const std::vector<float>& cs, float* x, int heads, int head_dim) {
   for (int h = 0; h < heads; ++h) {
     float* v = x + static_cast<int64_t>(h) * head_dim + (head_dim - rope.dim);
     ApplyRopeCosSin(rope, cs.data(), cs.data() + rope.dim / 2, v);

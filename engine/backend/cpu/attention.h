@@ -40,10 +40,13 @@ void WriteKv(const KvLayerView& kv, const std::vector<QueryRow>& rows, const flo
 void PagedAttention(const KvLayerView& kv, const std::vector<QueryRow>& rows, const float* q, int num_heads,
                     int sliding_window, float scale, float* out, ThreadPool* pool);
 
-// Rotates the rope part (the last rope.dim floats) of `heads` head vectors of `head_dim` floats starting at x, at
-// `pos`. `inv_freq` (rope.dim / 2) is the table for positions within the original context (RopeInvFreq(rope)).
-void RotateHeads(const RopeSpec& rope, const std::vector<float>& inv_freq, int32_t pos, float* x, int heads,
-                 int head_dim);
+// cos, then sin (rope.dim / 2 each) of position `pos` into *cs, shared by every head rotated at that position.
+// `inv_freq` (rope.dim / 2) is the table for positions within the original context (RopeInvFreq(rope)); dynamic NTK
+// past it uses the table of this position.
+void RopeCosSinAt(const RopeSpec& rope, const std::vector<float>& inv_freq, int32_t pos, std::vector<float>* cs);
+// Rotates the rope part (the last rope.dim floats) of `heads` head vectors of `head_dim` floats starting at x by cs
+// (RopeCosSinAt of their position).
+void RotateHeads(const RopeSpec& rope, const std::vector<float>& cs, float* x, int heads, int head_dim);
 
 // The step's q (rows, q_dim) and k (rows, kv_dim) after their projections: the spec's q/k RMSNorm (per head or over
 // the whole row; q_norm / k_norm unused when the spec has none), then RoPE at each row's position. Both backends'

@@ -29,11 +29,13 @@ void MlaAttention(const AttentionSpec& a, const CpuLayer& w, float eps, const st
   // Latent and rope key of every row, into the cache.
   std::vector<float> ckv(n * (C + R));
   MatMul(h, n, hidden, w.kv_a_proj.data(), C + R, nullptr, ckv.data(), pool);
+  std::vector<float> cs;
   for (int64_t r = 0; r < n; ++r) {
     float* row = ckv.data() + r * (C + R);
     RmsNorm(row, 1, C, w.kv_a_norm.data(), eps);
-    RotateHeads(a.rope, inv_freq, rows[r].pos, row + C, 1, R);
-    RotateHeads(a.rope, inv_freq, rows[r].pos, q.data() + r * q_stride, heads, qk);
+    RopeCosSinAt(a.rope, inv_freq, rows[r].pos, &cs);
+    RotateHeads(a.rope, cs, row + C, 1, R);
+    RotateHeads(a.rope, cs, q.data() + r * q_stride, heads, qk);
     std::copy_n(row, C + R, cache.data + cache.Offset(rows[r].block_table, rows[r].pos));
   }
 

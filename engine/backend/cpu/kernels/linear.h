@@ -28,11 +28,12 @@ struct WeightMatrix {
 // How the products are computed.
 struct KernelConfig {
   Isa isa = Isa::kScalar;  // clamped to DetectedIsa() by the kernels
-  // Products with at least this many rows of x (prefill) against bf16 weights use vdpbf16ps on AVX512_BF16 CPUs:
-  // x is rounded to bf16 once per product (relative error ≤ 2⁻⁸ per element, fp32 accumulation). Smaller
-  // products (decode), other dtypes and lower levels keep x in fp32 and widen the weights exactly.
-  // 0 = never round x. Non-zero breaks batch invariance (a row's result then depends on how many rows share its
-  // product) and is for benchmarks only.
+  // Products with at least this many rows of x against bf16 weights use vdpbf16ps on AVX512_BF16 CPUs: x is
+  // rounded to bf16 once per product (relative error ≤ 2⁻⁸ per element, fp32 accumulation). Smaller products,
+  // other dtypes and lower levels keep x in fp32 and widen the weights exactly.
+  // 0 = never round x; 1 = always (the routed experts under --cpu-kernels fast: Bf16ExpertKernelConfig). Both are
+  // batch-invariant; a larger value is not (a row's result then depends on how many rows share its product) and is
+  // for benchmarks only.
   int64_t bf16_dot_min_rows = 0;
 };
 

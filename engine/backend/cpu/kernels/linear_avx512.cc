@@ -20,6 +20,35 @@
 namespace moed::cpu::kernels {
 namespace {
 
+// acc[j][t] = 0 for an R × T tile of accumulators.
+template <int R, int T>
+MOED_AVX512_INLINE void ZeroTile(__m512 (&acc)[R][T]) {
+#pragma GCC unroll 8
+  for (int j = 0; j < R; ++j) {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[j][t] = _mm512_setzero_ps();
+  }
+}
+
+// y[t·ldy + r + j] = the lanes of acc[j][t] summed as _mm512_reduce_add_ps sums them, for j < R, t < T; the 4 × 4
+// tile by ReduceAdd16 (16 sums at once, bitwise the same; quarter t = the 4 rows of token t).
+template <int R, int T>
+MOED_AVX512_INLINE void StoreTileSums(__m512 (&acc)[R][T], float* y, int64_t ldy, int64_t r) {
+  if constexpr (R == 4 && T == 4) {
+    const __m512 sums = ReduceAdd16(&acc[0][0]);
+    _mm_storeu_ps(y + r, _mm512_extractf32x4_ps(sums, 0));
+    _mm_storeu_ps(y + ldy + r, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(y + 2 * ldy + r, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(y + 3 * ldy + r, _mm512_extractf32x4_ps(sums, 3));
+  } else {
+#pragma GCC unroll 8
+    for (int j = 0; j < R; ++j) {
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
+    }
+  }
+}
+
 // 16 weights from element i of w as fp32; `m` masks a tail (elements past it read as 0 and are not loaded).
 template <DType D>
 MOED_AVX512_INLINE __m512 Widen16(const void* w, int64_t i, __mmask16 m) {
@@ -39,11 +68,7 @@ MOED_AVX512_INLINE __m512 Widen16(const void* w, int64_t i, __mmask16 m) {
 template <DType D, int R, int T>
 MOED_AVX512 void Tile(const float* x, int64_t k, const void* w, int64_t r, float* y, int64_t ldy) {
   __m512 acc[R][T];
-#pragma GCC unroll 8
-  for (int j = 0; j < R; ++j) {
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) acc[j][t] = _mm512_setzero_ps();
-  }
+  ZeroTile(acc);
   for (int64_t i = 0; i < k; i += 16) {
     const __mmask16 m = k - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (k - i)) - 1);
     __m512 xv[T];
@@ -56,11 +81,7 @@ MOED_AVX512 void Tile(const float* x, int64_t k, const void* w, int64_t r, float
       for (int t = 0; t < T; ++t) acc[j][t] = _mm512_fmadd_ps(wv, xv[t], acc[j][t]);
     }
   }
-#pragma GCC unroll 8
-  for (int j = 0; j < R; ++j) {
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
-  }
+  StoreTileSums(acc, y, ldy, r);
 }
 
 // All n tokens against weight rows [r, r + R), six tokens per tile.
@@ -95,11 +116,7 @@ MOED_AVX512_INLINE __m512 OddBf16(__m512i w) {
 template <int R, int T>
 MOED_AVX512 void TileSplit(const float* xs, int64_t k, const uint16_t* w, int64_t r, float* y, int64_t ldy) {
   __m512 acc[R][T];
-#pragma GCC unroll 8
-  for (int j = 0; j < R; ++j) {
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) acc[j][t] = _mm512_setzero_ps();
-  }
+  ZeroTile(acc);
   for (int64_t i = 0; i < k; i += 32) {
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
@@ -115,19 +132,7 @@ MOED_AVX512 void TileSplit(const float* xs, int64_t k, const uint16_t* w, int64_
       }
     }
   }
-  if constexpr (R == 4 && T == 4) {  // the prefill tile: 16 sums at once, quarter t = the 4 rows of token t
-    const __m512 sums = ReduceAdd16(&acc[0][0]);
-    _mm_storeu_ps(y + r, _mm512_extractf32x4_ps(sums, 0));
-    _mm_storeu_ps(y + ldy + r, _mm512_extractf32x4_ps(sums, 1));
-    _mm_storeu_ps(y + 2 * ldy + r, _mm512_extractf32x4_ps(sums, 2));
-    _mm_storeu_ps(y + 3 * ldy + r, _mm512_extractf32x4_ps(sums, 3));
-  } else {
-#pragma GCC unroll 8
-    for (int j = 0; j < R; ++j) {
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
-    }
-  }
+  StoreTileSums(acc, y, ldy, r);
 }
 
 // All T tokens against weight rows [r0, r1), R rows per tile.
@@ -224,29 +229,24 @@ MOED_AVX512BF16_INLINE void AccumulateBf16(const uint16_t* x, int64_t k, const u
 template <int R, int T, bool kRowByRow = false>
 MOED_AVX512BF16 void TileBf16(const uint16_t* x, int64_t k, const uint16_t* w, int64_t r, float* y, int64_t ldy) {
   __m512 acc[R][T];
-#pragma GCC unroll 8
-  for (int j = 0; j < R; ++j) {
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) acc[j][t] = _mm512_setzero_ps();
-  }
+  ZeroTile(acc);
   if constexpr (kRowByRow) {
 #pragma GCC unroll 8
     for (int j = 0; j < R; ++j) AccumulateBf16<1, T>(x, k, w + (r + j) * k, reinterpret_cast<__m512(&)[1][T]>(acc[j]));
   } else {
     AccumulateBf16<R, T>(x, k, w + r * k, acc);
   }
-  if constexpr (R == 4 && T == 4) {  // 16 sums at once, quarter t = the 4 rows of token t (as TileSplit)
-    const __m512 sums = ReduceAdd16(&acc[0][0]);
-    _mm_storeu_ps(y + r, _mm512_extractf32x4_ps(sums, 0));
-    _mm_storeu_ps(y + ldy + r, _mm512_extractf32x4_ps(sums, 1));
-    _mm_storeu_ps(y + 2 * ldy + r, _mm512_extractf32x4_ps(sums, 2));
-    _mm_storeu_ps(y + 3 * ldy + r, _mm512_extractf32x4_ps(sums, 3));
+  StoreTileSums(acc, y, ldy, r);
+}
+
+// TileBf16 row by row when `first` (the pass that reads the rows from memory), else side by side.
+template <int R, int T>
+MOED_AVX512BF16_INLINE void TileBf16Pass(bool first, const uint16_t* x, int64_t k, const uint16_t* w, int64_t r,
+                                         float* y, int64_t ldy) {
+  if (first) {
+    TileBf16<R, T, /*kRowByRow=*/true>(x, k, w, r, y, ldy);
   } else {
-#pragma GCC unroll 8
-    for (int j = 0; j < R; ++j) {
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) y[t * ldy + r + j] = _mm512_reduce_add_ps(acc[j][t]);
-    }
+    TileBf16<R, T>(x, k, w, r, y, ldy);
   }
 }
 
@@ -256,18 +256,13 @@ template <int R>
 MOED_AVX512BF16 void TokenGroupsBf16(const uint16_t* x, int64_t n, int64_t k, const uint16_t* w, int64_t r, float* y,
                                      int64_t ldy) {
   int64_t t = 0;
-  if (n >= 4) {
-    TileBf16<R, 4, /*kRowByRow=*/true>(x, k, w, r, y, ldy);
-    t = 4;
-  }
-  for (; t + 4 <= n; t += 4) TileBf16<R, 4>(x + t * k, k, w, r, y + t * ldy, ldy);
+  for (; t + 4 <= n; t += 4) TileBf16Pass<R, 4>(t == 0, x + t * k, k, w, r, y + t * ldy, ldy);
   const uint16_t* xt = x + t * k;
   float* yt = y + t * ldy;
-  const bool first = t == 0;
   switch (n - t) {
-    case 1: first ? TileBf16<R, 1, true>(xt, k, w, r, yt, ldy) : TileBf16<R, 1>(xt, k, w, r, yt, ldy); break;
-    case 2: first ? TileBf16<R, 2, true>(xt, k, w, r, yt, ldy) : TileBf16<R, 2>(xt, k, w, r, yt, ldy); break;
-    case 3: first ? TileBf16<R, 3, true>(xt, k, w, r, yt, ldy) : TileBf16<R, 3>(xt, k, w, r, yt, ldy); break;
+    case 1: TileBf16Pass<R, 1>(t == 0, xt, k, w, r, yt, ldy); break;
+    case 2: TileBf16Pass<R, 2>(t == 0, xt, k, w, r, yt, ldy); break;
+    case 3: TileBf16Pass<R, 3>(t == 0, xt, k, w, r, yt, ldy); break;
     default: break;
   }
 }
